@@ -1,0 +1,214 @@
+"""Engine behaviour users rely on: theory-backed profiles, NaN handling, clipping, optimizers."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from tests.conftest import make_sim
+from tui_grad.config import Config
+from tui_grad.engine import Simulator
+from tui_grad.engine.activations import tanh_f32
+
+
+def test_linear_orthogonal_network_keeps_signal_norm_constant_over_200_layers():
+    """A linear net with orthogonal init is an isometry: ||dL/dh_l|| is the same at every layer."""
+    m = make_sim(network__depth=200, network__width=64, network__activation="linear",
+                 network__init="orthogonal", data__input_dim=64).step()
+    hidden = m.signal_norm_log10[:-1]
+    assert hidden.max() - hidden.min() < 1e-5
+
+
+def test_relu_kaiming_keeps_backpropagated_norm_within_factor_two():
+    """He init makes ReLU nets neither vanish nor explode: every hidden layer's ||dL/dh||
+    stays within a factor 2 of the last hidden layer's (width 512, depth 100)."""
+    m = make_sim(network__depth=100, network__width=512, network__activation="relu",
+                 network__init="kaiming_normal", data__input_dim=512).step()
+    relative = m.signal_norm_log10[:-1] - m.signal_norm_log10[-2]
+    assert np.all(np.abs(relative) < math.log10(2.0))
+    assert m.status == "healthy"
+
+
+def test_sigmoid_xavier_vanishes_at_depth_50():
+    """sigmoid' <= 1/4, so 50 layers shrink the first layer's gradient below 1e-6 of the last."""
+    m = make_sim(network__depth=50, network__activation="sigmoid", network__init="xavier_normal").step()
+    assert m.grad_norm_log10[0] - m.grad_norm_log10[-1] < -6
+    assert m.status == "vanishing"
+
+
+def test_large_normal_init_relu_diverges_without_raising():
+    """normal(std=1) ReLU at width 256, depth 50 overflows float32: reported as diverged at
+    step 0, the run keeps finite parameters and can go on stepping."""
+    sim = make_sim(network__depth=50, network__width=256, network__activation="relu",
+                   network__init="normal", network__init_std=1.0)
+    first = sim.step()
+    assert first.status == "diverged" and first.diverged_at == 0
+    assert not first.is_finite
+    second = sim.step()
+    assert second.diverged_at == 0
+    assert all(np.isfinite(t["weight"]).all() for t in sim.params)
+
+
+def test_tiny_gradients_are_reported_exactly_far_below_float32_range():
+    """A 500-layer sigmoid net's first-layer gradient (~1e-313) is reported to float32's
+    precision (checked against a float64 run of the same net) and flagged as float32 underflow."""
+    overrides = {"network.depth": 500, "network.width": 32, "network.activation": "sigmoid"}
+    m32 = Simulator(Config.from_overrides(overrides)).step()
+    m64 = Simulator(Config.from_overrides({**overrides, "network.dtype": "float64"})).step()
+    assert m32.grad_norm_log10[0] < -200
+    assert np.all(np.abs(m32.grad_norm_log10 - m64.grad_norm_log10) < 1e-3)
+    assert m32.underflow[0] and not m32.underflow[-1]
+
+
+def test_exact_zero_gradient_is_distinct_from_tiny():
+    """A fully dead ReLU layer has exactly zero gradient below it: -inf in log10, not a tiny
+    number, and the verdict is vanishing."""
+    m = make_sim(network__depth=6, network__activation="relu", network__bias_init=-50.0).step()
+    assert np.isneginf(m.grad_norm_log10[0])
+    assert m.dead_fraction[0] == 1.0
+    assert m.status == "vanishing"
+
+
+def test_seeded_runs_are_bit_identical():
+    """Same config and seed => identical numbers, step after step."""
+    runs = [make_sim(network__depth=8, training__optimizer="adam", run__seed=7) for _ in range(2)]
+    for _ in range(4):
+        a, b = (sim.step() for sim in runs)
+        assert a.loss == b.loss
+        assert np.array_equal(a.grad_norm_log10, b.grad_norm_log10)
+    assert np.array_equal(runs[0].params[3]["weight"], runs[1].params[3]["weight"])
+
+
+def test_other_seed_gives_other_numbers():
+    """The seed reaches init and data: a different seed gives a different first loss."""
+    assert make_sim(run__seed=1).step().loss != make_sim(run__seed=2).step().loss
+
+
+def params_copy(sim):
+    return np.concatenate([a.ravel().astype(np.float64) for t in sim.params for a in t.values()])
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_clip_grad_norm_bounds_the_applied_gradient(dtype):
+    """With clip_grad_norm the gradient applied (||delta params|| / lr with plain SGD) never
+    exceeds max_norm, even while the raw gradient explodes."""
+    sim = make_sim(network__depth=30, network__activation="relu", network__init="normal",
+                   network__init_std=0.3, network__dtype=dtype, training__clipping="clip_grad_norm",
+                   training__max_norm=0.5, training__lr=0.01)
+    for _ in range(5):
+        before = params_copy(sim)
+        m = sim.step()
+        applied = np.linalg.norm(params_copy(sim) - before) / 0.01
+        assert m.global_grad_norm_log10 > math.log10(0.5) + 1  # really clipping
+        assert 10 ** m.clipped_grad_norm_log10 <= 0.5 * (1 + 1e-6)
+        assert applied <= 0.5 * (1 + 1e-3)
+        assert m.clipped
+
+
+def test_clip_grad_value_bounds_every_element():
+    """clip_grad_value clamps every gradient element to [-clip_value, clip_value]."""
+    sim = make_sim(network__depth=10, network__activation="relu", network__init="normal",
+                   network__init_std=0.3, network__dtype="float64",
+                   training__clipping="clip_grad_value", training__clip_value=0.01, training__lr=1.0)
+    before = params_copy(sim)
+    m = sim.step()
+    step = np.abs(params_copy(sim) - before)
+    assert step.max() <= 0.01 * (1 + 1e-9)
+    assert m.clipped and m.clipped_grad_norm_log10 < m.global_grad_norm_log10
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "momentum", "adam"])
+def test_optimizer_updates_match_torch_formulas(optimizer):
+    """Two steps of SGD / momentum / Adam with coupled weight decay give the parameters that
+    torch.optim's update rules give from the same gradients."""
+    sim = make_sim(network__depth=3, network__width=6, network__dtype="float64",
+                   training__optimizer=optimizer, training__lr=0.05, training__weight_decay=0.1,
+                   training__momentum=0.8)
+    p = params_copy(sim)
+    m1 = v1 = np.zeros_like(p)
+    for t in (1, 2):
+        sim.step()
+        g = np.concatenate([a.ravel() for layer in sim.grads() for a in layer.values()]) + 0.1 * p
+        if optimizer == "sgd":
+            p = p - 0.05 * g
+        elif optimizer == "momentum":
+            m1 = g if t == 1 else 0.8 * m1 + g
+            p = p - 0.05 * m1
+        else:
+            m1 = 0.9 * m1 + 0.1 * g
+            v1 = 0.999 * v1 + 0.001 * g * g
+            p = p - 0.05 * (m1 / (1 - 0.9 ** t)) / (np.sqrt(v1 / (1 - 0.999 ** t)) + 1e-8)
+        assert np.allclose(params_copy(sim), p, rtol=1e-12, atol=1e-14)
+
+
+def test_float32_tanh_approximation_stays_within_a_few_ulps():
+    """The fast float32 tanh is within 8 float32 ulps of the exact value over the whole range."""
+    xs = np.concatenate([np.linspace(-12, 12, 200001), np.geomspace(1e-8, 1, 1000)]).astype(np.float32)
+    exact = np.tanh(xs.astype(np.float64))
+    got = np.array([tanh_f32(x) for x in xs[::7]], dtype=np.float32)
+    ulp = np.spacing(np.abs(exact[::7]).astype(np.float32)).astype(np.float64)
+    assert np.max(np.abs(got - exact[::7]) / ulp) <= 8
+
+
+def test_float64_runs_use_exact_elementary_functions():
+    """In float64 the loss equals a plain NumPy forward pass with exact tanh (to 1e-13)."""
+    sim = make_sim(network__depth=3, network__width=8, network__activation="tanh",
+                   network__dtype="float64")
+    rng = np.random.default_rng(1)
+    x, y = rng.normal(size=(5, 16)), rng.normal(size=(5, 1))
+    h = x
+    for layer in sim.params[:-1]:
+        h = np.tanh(h @ layer["weight"].T + layer["bias"])
+    out = h @ sim.params[-1]["weight"].T + sim.params[-1]["bias"]
+    expected = np.mean((out - y) ** 2)
+    assert sim.step(batch=(x, y)).loss == pytest.approx(expected, rel=1e-13)
+
+
+def test_nan_in_data_is_reported_not_raised():
+    """A NaN in the inputs gives a diverged step, and parameters stay as they were."""
+    sim = make_sim(network__depth=4)
+    before = params_copy(sim)
+    x = np.full((4, 16), np.nan)
+    m = sim.step(batch=(x, np.zeros((4, 1))))
+    assert m.status == "diverged" and math.isnan(m.loss)
+    assert np.array_equal(params_copy(sim), before)
+
+
+def test_live_options_apply_without_restart_and_structural_ones_restart():
+    """lr/clipping/weight decay change mid-run; depth or activation rebuild from step 0."""
+    sim = make_sim(network__depth=4)
+    sim.step()
+    sim.step()
+    assert sim.apply(sim.config.replace(training__lr=0.5, training__clipping="clip_grad_norm")) is False
+    assert sim.step_index == 2 and sim.config.training.lr == 0.5
+    assert sim.apply(sim.config.replace(network__depth=6)) is True
+    assert sim.step_index == 0 and len(sim.params) == 7
+
+
+def test_snapshot_restore_replays_identically():
+    """Rewinding to a snapshot and stepping again reproduces the same numbers."""
+    sim = make_sim(network__depth=5, training__optimizer="momentum")
+    sim.step()
+    snap = sim.snapshot()
+    first = [sim.step().loss for _ in range(3)]
+    sim.restore(snap)
+    assert [sim.step().loss for _ in range(3)] == first
+
+
+def test_prelu_slope_is_learned_and_reported():
+    """prelu's per-layer slope starts at prelu_init, is reported and changes with training."""
+    sim = make_sim(network__depth=3, network__activation="prelu", network__prelu_init=0.25,
+                   training__lr=0.1)
+    m = sim.step()
+    assert np.allclose(m.prelu_slope[:-1], 0.25) and np.isnan(m.prelu_slope[-1])
+    sim.step()
+    assert not np.allclose(sim.step().prelu_slope[:-1], 0.25)
+
+
+def test_user_batch_with_wrong_shape_is_a_clear_error():
+    """step(batch=...) with the wrong input width says what shape it needs."""
+    from tui_grad.config import ConfigError
+    with pytest.raises(ConfigError, match=r"\(B, 16\)"):
+        make_sim().step(batch=(np.zeros((3, 5)), np.zeros((3, 1))))

@@ -1,0 +1,346 @@
+"""Every option of tui-grad in one table, and the validated, immutable Config built from it.
+
+The TOML loader, the CLI's ``--set section.key=value``, the UI panels, the help screen and
+the README's option table all read ``OPTIONS``; no option is spelled anywhere else.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+SECTIONS = ("network", "training", "data", "run")
+
+
+class ConfigError(ValueError):
+    """A user's mistake in a configuration value, key or file, with where it was made."""
+
+    def __init__(self, message: str, *, key: str | None = None, path: str | None = None,
+                 line: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.key = key
+        self.path = path
+        self.line = line
+
+    def located(self, path: str | None = None, line: int | None = None) -> ConfigError:
+        """Return a copy of this error that also names the file and line."""
+        return ConfigError(self.message, key=self.key, path=path or self.path,
+                           line=line if line is not None else self.line)
+
+    def __str__(self) -> str:
+        where = ""
+        if self.path:
+            where = f"{self.path}:{self.line}: " if self.line else f"{self.path}: "
+        key = f"{self.key}: " if self.key else ""
+        return f"{where}{key}{self.message}"
+
+
+@dataclass(frozen=True)
+class Option:
+    """One configurable option: its type, default, allowed values and one-line help."""
+
+    section: str
+    key: str
+    kind: type
+    default: Any
+    help: str
+    choices: tuple[str, ...] | None = None
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    restart: bool = True
+    aliases: Mapping[str, str] = field(default_factory=dict)
+    label: str = ""
+
+    @property
+    def name(self) -> str:
+        """The dotted name used in scenario files, ``--set`` and the Python API."""
+        return f"{self.section}.{self.key}"
+
+    def describe_range(self) -> str:
+        """Human text for the allowed values, e.g. ``1..5000`` or ``one of a, b``."""
+        if self.choices:
+            return "one of " + ", ".join(self.choices)
+        if self.kind is bool:
+            return "true or false"
+        if self.low is not None and self.high is not None:
+            left = "(" if self.low_open else ""
+            return f"{left}{_fmt(self.low)}..{_fmt(self.high)}"
+        return self.kind.__name__
+
+    def coerce(self, value: Any) -> Any:
+        """Convert ``value`` (a TOML value or a CLI string) to this option's type, or raise."""
+        kind = self.kind
+        got = f"(got {value!r})"
+        if kind is bool:
+            if isinstance(value, bool):
+                return value
+            if isinstance(value, str) and value.strip().lower() in _BOOL_WORDS:
+                return _BOOL_WORDS[value.strip().lower()]
+            raise ConfigError(f"must be true or false {got}", key=self.name)
+        if kind is str:
+            if not isinstance(value, str):
+                raise ConfigError(f"must be {self.describe_range()} {got}", key=self.name)
+            word = value.strip().lower()
+            word = self.aliases.get(word, word)
+            if self.choices and word not in self.choices:
+                hint = difflib.get_close_matches(word, self.choices, n=1)
+                more = f"; did you mean {hint[0]!r}?" if hint else ""
+                raise ConfigError(f"must be {self.describe_range()} {got}{more}", key=self.name)
+            return word
+        number = _to_number(value, kind, self.name)
+        if math.isnan(number):
+            raise ConfigError(f"must be a number, not NaN {got}", key=self.name)
+        too_low = self.low is not None and (number <= self.low if self.low_open else number < self.low)
+        too_high = self.high is not None and number > self.high
+        if too_low or too_high:
+            raise ConfigError(f"must be {self.describe_range()} {got}", key=self.name)
+        return number
+
+
+_BOOL_WORDS = {"true": True, "on": True, "yes": True, "1": True,
+               "false": False, "off": False, "no": False, "0": False}
+
+
+def _fmt(number: float) -> str:
+    return f"{number:g}"
+
+
+def _to_number(value: Any, kind: type, name: str) -> int | float:
+    got = f"(got {value!r})"
+    if isinstance(value, bool):
+        raise ConfigError(f"must be a{'n integer' if kind is int else ' number'} {got}", key=name)
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            value = int(text) if kind is int else float(text)
+        except ValueError:
+            try:
+                as_float = float(text)
+            except ValueError:
+                as_float = None
+            if kind is int and as_float is not None and as_float.is_integer():
+                value = int(as_float)
+            else:
+                word = "an integer" if kind is int else "a number"
+                raise ConfigError(f"must be {word} {got}", key=name) from None
+    if kind is int:
+        if isinstance(value, float):
+            if not value.is_integer():
+                raise ConfigError(f"must be an integer {got}", key=name)
+            value = int(value)
+        if not isinstance(value, int):
+            raise ConfigError(f"must be an integer {got}", key=name)
+        return value
+    if not isinstance(value, (int, float)):
+        raise ConfigError(f"must be a number {got}", key=name)
+    return float(value)
+
+
+ACTIVATIONS = ("linear", "sigmoid", "tanh", "relu", "leaky_relu", "prelu", "elu", "selu", "gelu")
+INITS = ("normal", "uniform", "xavier_uniform", "xavier_normal", "kaiming_normal",
+         "kaiming_uniform", "lecun_normal", "orthogonal")
+INIT_ALIASES = {"he_normal": "kaiming_normal", "msra": "kaiming_normal",
+                "he_uniform": "kaiming_uniform", "glorot_uniform": "xavier_uniform",
+                "glorot_normal": "xavier_normal"}
+TASKS = ("teacher", "spirals", "blobs")
+CLASSIFICATION_TASKS = ("spirals", "blobs")
+
+OPTIONS: tuple[Option, ...] = (
+    # network: changing any of these rebuilds the model and restarts training
+    Option("network", "depth", int, 20, "hidden layers between input and output", low=1, high=5000),
+    Option("network", "width", int, 64, "units in every hidden layer", low=1, high=4096),
+    Option("network", "activation", str, "tanh", "nonlinearity after every hidden layer",
+           choices=ACTIVATIONS),
+    Option("network", "negative_slope", float, 0.01, "leaky_relu slope for negative inputs",
+           low=0.0, high=1.0),
+    Option("network", "prelu_init", float, 0.25, "initial learnable prelu slope (one per layer)",
+           low=-1.0, high=1.0),
+    Option("network", "init", str, "xavier_normal", "weight init scheme (torch.nn.init names)",
+           choices=INITS, aliases=INIT_ALIASES),
+    Option("network", "init_std", float, 1.0, "std of the 'normal' init", low=0.0, high=100.0,
+           low_open=True),
+    Option("network", "init_a", float, 1.0, "bound a of the 'uniform' init U(-a, a)", low=0.0,
+           high=100.0, low_open=True),
+    Option("network", "init_gain", float, 1.0, "multiplies the std of every init scheme",
+           low=0.0, high=100.0, low_open=True),
+    Option("network", "bias_init", float, 0.0, "constant every bias starts at", low=-100.0,
+           high=100.0),
+    Option("network", "batch_norm", bool, False, "Linear -> BatchNorm -> activation in hidden layers"),
+    Option("network", "bn_eps", float, 1e-5, "BatchNorm epsilon", low=0.0, high=1.0, low_open=True),
+    Option("network", "residual", bool, False, "identity shortcut h + alpha*f(h) every block"),
+    Option("network", "residual_block", int, 2, "hidden layers per residual block", low=1,
+           high=5000),
+    Option("network", "residual_alpha", float, 1.0, "scale of the residual branch (try 1/sqrt(depth))",
+           low=0.0, high=100.0),
+    Option("network", "dtype", str, "float32", "floating point type of parameters and activations",
+           choices=("float32", "float64")),
+    # training: these apply live, mid-run (except the loss, which changes the task)
+    Option("training", "loss", str, "mse", "mse (regression) or cross_entropy (classification)",
+           choices=("mse", "cross_entropy")),
+    Option("training", "optimizer", str, "sgd", "update rule", choices=("sgd", "momentum", "adam"),
+           restart=False),
+    Option("training", "lr", float, 0.01, "learning rate", low=0.0, high=1000.0, restart=False),
+    Option("training", "momentum", float, 0.9, "momentum coefficient (optimizer = momentum)",
+           low=0.0, high=0.9999, restart=False),
+    Option("training", "adam_beta1", float, 0.9, "Adam's first-moment decay", low=0.0,
+           high=0.9999, restart=False),
+    Option("training", "adam_beta2", float, 0.999, "Adam's second-moment decay", low=0.0,
+           high=0.999999, restart=False),
+    Option("training", "adam_eps", float, 1e-8, "Adam's denominator epsilon", low=0.0, high=1.0,
+           low_open=True, restart=False),
+    Option("training", "weight_decay", float, 0.0, "L2 penalty added to every gradient (torch SGD)",
+           low=0.0, high=10.0, restart=False),
+    Option("training", "batch_size", int, 64, "examples per step", low=1, high=65536,
+           restart=False),
+    Option("training", "clipping", str, "none", "gradient clipping before the update",
+           choices=("none", "clip_grad_norm", "clip_grad_value"), restart=False),
+    Option("training", "max_norm", float, 1.0, "clip_grad_norm: bound on the global norm",
+           low=0.0, high=1e12, low_open=True, restart=False),
+    Option("training", "clip_value", float, 1.0, "clip_grad_value: bound on every element",
+           low=0.0, high=1e12, low_open=True, restart=False),
+    # data: the synthetic task; changing it restarts
+    Option("data", "task", str, "teacher", "teacher (regression), spirals or blobs (classification)",
+           choices=TASKS),
+    Option("data", "n_samples", int, 1024, "examples in the training set", low=1, high=1_000_000),
+    Option("data", "input_dim", int, 16, "input features (spirals embed their 2-D plane)", low=1,
+           high=4096),
+    Option("data", "n_classes", int, 3, "classes of the blobs task (spirals have 2)", low=2,
+           high=1000),
+    Option("data", "noise", float, 0.1, "teacher: target noise std; spirals/blobs: point jitter",
+           low=0.0, high=100.0),
+    # run
+    Option("run", "steps", int, 500, "training steps of a headless run", low=0, high=10_000_000,
+           restart=False),
+    Option("run", "seed", int, 0, "seed of every random choice (init, data, batches)", low=0,
+           high=2**32 - 1),
+    Option("run", "divergence_factor", float, 1e4,
+           "diverged once the loss exceeds this times max(initial loss, 1)", low=1.0, high=1e300,
+           restart=False),
+)
+
+OPTIONS_BY_NAME: dict[str, Option] = {option.name: option for option in OPTIONS}
+
+
+def option(name: str) -> Option:
+    """Return the Option called ``name`` (``section.key``) or raise ConfigError with a hint."""
+    try:
+        return OPTIONS_BY_NAME[name]
+    except KeyError:
+        hint = difflib.get_close_matches(name, OPTIONS_BY_NAME, n=1)
+        if not hint and "." in name:
+            bare = name.rsplit(".", 1)[1]
+            hint = [n for n in OPTIONS_BY_NAME if n.endswith("." + bare)][:1]
+        more = f"; did you mean {hint[0]!r}?" if hint else ""
+        raise ConfigError(f"unknown option{more}", key=name) from None
+
+
+class Section:
+    """Read-only attribute view of one section of a Config (``config.network.depth``)."""
+
+    __slots__ = ("_config", "_name")
+
+    def __init__(self, config: Config, name: str) -> None:
+        object.__setattr__(self, "_config", config)
+        object.__setattr__(self, "_name", name)
+
+    def __getattr__(self, key: str) -> Any:
+        return self._config[f"{self._name}.{key}"]
+
+    def __setattr__(self, key: str, value: Any) -> None:
+        raise AttributeError("Config is immutable; use Config.replace(...)")
+
+
+class Config:
+    """A complete, validated and immutable set of option values."""
+
+    __slots__ = ("_values",)
+
+    def __init__(self, values: Mapping[str, Any] | None = None) -> None:
+        merged = {opt.name: opt.default for opt in OPTIONS}
+        for name, value in (values or {}).items():
+            merged[name] = option(name).coerce(value)
+        _check_consistency(merged)
+        object.__setattr__(self, "_values", merged)
+
+    @classmethod
+    def from_overrides(cls, overrides: Mapping[str, Any] | Iterable[tuple[str, Any]] = (),
+                       base: Config | None = None) -> Config:
+        """Build a Config from ``{"section.key": value}`` pairs on top of ``base`` or defaults."""
+        values = dict(base._values) if base is not None else {}
+        pairs = overrides.items() if isinstance(overrides, Mapping) else overrides
+        for name, value in pairs:
+            values[name] = value
+        return cls(values)
+
+    def replace(self, **overrides: Any) -> Config:
+        """Return a new Config with ``section__key=value`` or ``{"section.key": v}`` changes."""
+        return Config.from_overrides({k.replace("__", "."): v for k, v in overrides.items()}, self)
+
+    def __getitem__(self, name: str) -> Any:
+        if name not in self._values:
+            option(name)  # raises with a suggestion
+        return self._values[name]
+
+    def __getattr__(self, section: str) -> Section:
+        if section in SECTIONS:
+            return Section(self, section)
+        raise AttributeError(section)
+
+    def __setattr__(self, key: str, value: Any) -> None:
+        raise AttributeError("Config is immutable; use Config.replace(...)")
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Config) and self._values == other._values
+
+    def __hash__(self) -> int:
+        return hash(tuple(sorted(self._values.items())))
+
+    def __repr__(self) -> str:
+        changed = {k: v for k, v in self._values.items() if v != OPTIONS_BY_NAME[k].default}
+        return f"Config({changed!r})"
+
+    def as_dict(self) -> dict[str, Any]:
+        """All values as a flat ``{"section.key": value}`` dict."""
+        return dict(self._values)
+
+    def by_section(self) -> dict[str, dict[str, Any]]:
+        """All values nested as ``{section: {key: value}}`` (the scenario file's shape)."""
+        nested: dict[str, dict[str, Any]] = {s: {} for s in SECTIONS}
+        for opt in OPTIONS:
+            nested[opt.section][opt.key] = self._values[opt.name]
+        return nested
+
+    def diff(self, other: Config) -> list[str]:
+        """Names of the options whose values differ between this Config and ``other``."""
+        return [n for n in self._values if self._values[n] != other._values[n]]
+
+    def needs_restart(self, other: Config) -> bool:
+        """True when going from this Config to ``other`` changes a structural option."""
+        return any(OPTIONS_BY_NAME[n].restart for n in self.diff(other))
+
+    @property
+    def n_outputs(self) -> int:
+        """Output units: 1 for teacher regression, one per class for classification tasks."""
+        task = self._values["data.task"]
+        if task == "teacher":
+            return 1
+        return 2 if task == "spirals" else self._values["data.n_classes"]
+
+    @property
+    def input_dim(self) -> int:
+        """Input features the network sees."""
+        return self._values["data.input_dim"]
+
+
+def _check_consistency(values: Mapping[str, Any]) -> None:
+    if values["training.loss"] == "cross_entropy" and values["data.task"] not in CLASSIFICATION_TASKS:
+        raise ConfigError(
+            f"cross_entropy needs a classification task (spirals or blobs), not "
+            f"{values['data.task']!r}", key="training.loss")
+    if values["data.task"] == "spirals" and values["data.input_dim"] < 2:
+        raise ConfigError("spirals need input_dim >= 2 (got 1)", key="data.input_dim")

@@ -1,0 +1,94 @@
+"""Where each parameter tensor and activation lives in the engine's flat buffers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from tui_grad.config import Config
+
+NONE = -1
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Offsets of every layer's tensors in the flat parameter vector, and the residual wiring.
+
+    ``dims`` = [input_dim, width x depth, n_outputs]; offsets are NONE where a layer has no
+    such tensor. ``segments`` (4, n_tensors) rows: start, end, layer, is_weight.
+    ``skip_from[i]`` = s >= 0 when hidden layer i's output is h_s + alpha * phi(...).
+    """
+
+    dims: np.ndarray
+    w_off: np.ndarray
+    b_off: np.ndarray
+    g_off: np.ndarray
+    be_off: np.ndarray
+    s_off: np.ndarray
+    skip_from: np.ndarray
+    segments: np.ndarray
+    n_params: int
+
+    @property
+    def depth(self) -> int:
+        """Hidden layers."""
+        return self.dims.size - 2
+
+    @property
+    def n_layers(self) -> int:
+        """Weight layers: depth hidden plus the output layer."""
+        return self.dims.size - 1
+
+    def activation_offsets(self, batch: int) -> np.ndarray:
+        """Start of h_0..h_depth in the flat activation buffer for a batch of ``batch``."""
+        sizes = batch * self.dims[:-1]
+        return np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+
+    def kernel_tuple(self, batch: int) -> tuple[np.ndarray, ...]:
+        """The ``lay`` argument of the kernels."""
+        return (self.dims, self.w_off, self.b_off, self.g_off, self.be_off, self.s_off,
+                self.activation_offsets(batch), self.skip_from)
+
+
+def build_layout(config: Config) -> Layout:
+    """Lay out the network ``config`` describes."""
+    net = config.network
+    depth = net.depth
+    dims = np.array([config.input_dim] + [net.width] * depth + [config.n_outputs], dtype=np.int64)
+    offsets = {name: np.full(depth + 1, NONE, dtype=np.int64) for name in ("w", "b", "g", "be", "s")}
+    segments: list[tuple[int, int, int, int]] = []
+    cursor = 0
+
+    def place(name: str, layer: int, size: int, is_weight: bool) -> None:
+        nonlocal cursor
+        offsets[name][layer] = cursor
+        segments.append((cursor, cursor + size, layer, int(is_weight)))
+        cursor += size
+
+    for layer in range(depth + 1):
+        n_in, n_out = int(dims[layer]), int(dims[layer + 1])
+        place("w", layer, n_out * n_in, True)
+        place("b", layer, n_out, False)
+        if layer < depth and net.batch_norm:
+            place("g", layer, n_out, False)
+            place("be", layer, n_out, False)
+        if layer < depth and net.activation == "prelu":
+            place("s", layer, 1, False)
+    return Layout(dims, offsets["w"], offsets["b"], offsets["g"], offsets["be"], offsets["s"],
+                  residual_sources(depth, net.residual, net.residual_block),
+                  np.array(segments, dtype=np.int64).T.copy(), cursor)
+
+
+def residual_sources(depth: int, residual: bool, block: int) -> np.ndarray:
+    """skip_from for each layer: hidden layers 2..depth form blocks of ``block`` layers whose
+    input h_s is added to the block's output. Layer 1 (the input projection) has none."""
+    skip_from = np.full(depth + 1, NONE, dtype=np.int64)
+    if not residual:
+        return skip_from
+    start = 1
+    while start < depth:
+        end = min(start + block - 1, depth - 1)
+        skip_from[end] = start
+        start = end + 1
+    return skip_from

@@ -1,0 +1,83 @@
+"""Gradient clipping and the SGD / momentum / Adam update, applied to the flat parameter vector.
+
+Clipping works on exact gradient magnitudes: the global norm comes from per-layer sums of
+squares kept as (mantissa, power-of-two exponent) pairs, so a norm of 1e50 or 1e-120 is
+clipped correctly where plain float32 would already hold inf or 0.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+from tui_grad.engine.activations import KERNEL
+
+SGD, MOMENTUM, ADAM = 0, 1, 2
+OPTIMIZER_CODES = {"sgd": SGD, "momentum": MOMENTUM, "adam": ADAM}
+
+
+def log2_global_norm(layer_ss: np.ndarray, exps: np.ndarray) -> float:
+    """log2 of sqrt(sum_l layer_ss[l] * 4**exps[l]): -inf if all zero, NaN if any NaN/inf."""
+    if not np.all(np.isfinite(layer_ss)):
+        return math.nan
+    positive = layer_ss > 0
+    if not positive.any():
+        return -math.inf
+    log2_ss = np.log2(layer_ss[positive]) + 2.0 * exps[positive]
+    top = log2_ss.max()
+    return 0.5 * (top + math.log2(np.exp2(log2_ss - top).sum()))
+
+
+def clip_coefficient(log2_norm: float, clipping: str, max_norm: float) -> float:
+    """torch.nn.utils.clip_grad_norm_'s factor max_norm / (norm + 1e-6), capped at 1."""
+    if clipping != "clip_grad_norm" or not math.isfinite(log2_norm):
+        return 1.0
+    if log2_norm > 1000:  # norm beyond float64: the 1e-6 is irrelevant
+        return math.exp2(math.log2(max_norm) - log2_norm)
+    return min(1.0, max_norm / (math.exp2(log2_norm) + 1e-6))
+
+
+@njit(**KERNEL)
+def apply_update(params, grads, state1, state2, segments, factors, clip_value, hyper, flush_min,
+                 update_ss, clipped_ss):
+    """Update every parameter in place from its gradient mantissa times ``factors[layer]``.
+
+    ``segments`` rows: start offset, end offset, layer, is_weight (1/0) of each tensor.
+    ``hyper`` = (optimizer code, step t (1-based), lr, momentum, beta1, beta2, eps,
+    weight_decay). ``clip_value`` bounds every element (inf: no value clipping).
+    Gradients below ``flush_min`` after scaling count as 0, as in float32 training with
+    flush-to-zero. Accumulates per layer ||delta W||^2 into update_ss and the clipped
+    gradient's sum of squares, in mantissa units, into clipped_ss.
+    """
+    optimizer, t, lr, momentum, beta1, beta2, eps, weight_decay = hyper
+    correction1 = 1.0 - beta1 ** t
+    correction2 = 1.0 - beta2 ** t
+    for s in range(segments.shape[1]):
+        start, end, layer, is_weight = segments[0, s], segments[1, s], segments[2, s], segments[3, s]
+        factor = factors[layer]
+        bound = clip_value / factor if factor > 0 else np.inf
+        for k in range(start, end):
+            mantissa = min(max(np.float64(grads[k]), -bound), bound)
+            clipped_ss[layer] += mantissa * mantissa
+            g = mantissa * factor
+            if abs(g) < flush_min:
+                g = 0.0
+            p = np.float64(params[k])
+            g += weight_decay * p
+            if optimizer == SGD:
+                delta = lr * g
+            elif optimizer == MOMENTUM:
+                velocity = momentum * state1[k] + g
+                state1[k] = velocity
+                delta = lr * state1[k]
+            else:
+                state1[k] = beta1 * state1[k] + (1.0 - beta1) * g
+                state2[k] = beta2 * state2[k] + (1.0 - beta2) * g * g
+                denom = math.sqrt(state2[k] / correction2) + eps
+                delta = lr * (state1[k] / correction1) / denom
+            params[k] = p - delta
+            if is_weight:
+                change = np.float64(params[k]) - p
+                update_ss[layer] += change * change

@@ -1,0 +1,301 @@
+"""Simulator: builds the network a Config describes and trains it one step at a time."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from tui_grad.config import ACTIVATIONS, Config, ConfigError
+from tui_grad.engine import diagnose, kernels, optim
+from tui_grad.engine.data import BatchStream, make_dataset
+from tui_grad.engine.init import init_weight
+from tui_grad.engine.layout import NONE, Layout, build_layout
+from tui_grad.engine.metrics import FLOAT32_TINY_LOG2, StepMetrics
+
+# After renormalising to a largest |value| near 1, elements below this are negligible.
+FLUSH_BELOW = {np.float32: 2.0 ** -100, np.float64: 2.0 ** -900}
+
+
+@dataclass
+class _Buffers:
+    """Work arrays for one batch size; reallocated only when the batch size changes."""
+
+    batch: int
+    lay: tuple
+    h: np.ndarray
+    u: np.ndarray
+    xhat: np.ndarray
+    inv_std: np.ndarray
+    a: np.ndarray
+    deriv: np.ndarray
+    logits: np.ndarray
+    grad_out: np.ndarray
+    signal: np.ndarray
+    grad_z: np.ndarray
+    carry: np.ndarray
+    stats: np.ndarray = field(default=None)
+    out: np.ndarray = field(default=None)
+
+
+@dataclass
+class Snapshot:
+    """Everything needed to resume a run exactly where it was (see Simulator.snapshot)."""
+
+    step: int
+    params: np.ndarray
+    state1: np.ndarray
+    state2: np.ndarray
+    updates: int
+    stream_state: tuple
+    initial_loss: float | None
+    diverged_at: int | None
+
+
+class Simulator:
+    """Trains the deep network described by a Config; ``step()`` returns StepMetrics."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self._build()
+
+    # ----------------------------------------------------------------- construction
+    def _build(self) -> None:
+        config = self.config
+        net = config.network
+        self.dtype = np.dtype(net.dtype).type
+        seed = config.run.seed
+        init_rng, data_rng, batch_rng = (np.random.default_rng([seed, k]) for k in (1, 2, 3))
+        data = config.data
+        self.dataset = make_dataset(data.task, data.n_samples, data.input_dim, data.n_classes,
+                                    data.noise, data_rng)
+        self._inputs = self.dataset.inputs.astype(self.dtype)
+        self._targets_reg, self._labels = self._target_arrays()
+        self._stream = BatchStream(data.n_samples, batch_rng)
+        self.layout: Layout = build_layout(config)
+        self._params = np.empty(self.layout.n_params, dtype=self.dtype)
+        self._init_params(init_rng)
+        self._grads = np.zeros_like(self._params)
+        self._exps = np.zeros(self.layout.n_layers)
+        self._reset_optimizer()
+        self._buffers: _Buffers | None = None
+        self.step_index = 0
+        self.initial_loss: float | None = None
+        self.diverged_at: int | None = None
+
+    def _target_arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        targets = self.dataset.targets
+        if self.dataset.is_classification:
+            labels = targets.astype(np.int64)
+            one_hot = np.eye(self.dataset.n_outputs, dtype=self.dtype)[labels]
+            return one_hot, labels
+        return targets.astype(self.dtype), np.zeros(targets.shape[0], dtype=np.int64)
+
+    def _init_params(self, rng: np.random.Generator) -> None:
+        net = self.config.network
+        options = {"init_std": net.init_std, "init_a": net.init_a, "gain": net.init_gain,
+                   "activation": net.activation, "negative_slope": net.negative_slope,
+                   "prelu_init": net.prelu_init}
+        for _layer, tensors in enumerate(self.params):
+            n_out, n_in = tensors["weight"].shape
+            tensors["weight"][:] = init_weight(rng, net.init, n_out, n_in, **options)
+            tensors["bias"][:] = net.bias_init
+            if "gamma" in tensors:
+                tensors["gamma"][:] = 1.0
+                tensors["beta"][:] = 0.0
+            if "prelu_slope" in tensors:
+                tensors["prelu_slope"][:] = net.prelu_init
+
+    def _reset_optimizer(self) -> None:
+        optimizer = self.config.training.optimizer
+        size = self.layout.n_params
+        self._state1 = np.zeros(size if optimizer != "sgd" else 1, dtype=self.dtype)
+        self._state2 = np.zeros(size if optimizer == "adam" else 1, dtype=self.dtype)
+        self._updates = 0
+
+    def _tensors(self, flat: np.ndarray) -> list[dict[str, np.ndarray]]:
+        lay = self.layout
+        layers = []
+        for i in range(lay.n_layers):
+            n_in, n_out = int(lay.dims[i]), int(lay.dims[i + 1])
+            tensors = {"weight": flat[lay.w_off[i]:lay.w_off[i] + n_out * n_in].reshape(n_out, n_in),
+                       "bias": flat[lay.b_off[i]:lay.b_off[i] + n_out]}
+            if lay.g_off[i] != NONE:
+                tensors["gamma"] = flat[lay.g_off[i]:lay.g_off[i] + n_out]
+                tensors["beta"] = flat[lay.be_off[i]:lay.be_off[i] + n_out]
+            if lay.s_off[i] != NONE:
+                tensors["prelu_slope"] = flat[lay.s_off[i]:lay.s_off[i] + 1]
+            layers.append(tensors)
+        return layers
+
+    @property
+    def params(self) -> list[dict[str, np.ndarray]]:
+        """Per layer (input side first, output last): ``weight`` (out, in), ``bias``, and
+        ``gamma``, ``beta``, ``prelu_slope`` where present. Views: writing changes the model."""
+        return self._tensors(self._params)
+
+    def grads(self) -> list[dict[str, np.ndarray]]:
+        """The last step's true gradients (float64, before clipping), shaped like ``params``."""
+        true = self._grads.astype(np.float64)
+        for start, end, layer, _ in self.layout.segments.T:
+            true[start:end] *= 2.0 ** self._exps[layer]
+        return self._tensors(true)
+
+    # ----------------------------------------------------------------- training
+    def _buffers_for(self, batch: int) -> _Buffers:
+        if self._buffers is not None and self._buffers.batch == batch:
+            return self._buffers
+        lay, net, dt = self.layout, self.config.network, self.dtype
+        depth, width, n_out = lay.depth, net.width, int(lay.dims[-1])
+        cells = depth * batch * width
+        widest = batch * int(max(lay.dims.max(), 1))
+        buffers = _Buffers(
+            batch=batch, lay=lay.kernel_tuple(batch),
+            h=np.zeros(int(batch * lay.dims[:-1].sum()), dtype=dt),
+            u=np.zeros(cells if net.activation == "prelu" else batch * width, dtype=dt),
+            xhat=np.zeros(cells if net.batch_norm else 1, dtype=dt),
+            inv_std=np.ones((depth, width), dtype=dt),
+            a=np.zeros(batch * width, dtype=dt), deriv=np.zeros(cells, dtype=dt),
+            logits=np.zeros((batch, n_out), dtype=dt), grad_out=np.zeros((batch, n_out), dtype=dt),
+            signal=np.zeros(widest, dtype=dt), grad_z=np.zeros(widest, dtype=dt),
+            carry=np.zeros(widest, dtype=dt))
+        buffers.stats = np.zeros((5, lay.n_layers))
+        buffers.out = np.zeros((5, lay.n_layers))
+        self._buffers = buffers
+        return buffers
+
+    def _kernel_hyper(self) -> tuple:
+        net = self.config.network
+        return (np.int64(ACTIVATIONS.index(net.activation)), bool(net.batch_norm),
+                float(net.bn_eps), float(net.residual_alpha), self.dtype is np.float32,
+                float(net.negative_slope), net.activation == "prelu")
+
+    def _next_batch(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        index = self._stream.next_indices(self.config.training.batch_size)
+        return self._inputs[index], self._targets_reg[index], self._labels[index]
+
+    def _user_batch(self, batch: tuple) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        x, y = (np.asarray(a) for a in batch)
+        n_in, n_out = self.config.input_dim, self.config.n_outputs
+        if x.ndim != 2 or x.shape[1] != n_in:
+            raise ConfigError(f"batch inputs must be shaped (B, {n_in}) (got {x.shape})")
+        rows = x.shape[0]
+        if self.config.training.loss == "cross_entropy":
+            if y.shape != (rows,) or not np.issubdtype(y.dtype, np.integer) or (
+                    y.size and (y.min() < 0 or y.max() >= n_out)):
+                raise ConfigError(f"batch targets must be {rows} class indices in 0..{n_out - 1}")
+            return x.astype(self.dtype), np.zeros((rows, n_out), self.dtype), y.astype(np.int64)
+        y = y.reshape(rows, -1) if y.size == rows * n_out else y
+        if y.shape != (rows, n_out):
+            raise ConfigError(f"batch targets must be shaped ({rows}, {n_out}) (got {y.shape})")
+        return x.astype(self.dtype), y.astype(self.dtype), np.zeros(rows, np.int64)
+
+    def step(self, batch: tuple[np.ndarray, np.ndarray] | None = None) -> StepMetrics:
+        """Train one step on the task's next mini-batch (or on ``batch`` = (x, y))."""
+        started = time.perf_counter()
+        x, y_reg, y_cls = self._next_batch() if batch is None else self._user_batch(batch)
+        buf = self._buffers_for(x.shape[0])
+        buf.h[:x.size] = x.ravel()
+        hyper = self._kernel_hyper()
+        kernels.forward(self._params, buf.lay, hyper, buf.h, buf.u, buf.xhat, buf.inv_std, buf.a,
+                        buf.deriv, buf.logits, buf.stats)
+        loss_code = kernels.CROSS_ENTROPY if self.config.training.loss == "cross_entropy" else kernels.MSE
+        loss = float(kernels.loss_and_output_grad(loss_code, buf.logits, y_reg, y_cls, buf.grad_out))
+        flush = FLUSH_BELOW[self.dtype]
+        kernels.backward(self._params, self._grads, buf.lay, hyper, buf.h, buf.u, buf.xhat,
+                         buf.inv_std, buf.deriv, buf.grad_out, buf.signal, buf.grad_z, buf.carry,
+                         buf.out, flush)
+        metrics = self._finish_step(loss, buf, started)
+        self.step_index += 1
+        return metrics
+
+    def _finish_step(self, loss: float, buf: _Buffers, started: float) -> StepMetrics:
+        out, stats = buf.out, buf.stats
+        self._exps = out[3].copy()
+        with np.errstate(divide="ignore", invalid="ignore"):
+            grad_log10 = np.where(out[1] > 0, 0.5 * np.log10(out[1]) + out[3] * math.log10(2.0),
+                                  np.where(out[1] == 0, -np.inf, out[1]))
+        log2_norm = optim.log2_global_norm(out[0], self._exps)
+        if self.initial_loss is None:
+            self.initial_loss = loss
+        status = diagnose.verdict(loss, self.initial_loss, grad_log10, log2_norm * math.log10(2.0),
+                                  self.config.run.divergence_factor)
+        if status == diagnose.DIVERGED and self.diverged_at is None:
+            self.diverged_at = self.step_index
+        slopes = np.full(self.layout.n_layers, np.nan)
+        has_slope = self.layout.s_off != NONE
+        slopes[has_slope] = self._params[self.layout.s_off[has_slope]]
+        update_ss = np.zeros(self.layout.n_layers)
+        clip_scale, applied_log2 = 1.0, log2_norm
+        if not diagnose.is_non_finite(loss, grad_log10):
+            clip_scale, applied_log2 = self._update(log2_norm, update_ss)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            update_ratio = np.sqrt(update_ss) / np.sqrt(stats[4])
+        return StepMetrics(
+            step=self.step_index, loss=loss,
+            global_grad_norm_log10=log2_norm * math.log10(2.0),
+            clipped_grad_norm_log10=applied_log2 * math.log10(2.0), clip_scale=clip_scale,
+            status=status, diverged_at=self.diverged_at, grad_norm_log10=grad_log10,
+            signal_norm_log10=out[4].copy(), weight_norm=np.sqrt(stats[4]),
+            update_ratio=update_ratio, act_mean=stats[0].copy(), act_std=stats[1].copy(),
+            saturation=stats[2].copy(), dead_fraction=stats[3].copy(), prelu_slope=slopes,
+            underflow=out[2] < FLOAT32_TINY_LOG2, seconds=time.perf_counter() - started)
+
+    def _update(self, log2_norm: float, update_ss: np.ndarray) -> tuple[float, float]:
+        training = self.config.training
+        coefficient = optim.clip_coefficient(log2_norm, training.clipping, training.max_norm)
+        factors = np.ldexp(coefficient, self._exps.astype(np.int64))
+        clip_value = training.clip_value if training.clipping == "clip_grad_value" else np.inf
+        self._updates += 1
+        hyper = (np.int64(optim.OPTIMIZER_CODES[training.optimizer]), float(self._updates),
+                 float(training.lr), float(training.momentum), float(training.adam_beta1),
+                 float(training.adam_beta2), float(training.adam_eps), float(training.weight_decay))
+        clipped_ss = np.zeros(self.layout.n_layers)
+        optim.apply_update(self._params, self._grads, self._state1, self._state2,
+                           self.layout.segments, factors, float(clip_value), hyper,
+                           float(np.finfo(self.dtype).tiny), update_ss, clipped_ss)
+        if training.clipping == "clip_grad_norm":
+            return coefficient, log2_norm + math.log2(coefficient)
+        applied = optim.log2_global_norm(clipped_ss, self._exps)
+        scale = math.exp2(applied - log2_norm) if math.isfinite(log2_norm) else 1.0
+        return min(scale, 1.0), applied
+
+    # ----------------------------------------------------------------- control
+    def apply(self, config: Config) -> bool:
+        """Switch to ``config``: live options apply at once; structural ones rebuild.
+
+        Returns True when the run was restarted (a structural option changed).
+        """
+        if self.config.needs_restart(config):
+            self.config = config
+            self._build()
+            return True
+        optimizer_changed = config.training.optimizer != self.config.training.optimizer
+        self.config = config
+        if optimizer_changed:
+            self._reset_optimizer()
+        return False
+
+    def reset(self) -> None:
+        """Start the run again from step 0 with the same seed (identical numbers)."""
+        self._build()
+
+    def snapshot(self) -> Snapshot:
+        """A copy of the run's state; ``restore`` brings the run back to it exactly."""
+        return Snapshot(self.step_index, self._params.copy(), self._state1.copy(),
+                        self._state2.copy(), self._updates, self._stream.get_state(),
+                        self.initial_loss, self.diverged_at)
+
+    def restore(self, snap: Snapshot) -> None:
+        """Return to a snapshot taken from this run (same structure), e.g. to rewind."""
+        self._params[:] = snap.params
+        if snap.state1.shape == self._state1.shape and snap.state2.shape == self._state2.shape:
+            self._state1[:], self._state2[:] = snap.state1, snap.state2
+            self._updates = snap.updates
+        else:
+            self._reset_optimizer()
+        self._stream.set_state(snap.stream_state)
+        self.step_index, self.initial_loss = snap.step, snap.initial_loss
+        self.diverged_at = snap.diverged_at
