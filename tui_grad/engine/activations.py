@@ -90,9 +90,9 @@ def activate(code, u, a, deriv, slope, fast_tanh):
     elif code == SELU:
         for i in range(x_flat.size):
             x = x_flat[i]
-            e = np.exp(x if x <= zero else zero)
-            a_flat[i] = SELU_SCALE * SELU_ALPHA * np.expm1(x if x <= zero else zero) if x <= zero else SELU_SCALE * x
-            d_flat[i] = SELU_SCALE * SELU_ALPHA * e if x <= zero else SELU_SCALE
+            negative = x if x <= zero else zero
+            a_flat[i] = SELU_SCALE * SELU_ALPHA * np.expm1(negative) if x <= zero else SELU_SCALE * x
+            d_flat[i] = SELU_SCALE * SELU_ALPHA * np.exp(negative) if x <= zero else SELU_SCALE
     else:  # GELU, exact erf form as torch.nn.GELU()
         for i in range(x_flat.size):
             x = x_flat[i]

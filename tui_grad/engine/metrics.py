@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-FLOAT32_TINY_LOG2 = -126.0  # float32's smallest normal number is 2**-126
+FLOAT32_TINY_LOG10 = -126 * 0.30102999566398120  # log10 of float32's smallest normal, 2**-126
 
 
 @dataclass(frozen=True, eq=False)
@@ -34,7 +34,7 @@ class StepMetrics:
     saturation: np.ndarray  # fraction of pre-activations where phi' < 0.05
     dead_fraction: np.ndarray  # fraction of units whose activation is 0 on the whole batch
     prelu_slope: np.ndarray  # NaN where the layer has no prelu
-    underflow: np.ndarray  # True where plain float32 would hold only subnormals or zeros
+    underflow: np.ndarray  # ||dL/dW_l|| < 2**-126: plain float32 holds only subnormals or zeros
     seconds: float  # wall time of the step
 
     @property

@@ -13,7 +13,7 @@ from tui_grad.engine import diagnose, kernels, optim
 from tui_grad.engine.data import BatchStream, make_dataset
 from tui_grad.engine.init import init_weight
 from tui_grad.engine.layout import NONE, Layout, build_layout
-from tui_grad.engine.metrics import FLOAT32_TINY_LOG2, StepMetrics
+from tui_grad.engine.metrics import FLOAT32_TINY_LOG10, StepMetrics
 
 # After renormalising to a largest |value| near 1, elements below this are negligible.
 FLUSH_BELOW = {np.float32: 2.0 ** -100, np.float64: 2.0 ** -900}
@@ -161,7 +161,7 @@ class Simulator:
             logits=np.zeros((batch, n_out), dtype=dt), grad_out=np.zeros((batch, n_out), dtype=dt),
             signal=np.zeros(widest, dtype=dt), grad_z=np.zeros(widest, dtype=dt),
             carry=np.zeros(widest, dtype=dt))
-        buffers.stats = np.zeros((5, lay.n_layers))
+        buffers.stats = np.zeros((4, lay.n_layers))
         buffers.out = np.zeros((5, lay.n_layers))
         self._buffers = buffers
         return buffers
@@ -227,23 +227,26 @@ class Simulator:
         slopes = np.full(self.layout.n_layers, np.nan)
         has_slope = self.layout.s_off != NONE
         slopes[has_slope] = self._params[self.layout.s_off[has_slope]]
-        update_ss = np.zeros(self.layout.n_layers)
+        sums = np.zeros((3, self.layout.n_layers))
         clip_scale, applied_log2 = 1.0, log2_norm
         if not diagnose.is_non_finite(loss, grad_log10):
-            clip_scale, applied_log2 = self._update(log2_norm, update_ss)
+            clip_scale, applied_log2 = self._update(log2_norm, sums)
+        else:
+            sums[0] = [kernels.sum_squares(t["weight"]) for t in self.params]
+        weight_norm = np.sqrt(sums[0])
         with np.errstate(divide="ignore", invalid="ignore"):
-            update_ratio = np.sqrt(update_ss) / np.sqrt(stats[4])
+            update_ratio = np.sqrt(sums[1]) / weight_norm
         return StepMetrics(
             step=self.step_index, loss=loss,
             global_grad_norm_log10=log2_norm * math.log10(2.0),
             clipped_grad_norm_log10=applied_log2 * math.log10(2.0), clip_scale=clip_scale,
             status=status, diverged_at=self.diverged_at, grad_norm_log10=grad_log10,
-            signal_norm_log10=out[4].copy(), weight_norm=np.sqrt(stats[4]),
+            signal_norm_log10=out[4].copy(), weight_norm=weight_norm,
             update_ratio=update_ratio, act_mean=stats[0].copy(), act_std=stats[1].copy(),
             saturation=stats[2].copy(), dead_fraction=stats[3].copy(), prelu_slope=slopes,
-            underflow=out[2] < FLOAT32_TINY_LOG2, seconds=time.perf_counter() - started)
+            underflow=grad_log10 < FLOAT32_TINY_LOG10, seconds=time.perf_counter() - started)
 
-    def _update(self, log2_norm: float, update_ss: np.ndarray) -> tuple[float, float]:
+    def _update(self, log2_norm: float, sums: np.ndarray) -> tuple[float, float]:
         training = self.config.training
         coefficient = optim.clip_coefficient(log2_norm, training.clipping, training.max_norm)
         factors = np.ldexp(coefficient, self._exps.astype(np.int64))
@@ -252,13 +255,12 @@ class Simulator:
         hyper = (np.int64(optim.OPTIMIZER_CODES[training.optimizer]), float(self._updates),
                  float(training.lr), float(training.momentum), float(training.adam_beta1),
                  float(training.adam_beta2), float(training.adam_eps), float(training.weight_decay))
-        clipped_ss = np.zeros(self.layout.n_layers)
         optim.apply_update(self._params, self._grads, self._state1, self._state2,
                            self.layout.segments, factors, float(clip_value), hyper,
-                           float(np.finfo(self.dtype).tiny), update_ss, clipped_ss)
+                           float(np.finfo(self.dtype).tiny), sums)
         if training.clipping == "clip_grad_norm":
             return coefficient, log2_norm + math.log2(coefficient)
-        applied = optim.log2_global_norm(clipped_ss, self._exps)
+        applied = optim.log2_global_norm(sums[2], self._exps)
         scale = math.exp2(applied - log2_norm) if math.isfinite(log2_norm) else 1.0
         return min(scale, 1.0), applied
 
