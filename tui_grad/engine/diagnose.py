@@ -5,10 +5,11 @@ The rule, in order:
 1. **diverged** when the loss or any gradient is NaN or infinite, or the loss exceeds
    ``divergence_factor`` x max(loss at step 0, 1). Once diverged, a run stays diverged and
    remembers the first such step.
-2. **vanishing** when the input layer's weight-gradient norm is exactly zero or below 1e-3
-   of the output layer's.
-3. **exploding** when it is above 1e3 times the output layer's, or the global gradient norm
-   exceeds 1e6.
+2. **vanishing** when the input layer's weight-gradient norm is exactly zero, or below 1e-3
+   of the output layer's, or the backpropagated signal ||dL/dh|| at layer 1 is below 1e-3 of
+   the last hidden layer's (small weights shrink activations and signal together, which
+   leaves weight-gradient ratios flat while nothing reaches the input).
+3. **exploding** when either ratio is above 1e3, or the global gradient norm exceeds 1e6.
 4. **healthy** otherwise.
 """
 
@@ -31,7 +32,8 @@ def is_non_finite(loss: float, grad_norm_log10: np.ndarray) -> bool:
 
 
 def verdict(loss: float, initial_loss: float, grad_norm_log10: np.ndarray,
-            global_norm_log10: float, divergence_factor: float) -> str:
+            signal_norm_log10: np.ndarray, global_norm_log10: float,
+            divergence_factor: float) -> str:
     """Classify one step by the rule in this module's docstring."""
     if is_non_finite(loss, grad_norm_log10):
         return DIVERGED
@@ -40,9 +42,11 @@ def verdict(loss: float, initial_loss: float, grad_norm_log10: np.ndarray,
     first, last = grad_norm_log10[0], grad_norm_log10[-1]
     if np.isneginf(first):  # exactly zero at the input layer: nothing there can learn
         return VANISHING
-    ratio = first - last
-    if ratio < -PROFILE_DECADES:
+    ratios = [first - last]
+    if signal_norm_log10.size > 2:  # signal at layer 1 vs at the last hidden layer
+        ratios.append(signal_norm_log10[0] - signal_norm_log10[-2])
+    if min(ratios) < -PROFILE_DECADES:
         return VANISHING
-    if ratio > PROFILE_DECADES or global_norm_log10 > EXPLODING_GLOBAL_NORM_LOG10:
+    if max(ratios) > PROFILE_DECADES or global_norm_log10 > EXPLODING_GLOBAL_NORM_LOG10:
         return EXPLODING
     return HEALTHY

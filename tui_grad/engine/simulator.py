@@ -220,10 +220,12 @@ class Simulator:
         log2_norm = optim.log2_global_norm(out[0], self._exps)
         if self.initial_loss is None:
             self.initial_loss = loss
-        status = diagnose.verdict(loss, self.initial_loss, grad_log10, log2_norm * math.log10(2.0),
-                                  self.config.run.divergence_factor)
+        status = diagnose.verdict(loss, self.initial_loss, grad_log10, out[4],
+                                  log2_norm * math.log10(2.0), self.config.run.divergence_factor)
         if status == diagnose.DIVERGED and self.diverged_at is None:
             self.diverged_at = self.step_index
+        if self.diverged_at is not None:  # sticky: a run that diverged once stays so
+            status = diagnose.DIVERGED
         slopes = np.full(self.layout.n_layers, np.nan)
         has_slope = self.layout.s_off != NONE
         slopes[has_slope] = self._params[self.layout.s_off[has_slope]]

@@ -1,0 +1,265 @@
+"""Command line: open the UI, run headless, validate, list, export or serve scenarios."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import TextIO
+
+from tui_grad import __version__
+from tui_grad.config import ConfigError
+
+PROG = "tui-grad"
+COMMANDS = ("run", "validate", "scenarios", "export", "serve")
+EXAMPLES = """\
+examples:
+  tui-grad                                  open the UI on the default scenario
+  tui-grad sigmoid-vanishing                open a bundled scenario
+  tui-grad my-workshop.toml                 open a scenario file
+  tui-grad run relu-init --headless --csv out.csv --check
+  tui-grad run default --headless --steps 200 --set network.depth=100 --csv - | head
+  tui-grad validate scenarios/*.toml
+  tui-grad scenarios                        list the bundled scenarios
+  tui-grad export default --set network.activation=relu -o mine.toml
+  tui-grad serve default --port 8000        the same app in a browser (textual-serve)
+"""
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--steps", type=int, metavar="N", help="training steps (overrides run.steps)")
+    parser.add_argument("--seed", type=int, metavar="N", help="random seed (overrides run.seed)")
+    parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        dest="overrides", help="override one option; repeatable")
+
+
+def build_parser(command: str | None) -> argparse.ArgumentParser:
+    """The argument parser for ``command`` (None: the UI's ``tui-grad [SCENARIO]``)."""
+    if command is None:
+        parser = argparse.ArgumentParser(
+            prog=PROG, description="Watch vanishing and exploding gradients in deep networks, live. "
+            f"Commands: {', '.join(COMMANDS)} (see `tui-grad COMMAND --help`).",
+            epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+        parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+        parser.add_argument("scenario", nargs="?", default="default",
+                            help="scenario file or bundled scenario name (default: default)")
+        _common(parser)
+        return parser
+    parser = argparse.ArgumentParser(prog=f"{PROG} {command}", epilog=EXAMPLES,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    if command == "run":
+        parser.add_argument("scenario", help="scenario file or bundled scenario name")
+        parser.add_argument("--headless", action="store_true", help="run without the UI")
+        parser.add_argument("--csv", metavar="PATH", help="write metrics as CSV ('-' = stdout)")
+        parser.add_argument("--every", type=int, default=1, metavar="K", help="keep every K-th step")
+        parser.add_argument("--summary", metavar="PATH", help="write a JSON summary")
+        parser.add_argument("--check", action="store_true", help="evaluate [[expect]]; exit 1 on FAIL")
+        _common(parser)
+    elif command == "validate":
+        parser.add_argument("files", nargs="+", help="scenario files to check")
+    elif command == "export":
+        parser.add_argument("scenario", help="scenario file or bundled scenario name")
+        parser.add_argument("-o", "--output", metavar="PATH", help="file to write (default: stdout)")
+        _common(parser)
+    elif command == "serve":
+        parser.add_argument("scenario", nargs="?", default="default")
+        parser.add_argument("--host", default="127.0.0.1")
+        parser.add_argument("--port", type=int, default=8000)
+        _common(parser)
+    return parser
+
+
+def parse_overrides(args: argparse.Namespace) -> dict[str, object]:
+    """--set pairs plus --steps/--seed as ``{"section.key": "value"}`` (validated later)."""
+    overrides: dict[str, object] = {}
+    for item in args.overrides:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise ConfigError(f"--set needs SECTION.KEY=VALUE (got {item!r})")
+        overrides[name.strip()] = value
+    if args.steps is not None:
+        overrides["run.steps"] = args.steps
+    if args.seed is not None:
+        overrides["run.seed"] = args.seed
+    return overrides
+
+
+def load(source: str, args: argparse.Namespace):
+    """The scenario ``source`` with the command line's overrides applied."""
+    from tui_grad.scenario import load_scenario
+
+    scenario = load_scenario(source)
+    overrides = parse_overrides(args)
+    if not overrides:
+        return scenario
+    try:
+        return scenario.with_overrides(overrides)
+    except ConfigError as exc:
+        raise ConfigError(exc.message, key=exc.key, path="--set") from None
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``tui-grad`` console script; returns the exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = argv[0] if argv and argv[0] in COMMANDS else None
+    args = build_parser(command).parse_args(argv[1:] if command else argv)
+    try:
+        if command == "validate":
+            return cmd_validate(args.files)
+        if command == "scenarios":
+            return cmd_scenarios(sys.stdout)
+        if command == "export":
+            return cmd_export(args)
+        if command == "serve":
+            return cmd_serve(args)
+        if command == "run" and args.headless:
+            return cmd_headless(args)
+        return cmd_ui(args)
+    except ConfigError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        _silence_stdout()
+        return 0
+
+
+def _silence_stdout() -> None:
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+
+
+def cmd_validate(files: list[str]) -> int:
+    """Load each file; print ``OK`` or the error per file; exit 2 if any is bad."""
+    from tui_grad.scenario import load_scenario
+
+    bad = 0
+    for name in files:
+        try:
+            scenario = load_scenario(name)
+        except ConfigError as exc:
+            bad += 1
+            print(f"{PROG}: error: {exc}", file=sys.stderr)
+            continue
+        extra = f", {len(scenario.compare)} variants" if scenario.compare else ""
+        print(f"OK  {name}: {scenario.title or scenario.name} ({len(scenario.expects)} expectations{extra})")
+    return 2 if bad else 0
+
+
+def cmd_scenarios(out: TextIO) -> int:
+    """List the bundled scenarios and their titles."""
+    from tui_grad.scenario import bundled_paths, load_scenario
+
+    for name, path in bundled_paths().items():
+        out.write(f"{name:28s} {load_scenario(path).title}\n")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """Write the scenario's (overridden) base configuration as a scenario file."""
+    from tui_grad.scenario import to_toml
+
+    scenario = load(args.scenario, args)
+    text = to_toml(scenario.config, name=scenario.name, title=scenario.title, notes=scenario.notes,
+                   lock=scenario.lock)
+    if args.output in (None, "-"):
+        sys.stdout.write(text)
+        return 0
+    write_new_file(args.output, text)
+    print(f"wrote {args.output}", file=sys.stderr)
+    return 0
+
+
+def write_new_file(path: str, text: str) -> None:
+    """Write ``text`` to ``path`` via a temporary file, so a failure never leaves half a file."""
+    target = Path(path)
+    if target.is_dir():
+        raise ConfigError("is a directory", path=path)
+    temporary = target.with_name(f".{target.name}.tmp")
+    try:
+        temporary.write_text(text, encoding="utf-8")
+        temporary.replace(target)
+    except OSError as exc:
+        raise ConfigError(f"cannot write ({exc.strerror})", path=path) from None
+
+
+def cmd_headless(args: argparse.Namespace) -> int:
+    """Run a scenario without the UI: CSV, JSON summary, --check; exit 130 when interrupted."""
+    from tui_grad import headless
+
+    if args.every < 1:
+        raise ConfigError(f"--every must be 1 or more (got {args.every})")
+    scenario = load(args.scenario, args)
+    steps = scenario.config.run.steps
+    stop = headless.StopRequested()
+    progress = headless.ProgressBar() if sys.stderr.isatty() else None
+    csv_stream = _open_output(args.csv)
+    try:
+        headless.install_stop_handlers(stop)
+        results = headless.run(scenario, steps, csv=csv_stream, every=args.every, progress=progress,
+                               stop=stop)
+    finally:
+        if csv_stream not in (None, sys.stdout):
+            csv_stream.close()
+    if stop.signal is not None:
+        print(f"{PROG}: interrupted after {results[0].steps} steps", file=sys.stderr)
+        _write_summary(args.summary, results, [])
+        return 130
+    checks = headless.check(scenario, results) if args.check else []
+    _write_summary(args.summary, results, checks)
+    for item in checks:
+        print(item.line(bool(scenario.compare)), file=sys.stdout if args.csv != "-" else sys.stderr)
+    if args.check and not scenario.expects:
+        print(f"{PROG}: note: {args.scenario} has no [[expect]] entries to check", file=sys.stderr)
+    if not args.csv and not args.check:
+        for result in results:
+            info = result.summary()
+            print(f"{info['variant']}: {info['steps']} steps, final loss {info['final_loss']:.6g}, "
+                  f"{info['verdict']}" + (f" (diverged at step {info['diverged_at']})"
+                                          if info["diverged_at"] is not None else ""))
+    return 1 if any(not c.passed for c in checks) else 0
+
+
+def _open_output(path: str | None) -> TextIO | None:
+    if path is None:
+        return None
+    if path == "-":
+        return sys.stdout
+    try:
+        return open(path, "w", encoding="utf-8", newline="")  # noqa: SIM115 - closed by caller
+    except OSError as exc:
+        raise ConfigError(f"cannot write ({exc.strerror})", path=path) from None
+
+
+def _write_summary(path: str | None, results: list, checks: list) -> None:
+    if not path:
+        return
+    summary = {"variants": [r.summary() for r in results],
+               "checks": [{"check": c.expectation.text, "variant": c.variant, "passed": c.passed,
+                           "measured": c.measured} for c in checks]}
+    write_new_file(path, json.dumps(summary, indent=2, default=str) + "\n")
+
+
+def cmd_ui(args: argparse.Namespace) -> int:
+    """Open the terminal UI on the scenario."""
+    scenario = load(args.scenario, args)
+    from tui_grad.tui.app import GradApp
+
+    GradApp(scenario).run()
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Serve the UI to browsers through textual-serve."""
+    import shlex
+
+    load(args.scenario, args)  # fail here, with a clear message, not in every browser tab
+    from textual_serve.server import Server
+
+    extra = " ".join(f"--set {shlex.quote(item)}" for item in args.overrides)
+    command = f"{shlex.quote(sys.executable)} -m tui_grad {shlex.quote(args.scenario)} {extra}".strip()
+    Server(command, host=args.host, port=args.port, title=PROG).serve()
+    return 0

@@ -1,0 +1,92 @@
+"""The CSV schema (long format: one row per step and layer) and its incremental writer."""
+
+from __future__ import annotations
+
+import math
+from typing import TextIO
+
+from tui_grad.engine import StepMetrics
+
+# (column, help) in file order; `variant` leads only when a scenario has [[compare]] entries.
+COLUMNS: tuple[tuple[str, str], ...] = (
+    ("step", "training step, from 0"),
+    ("layer", "weight layer 1..depth+1, input side first; depth+1 is the output layer"),
+    ("loss", "the step's mini-batch loss (same on every row of the step)"),
+    ("grad_norm", "||dL/dW|| of the layer's weight matrix, before clipping"),
+    ("signal_norm", "||dL/dh|| backpropagated to the layer's output"),
+    ("weight_norm", "||W|| before the update"),
+    ("update_ratio", "||delta W|| / ||W|| of this step's update"),
+    ("act_mean", "mean of the layer's output"),
+    ("act_std", "standard deviation of the layer's output"),
+    ("saturation", "fraction of pre-activations where the activation's derivative < 0.05"),
+    ("dead_fraction", "fraction of units that output 0 for the whole batch"),
+    ("global_grad_norm", "norm of all gradients together, before clipping"),
+    ("clip_scale", "applied / raw global norm (1 = not clipped)"),
+    ("status", "healthy, vanishing, exploding or diverged"),
+    ("underflow", "1 where plain float32 would hold only subnormals or zeros for this gradient"),
+    ("prelu_slope", "the layer's learned prelu slope (empty without prelu)"),
+)
+
+
+def format_log10(value: float) -> str:
+    """Write 10**value exactly even beyond float64's range: 2.5e-400, 0 for -inf."""
+    if math.isnan(value):
+        return "nan"
+    if math.isinf(value):
+        return "inf" if value > 0 else "0"
+    exponent = math.floor(value)
+    mantissa = round(10.0 ** (value - exponent), 6)
+    if mantissa >= 10.0:
+        mantissa, exponent = mantissa / 10.0, exponent + 1
+    return f"{mantissa:.6f}e{exponent:+03d}"
+
+
+def format_number(value: float) -> str:
+    """Plain float formatting: 9 significant digits, nan and inf spelled so."""
+    if math.isnan(value):
+        return "nan"
+    if math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    return f"{value:.9g}"
+
+
+class CsvWriter:
+    """Writes StepMetrics as rows; each step's rows go out in one write, then a flush, so an
+    interrupted run leaves no half row."""
+
+    def __init__(self, stream: TextIO, with_variant: bool) -> None:
+        self._stream = stream
+        self._with_variant = with_variant
+        names = [name for name, _ in COLUMNS]
+        self._write(",".join((["variant"] if with_variant else []) + names) + "\n")
+
+    def _write(self, text: str) -> None:
+        self._stream.write(text)
+        self._stream.flush()
+
+    def write_step(self, metrics: StepMetrics, variant: str = "") -> None:
+        """Append one row per layer for ``metrics``."""
+        step_part = (format_number(metrics.loss),)
+        shared = (format_log10(metrics.global_grad_norm_log10), format_number(metrics.clip_scale),
+                  metrics.status)
+        prefix = f"{_quote(variant)}," if self._with_variant else ""
+        rows = []
+        for layer in range(metrics.grad_norm_log10.size):
+            slope = metrics.prelu_slope[layer]
+            fields = (
+                str(metrics.step), str(layer + 1), *step_part,
+                format_log10(metrics.grad_norm_log10[layer]),
+                format_log10(metrics.signal_norm_log10[layer]),
+                format_number(metrics.weight_norm[layer]), format_number(metrics.update_ratio[layer]),
+                format_number(metrics.act_mean[layer]), format_number(metrics.act_std[layer]),
+                format_number(metrics.saturation[layer]), format_number(metrics.dead_fraction[layer]),
+                *shared, "1" if metrics.underflow[layer] else "0",
+                "" if math.isnan(slope) else format_number(slope))
+            rows.append(prefix + ",".join(fields) + "\n")
+        self._write("".join(rows))
+
+
+def _quote(text: str) -> str:
+    if any(c in text for c in ',"\n\r'):
+        return '"' + text.replace('"', '""') + '"'
+    return text

@@ -1,0 +1,148 @@
+"""Headless runs: drive the scenario's Simulators in lock-step, write CSV, check [[expect]]."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TextIO
+
+from tui_grad.csvout import CsvWriter
+from tui_grad.engine import Simulator, StepMetrics
+from tui_grad.expect import LAST, PER_LAYER, Expectation, Ref, evaluate
+from tui_grad.scenario import Scenario
+
+
+@dataclass
+class VariantResult:
+    """What one variant's run ended with."""
+
+    name: str
+    steps: int = 0
+    initial_loss: float | None = None
+    final: StepMetrics | None = None
+    diverged_at: int | None = None
+    seconds: float = 0.0
+    kept: dict[int, StepMetrics] = field(default_factory=dict)
+
+    def summary(self) -> dict:
+        """JSON-ready summary of this variant."""
+        final = self.final
+        return {"variant": self.name, "steps": self.steps, "initial_loss": self.initial_loss,
+                "final_loss": final.loss if final else None,
+                "verdict": final.status if final else None, "diverged_at": self.diverged_at,
+                "seconds": round(self.seconds, 3),
+                "ms_per_step": round(1e3 * self.seconds / self.steps, 3) if self.steps else None}
+
+
+@dataclass
+class Check:
+    """One evaluated expectation for one variant."""
+
+    expectation: Expectation
+    variant: str
+    passed: bool
+    measured: object
+
+    def line(self, show_variant: bool) -> str:
+        """``PASS  claim  (measured ...)`` as printed by --check."""
+        where = f"[{self.variant}] " if show_variant else ""
+        measured = f"{self.measured:.4g}" if isinstance(self.measured, float) else str(self.measured)
+        return f"{'PASS' if self.passed else 'FAIL'}  {where}{self.expectation.text}  (measured {measured})"
+
+
+class StopRequested:
+    """Set by SIGINT/SIGTERM during a run; the loop stops between steps so no row is cut."""
+
+    def __init__(self) -> None:
+        self.signal: int | None = None
+
+    def __call__(self, signum: int, frame: object) -> None:
+        self.signal = signum
+
+
+def run(scenario: Scenario, steps: int, *, csv: TextIO | None = None, every: int = 1,
+        progress: Callable[[int, int], None] | None = None,
+        stop: StopRequested | None = None) -> list[VariantResult]:
+    """Run every variant of ``scenario`` for ``steps`` steps in lock-step."""
+    variants = scenario.variants
+    wanted = {s for e in scenario.expects for s in e.steps()} | {0}
+    sims = [Simulator(v.config) for v in variants]
+    results = [VariantResult(v.name) for v in variants]
+    writer = CsvWriter(csv, with_variant=bool(scenario.compare)) if csv is not None else None
+    for step in range(steps):
+        if stop is not None and stop.signal is not None:
+            break
+        for sim, result in zip(sims, results, strict=True):
+            metrics = sim.step()
+            result.steps, result.final, result.diverged_at = step + 1, metrics, metrics.diverged_at
+            result.seconds += metrics.seconds
+            if result.initial_loss is None:
+                result.initial_loss = metrics.loss
+            if step in wanted:
+                result.kept[step] = metrics
+            if writer is not None and step % every == 0:
+                writer.write_step(metrics, result.name)
+        if progress is not None:
+            progress(step + 1, steps)
+    return results
+
+
+def check(scenario: Scenario, results: list[VariantResult]) -> list[Check]:
+    """Evaluate every [[expect]] against the runs' kept metrics."""
+    checks = []
+    for expectation in scenario.expects:
+        for result in results:
+            if expectation.variant not in (None, result.name):
+                continue
+            passed, measured = evaluate(expectation, lambda ref, step, r=result: _lookup(r, ref, step))
+            checks.append(Check(expectation, result.name, passed, measured))
+    return checks
+
+
+def _lookup(result: VariantResult, ref: Ref, step: int) -> object:
+    if ref.metric == "diverged_at":
+        return result.diverged_at
+    metrics = result.final if step == LAST else result.kept.get(step)
+    if metrics is None:
+        return float("nan")  # the run never reached that step
+    if ref.metric in PER_LAYER:
+        layers = metrics.grad_norm_log10.size
+        index = layers - 1 if ref.layer == LAST else ref.layer - 1
+        if not 0 <= index < layers:
+            return float("nan")
+        return float(getattr(metrics, ref.metric)[index])
+    if ref.metric == "status":
+        return metrics.status
+    return float(getattr(metrics, ref.metric))
+
+
+class ProgressBar:
+    """A one-line progress bar on a terminal's stderr."""
+
+    def __init__(self, stream: TextIO = sys.stderr) -> None:
+        self._stream = stream
+        self._started = time.perf_counter()
+        self._last = 0.0
+
+    def __call__(self, done: int, total: int) -> None:
+        now = time.perf_counter()
+        if done != total and now - self._last < 0.1:
+            return
+        self._last = now
+        width = 30
+        filled = width * done // max(total, 1)
+        rate = done / max(now - self._started, 1e-9)
+        self._stream.write(f"\rstep {done}/{total} [{'#' * filled}{'-' * (width - filled)}] "
+                           f"{rate:.1f} steps/s ")
+        if done == total:
+            self._stream.write("\n")
+        self._stream.flush()
+
+
+def install_stop_handlers(stop: StopRequested) -> None:
+    """Route SIGINT and SIGTERM to ``stop`` instead of raising mid-write."""
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
