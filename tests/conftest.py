@@ -8,12 +8,11 @@ from tui_grad.config import Config
 from tui_grad.engine import Simulator
 
 
-def make_sim(**overrides) -> Simulator:
-    """A Simulator from ``section__key=value`` keyword overrides."""
+def _make_sim(**overrides) -> Simulator:
     return Simulator(Config.from_overrides({k.replace("__", "."): v for k, v in overrides.items()}))
 
 
 @pytest.fixture
-def sim_factory():
-    """Build Simulators from keyword overrides (``network__depth=3``)."""
-    return make_sim
+def make_sim():
+    """Build a Simulator from ``section__key=value`` keyword overrides (``network__depth=3``)."""
+    return _make_sim

@@ -7,13 +7,12 @@ import math
 import numpy as np
 import pytest
 
-from tests.conftest import make_sim
 from tui_grad.config import Config
 from tui_grad.engine import Simulator
 from tui_grad.engine.activations import tanh_f32
 
 
-def test_linear_orthogonal_network_keeps_signal_norm_constant_over_200_layers():
+def test_linear_orthogonal_network_keeps_signal_norm_constant_over_200_layers(make_sim):
     """A linear net with orthogonal init is an isometry: ||dL/dh_l|| is the same at every layer."""
     m = make_sim(network__depth=200, network__width=64, network__activation="linear",
                  network__init="orthogonal", data__input_dim=64).step()
@@ -21,7 +20,7 @@ def test_linear_orthogonal_network_keeps_signal_norm_constant_over_200_layers():
     assert hidden.max() - hidden.min() < 1e-5
 
 
-def test_relu_kaiming_keeps_backpropagated_norm_within_factor_two():
+def test_relu_kaiming_keeps_backpropagated_norm_within_factor_two(make_sim):
     """He init makes ReLU nets neither vanish nor explode: every hidden layer's ||dL/dh||
     stays within a factor 2 of the last hidden layer's (width 512, depth 100)."""
     m = make_sim(network__depth=100, network__width=512, network__activation="relu",
@@ -31,14 +30,14 @@ def test_relu_kaiming_keeps_backpropagated_norm_within_factor_two():
     assert m.status == "healthy"
 
 
-def test_sigmoid_xavier_vanishes_at_depth_50():
+def test_sigmoid_xavier_vanishes_at_depth_50(make_sim):
     """sigmoid' <= 1/4, so 50 layers shrink the first layer's gradient below 1e-6 of the last."""
     m = make_sim(network__depth=50, network__activation="sigmoid", network__init="xavier_normal").step()
     assert m.grad_norm_log10[0] - m.grad_norm_log10[-1] < -6
     assert m.status == "vanishing"
 
 
-def test_large_normal_init_relu_diverges_without_raising():
+def test_large_normal_init_relu_diverges_without_raising(make_sim):
     """normal(std=1) ReLU at width 256, depth 50 overflows float32: reported as diverged at
     step 0, the run keeps finite parameters and can go on stepping."""
     sim = make_sim(network__depth=50, network__width=256, network__activation="relu",
@@ -62,7 +61,7 @@ def test_tiny_gradients_are_reported_exactly_far_below_float32_range():
     assert m32.underflow[0] and not m32.underflow[-1]
 
 
-def test_exact_zero_gradient_is_distinct_from_tiny():
+def test_exact_zero_gradient_is_distinct_from_tiny(make_sim):
     """A fully dead ReLU layer has exactly zero gradient below it: -inf in log10, not a tiny
     number, and the verdict is vanishing."""
     m = make_sim(network__depth=6, network__activation="relu", network__bias_init=-50.0).step()
@@ -71,7 +70,7 @@ def test_exact_zero_gradient_is_distinct_from_tiny():
     assert m.status == "vanishing"
 
 
-def test_seeded_runs_are_bit_identical():
+def test_seeded_runs_are_bit_identical(make_sim):
     """Same config and seed => identical numbers, step after step."""
     runs = [make_sim(network__depth=8, training__optimizer="adam", run__seed=7) for _ in range(2)]
     for _ in range(4):
@@ -81,7 +80,7 @@ def test_seeded_runs_are_bit_identical():
     assert np.array_equal(runs[0].params[3]["weight"], runs[1].params[3]["weight"])
 
 
-def test_other_seed_gives_other_numbers():
+def test_other_seed_gives_other_numbers(make_sim):
     """The seed reaches init and data: a different seed gives a different first loss."""
     assert make_sim(run__seed=1).step().loss != make_sim(run__seed=2).step().loss
 
@@ -91,7 +90,7 @@ def params_copy(sim):
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_clip_grad_norm_bounds_the_applied_gradient(dtype):
+def test_clip_grad_norm_bounds_the_applied_gradient(make_sim, dtype):
     """With clip_grad_norm the gradient applied (||delta params|| / lr with plain SGD) never
     exceeds max_norm, even while the raw gradient explodes."""
     sim = make_sim(network__depth=30, network__activation="relu", network__init="normal",
@@ -107,7 +106,7 @@ def test_clip_grad_norm_bounds_the_applied_gradient(dtype):
         assert m.clipped
 
 
-def test_clip_grad_value_bounds_every_element():
+def test_clip_grad_value_bounds_every_element(make_sim):
     """clip_grad_value clamps every gradient element to [-clip_value, clip_value]."""
     sim = make_sim(network__depth=10, network__activation="relu", network__init="normal",
                    network__init_std=0.3, network__dtype="float64",
@@ -120,7 +119,7 @@ def test_clip_grad_value_bounds_every_element():
 
 
 @pytest.mark.parametrize("optimizer", ["sgd", "momentum", "adam"])
-def test_optimizer_updates_match_torch_formulas(optimizer):
+def test_optimizer_updates_match_torch_formulas(make_sim, optimizer):
     """Two steps of SGD / momentum / Adam with coupled weight decay give the parameters that
     torch.optim's update rules give from the same gradients."""
     sim = make_sim(network__depth=3, network__width=6, network__dtype="float64",
@@ -152,7 +151,7 @@ def test_float32_tanh_approximation_stays_within_a_few_ulps():
     assert np.max(np.abs(got - exact[::7]) / ulp) <= 8
 
 
-def test_float64_runs_use_exact_elementary_functions():
+def test_float64_runs_use_exact_elementary_functions(make_sim):
     """In float64 the loss equals a plain NumPy forward pass with exact tanh (to 1e-13)."""
     sim = make_sim(network__depth=3, network__width=8, network__activation="tanh",
                    network__dtype="float64")
@@ -166,7 +165,7 @@ def test_float64_runs_use_exact_elementary_functions():
     assert sim.step(batch=(x, y)).loss == pytest.approx(expected, rel=1e-13)
 
 
-def test_nan_in_data_is_reported_not_raised():
+def test_nan_in_data_is_reported_not_raised(make_sim):
     """A NaN in the inputs gives a diverged step, and parameters stay as they were."""
     sim = make_sim(network__depth=4)
     before = params_copy(sim)
@@ -176,7 +175,7 @@ def test_nan_in_data_is_reported_not_raised():
     assert np.array_equal(params_copy(sim), before)
 
 
-def test_live_options_apply_without_restart_and_structural_ones_restart():
+def test_live_options_apply_without_restart_and_structural_ones_restart(make_sim):
     """lr/clipping/weight decay change mid-run; depth or activation rebuild from step 0."""
     sim = make_sim(network__depth=4)
     sim.step()
@@ -187,7 +186,7 @@ def test_live_options_apply_without_restart_and_structural_ones_restart():
     assert sim.step_index == 0 and len(sim.params) == 7
 
 
-def test_snapshot_restore_replays_identically():
+def test_snapshot_restore_replays_identically(make_sim):
     """Rewinding to a snapshot and stepping again reproduces the same numbers."""
     sim = make_sim(network__depth=5, training__optimizer="momentum")
     sim.step()
@@ -197,7 +196,7 @@ def test_snapshot_restore_replays_identically():
     assert [sim.step().loss for _ in range(3)] == first
 
 
-def test_prelu_slope_is_learned_and_reported():
+def test_prelu_slope_is_learned_and_reported(make_sim):
     """prelu's per-layer slope starts at prelu_init, is reported and changes with training."""
     sim = make_sim(network__depth=3, network__activation="prelu", network__prelu_init=0.25,
                    training__lr=0.1)
@@ -207,7 +206,7 @@ def test_prelu_slope_is_learned_and_reported():
     assert not np.allclose(sim.step().prelu_slope[:-1], 0.25)
 
 
-def test_user_batch_with_wrong_shape_is_a_clear_error():
+def test_user_batch_with_wrong_shape_is_a_clear_error(make_sim):
     """step(batch=...) with the wrong input width says what shape it needs."""
     from tui_grad.config import ConfigError
     with pytest.raises(ConfigError, match=r"\(B, 16\)"):

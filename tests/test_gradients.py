@@ -7,7 +7,6 @@ import itertools
 import numpy as np
 import pytest
 
-from tests.conftest import make_sim
 from tui_grad.config import ACTIVATIONS
 
 STEP = 1e-6
@@ -37,7 +36,7 @@ CASES = list(itertools.product(ACTIVATIONS, (False, True), (False, True), ("mse"
 
 
 @pytest.mark.parametrize("activation,batch_norm,residual,loss", CASES)
-def test_every_parameter_matches_finite_differences(activation, batch_norm, residual, loss):
+def test_every_parameter_matches_finite_differences(make_sim, activation, batch_norm, residual, loss):
     """Every reported gradient (weights, biases, BN gamma/beta, prelu slopes) is the true
     derivative: relative error below 1e-6 against central differences in float64."""
     task = "blobs" if loss == "cross_entropy" else "teacher"

@@ -1,0 +1,212 @@
+"""Charts: per-layer gradients, loss, activations, update ratios (plotext) and a heatmap.
+
+Every chart draws from a history.Frame. plotext rebuilds the whole figure on each render, so
+series are thinned to about twice the widget's width. Log scales are log10 values on a
+linear axis (plotext's own log scale crashes textual-plotext on resize). Series differ by
+marker character as well as colour, so they stay apart under NO_COLOR.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from rich.text import Text
+from textual.widget import Widget
+from textual_plotext import PlotextPlot
+
+from tui_grad.engine import StepMetrics
+from tui_grad.history import Frame
+
+UPDATE_RATIO_GUIDE = -3.0  # log10(1e-3): a layer whose updates are ~1e-3 of its weights learns
+
+
+def thin(count: int, budget: int) -> np.ndarray:
+    """Indices of at most ``budget`` evenly spread items out of ``count``, ends included."""
+    if count <= budget:
+        return np.arange(count)
+    return np.unique(np.linspace(0, count - 1, max(budget, 2)).round().astype(np.int64))
+
+
+def finite_series(x: np.ndarray, y: np.ndarray) -> tuple[list[float], list[float]]:
+    """The finite (x, y) pairs as lists (plotext takes lists)."""
+    keep = np.isfinite(y)
+    return x[keep].tolist(), y[keep].tolist()
+
+
+class Chart(PlotextPlot):
+    """A plotext chart that redraws from a Frame."""
+
+    title_text = ""
+
+    def draw(self, frame: Frame, baseline: Frame | None, options: dict) -> None:
+        """Rebuild the figure from ``frame`` and refresh."""
+        plt = self.plt
+        plt.clear_figure()
+        plt.title(self.title_text)
+        if frame.latest is None:
+            plt.text("waiting for the first step...", 0.5, 0.5, alignment="center")
+            plt.xlim(0, 1)
+            plt.ylim(0, 1)
+        else:
+            self.plot(frame, baseline, options)
+        self.refresh()
+
+    def plot(self, frame: Frame, baseline: Frame | None, options: dict) -> None:
+        raise NotImplementedError
+
+    def budget(self) -> int:
+        return max(2 * self.size.width, 16)
+
+
+def _layers(metrics: StepMetrics) -> np.ndarray:
+    return np.arange(1, metrics.grad_norm_log10.size + 1, dtype=np.float64)
+
+
+class GradientChart(Chart):
+    """Per-layer gradient norm (log10), input layer on the left; step 0 and a pinned run too."""
+
+    title_text = "gradient norm per layer (log10)"
+
+    def plot(self, frame: Frame, baseline: Frame | None, options: dict) -> None:
+        plt, latest = self.plt, frame.latest
+        use_signal = options.get("signal", False)
+        attr = "signal_norm_log10" if use_signal else "grad_norm_log10"
+        label = "||dL/dh||" if use_signal else "||dL/dW||"
+        self.title_text = f"{label} per layer, log10 (input left)"
+        plt.title(self.title_text)
+        layers = _layers(latest)
+        pick = thin(layers.size, self.budget())
+        lowest = []
+        for name, metrics, marker, color in (
+                ("step 0", frame.first, ".", "gray"),
+                ("pinned", baseline.latest if baseline else None, "o", "cyan"),
+                (f"step {latest.step}", latest, "*", "yellow")):
+            if metrics is None or getattr(metrics, attr).size != layers.size:
+                continue
+            values = getattr(metrics, attr)[pick]
+            x, y = finite_series(layers[pick], values)
+            if y:
+                plt.plot(x, y, marker=marker, color=color, label=name)
+                lowest.append(min(y))
+        predicted = options.get("predicted")
+        if predicted is not None and predicted.size == layers.size:
+            x, y = finite_series(layers[pick], predicted[pick])
+            plt.plot(x, y, marker="-", color="green", label="theory")
+        zeros = layers[pick][np.isneginf(getattr(latest, attr)[pick])]
+        if zeros.size:  # exact zeros have no logarithm: mark them on the floor of the chart
+            floor = (min(lowest) if lowest else 0.0) - 1.0
+            plt.scatter(zeros.tolist(), [floor] * zeros.size, marker="x", color="red",
+                        label="exactly 0")
+        plt.xlabel("layer")
+
+
+class LossChart(Chart):
+    """Loss over steps (log10) with the divergence step marked."""
+
+    title_text = "loss (log10)"
+
+    def plot(self, frame: Frame, baseline: Frame | None, options: dict) -> None:
+        plt = self.plt
+        for name, source, marker, color in (("pinned", baseline, "o", "cyan"),
+                                            ("loss", frame, "*", "yellow")):
+            if source is None or source.loss.size == 0:
+                continue
+            pick = thin(source.loss.size, self.budget())
+            with np.errstate(divide="ignore", invalid="ignore"):
+                x, y = finite_series(source.steps[pick].astype(np.float64), np.log10(source.loss[pick]))
+            if y:
+                plt.plot(x, y, marker=marker, color=color, label=name)
+        if frame.diverged_at is not None:
+            plt.vline(frame.diverged_at, color="red")
+            plt.title(f"loss (log10) - DIVERGED at step {frame.diverged_at}")
+        plt.xlabel("step")
+
+
+class ActivationChart(Chart):
+    """Per-layer activation std (log10, left axis) and saturated / dead fraction (right axis)."""
+
+    title_text = "activation std (log10) and saturated/dead fraction"
+
+    def plot(self, frame: Frame, baseline: Frame | None, options: dict) -> None:
+        plt, latest = self.plt, frame.latest
+        layers = _layers(latest)[:-1]
+        pick = thin(layers.size, self.budget())
+        with np.errstate(divide="ignore", invalid="ignore"):
+            x, y = finite_series(layers[pick], np.log10(latest.act_std[:-1][pick]))
+        if y:
+            plt.plot(x, y, marker="*", color="yellow", label="std (log10)")
+        fraction_name = "dead" if options.get("activation", "") in ("relu",) else "saturated"
+        fraction = latest.dead_fraction if fraction_name == "dead" else latest.saturation
+        plt.plot(layers[pick].tolist(), fraction[:-1][pick].tolist(), marker="+", color="magenta",
+                 label=f"{fraction_name} (right)", yside="right")
+        plt.ylim(0, 1, yside="right")
+        plt.xlabel("layer")
+
+
+class UpdateRatioChart(Chart):
+    """Per-layer ||delta W|| / ||W|| (log10) with a guide line at 1e-3."""
+
+    title_text = "update / weight ratio (log10), guide 1e-3"
+
+    def plot(self, frame: Frame, baseline: Frame | None, options: dict) -> None:
+        plt, latest = self.plt, frame.latest
+        layers = _layers(latest)
+        pick = thin(layers.size, self.budget())
+        with np.errstate(divide="ignore", invalid="ignore"):
+            x, y = finite_series(layers[pick], np.log10(latest.update_ratio[pick]))
+        if y:
+            plt.plot(x, y, marker="*", color="yellow", label="update/weight")
+        plt.hline(UPDATE_RATIO_GUIDE, color="green")
+        plt.xlabel("layer")
+
+
+GLYPHS = " .:-=+*#%@"  # low -> high; readable without colour
+COLORS = ("blue", "blue", "cyan", "cyan", "green", "green", "yellow", "yellow", "red", "red")
+
+
+class Heatmap(Widget):
+    """Layer x step map of log10 gradient norm; density glyphs and colours, zeros as '0'."""
+
+    DEFAULT_CSS = """
+    Heatmap { width: 1fr; height: 1fr; }
+    """
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self._frame: Frame | None = None
+
+    def draw(self, frame: Frame, baseline: Frame | None, options: dict) -> None:
+        """Remember the frame and repaint."""
+        self._frame = frame
+        self.refresh()
+
+    def render(self) -> Text:
+        frame = self._frame
+        width, height = self.size.width, self.size.height
+        text = Text()
+        grid = frame.heat_grad_log10 if frame is not None else np.zeros((0, 0))
+        if grid.size == 0 or width < 12 or height < 4:
+            return Text("layer x step heatmap: waiting for steps")
+        rows, cols = height - 2, width - 8
+        step_pick = thin(grid.shape[0], cols)
+        layer_pick = thin(grid.shape[1], rows)[::-1]  # output layer at the top, input at the bottom
+        cells = grid[np.ix_(step_pick, layer_pick)].T  # (rows, cols)
+        finite = cells[np.isfinite(cells)]
+        low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+        span = max(high - low, 1e-9)
+        text.append(f"log10 |dL/dW|: {low:.0f} ' ' .. {high:.0f} '@'\n", style="bold")
+        for row_index, layer in enumerate(layer_pick):
+            text.append(f"L{layer + 1:<5d} ", style="dim")
+            for value in cells[row_index]:
+                if math.isnan(value) or math.isinf(value) and value > 0:
+                    text.append("!", style="bold red")
+                elif math.isinf(value):
+                    text.append("0", style="dim")
+                else:
+                    level = min(int((value - low) / span * (len(GLYPHS) - 1) + 0.5), len(GLYPHS) - 1)
+                    text.append(GLYPHS[level], style=COLORS[level])
+            text.append("\n")
+        text.append(f"step {frame.heat_steps[step_pick[0]]} .. {frame.heat_steps[step_pick[-1]]}",
+                    style="dim")
+        return text

@@ -1,0 +1,200 @@
+"""Control panels generated from config.OPTIONS: one row widget per option, grouped by key.
+
+Choice and on/off rows change with left/right or enter; numeric rows take typed values,
+validated by the option's own rules with the error shown inline (never raised).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.message import Message
+from textual.widget import Widget
+from textual.widgets import Input, Label, Static
+
+from tui_grad.config import OPTIONS_BY_NAME, Config, ConfigError, Option
+
+
+@dataclass(frozen=True)
+class Group:
+    """A panel: a title, the key that focuses it, and the options it holds."""
+
+    key: str
+    title: str
+    options: tuple[str, ...]
+
+
+GROUPS: tuple[Group, ...] = (
+    Group("a", "activation", ("network.activation", "network.negative_slope", "network.prelu_init")),
+    Group("i", "init", ("network.init", "network.init_std", "network.init_a", "network.init_gain",
+                        "network.bias_init")),
+    Group("b", "batch norm", ("network.batch_norm", "network.bn_eps")),
+    Group("r", "residual", ("network.residual", "network.residual_block", "network.residual_alpha")),
+    Group("c", "clipping", ("training.clipping", "training.max_norm", "training.clip_value")),
+    Group("l", "learning rate", ("training.lr",)),
+    Group("d", "depth / width", ("network.depth", "network.width", "network.dtype")),
+    Group("w", "weight decay", ("training.weight_decay",)),
+    Group("z", "batch size", ("training.batch_size",)),
+    Group("m", "optimizer", ("training.optimizer", "training.momentum", "training.adam_beta1",
+                             "training.adam_beta2", "training.adam_eps")),
+    Group("t", "task / loss", ("data.task", "training.loss", "data.n_samples", "data.input_dim",
+                               "data.n_classes", "data.noise")),
+)
+
+
+class OptionChanged(Message):
+    """A row asks for ``name`` to become ``value`` (validated by the App against the Config)."""
+
+    def __init__(self, row: OptionRow, name: str, value: Any) -> None:
+        super().__init__()
+        self.row = row
+        self.name = name
+        self.value = value
+
+
+def show_value(value: Any) -> str:
+    """Compact display of an option value."""
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+class OptionRow(Vertical):
+    """One option: its name, its current value and an inline error line."""
+
+    DEFAULT_CSS = """
+    OptionRow { height: auto; }
+    OptionRow .error { color: $error; height: auto; }
+    """
+
+    def __init__(self, opt: Option, value: Any, locked: bool) -> None:
+        super().__init__(id="opt-" + opt.name.replace(".", "-"))
+        self.option = opt
+        self.value = value
+        self.locked = locked
+
+    def compose(self) -> ComposeResult:
+        if self.option.choices or self.option.kind is bool:
+            yield ChoiceValue(self)
+        else:
+            yield NumberValue(self)
+        yield Label("", classes="error")
+
+    def set_value(self, value: Any) -> None:
+        """Show ``value`` (after the App accepted it, or a reset)."""
+        self.value = value
+        self.query_one(ValueWidget).show(value)
+        self.set_error("")
+
+    def set_error(self, message: str) -> None:
+        """Show (or clear) the inline validation message."""
+        label = self.query_one(".error", Label)
+        label.update(message)
+        label.display = bool(message)
+
+
+class ValueWidget(Widget):
+    """Base of the focusable value editors."""
+
+    def show(self, value: Any) -> None:
+        raise NotImplementedError
+
+
+class ChoiceValue(ValueWidget, Static):
+    """A choice or on/off value: left/right cycle, enter advances."""
+
+    can_focus = True
+    BINDINGS = [Binding("left", "cycle(-1)", "previous", show=False),
+                Binding("right", "cycle(1)", "next", show=False),
+                Binding("enter", "cycle(1)", "next", show=False)]
+    DEFAULT_CSS = """
+    ChoiceValue { height: 1; }
+    ChoiceValue:focus { background: $accent; color: $text; }
+    """
+
+    def __init__(self, row: OptionRow) -> None:
+        super().__init__()
+        self.row = row
+
+    def on_mount(self) -> None:
+        self.show(self.row.value)
+
+    def show(self, value: Any) -> None:
+        lock = " (locked)" if self.row.locked else ""
+        self.update(f"{self.row.option.key:<15} < {show_value(value)} >{lock}")
+
+    def action_cycle(self, direction: int) -> None:
+        opt = self.row.option
+        values: tuple[Any, ...] = (False, True) if opt.kind is bool else opt.choices
+        index = values.index(self.row.value) if self.row.value in values else 0
+        self.post_message(OptionChanged(self.row, opt.name, values[(index + direction) % len(values)]))
+
+
+class NumberValue(ValueWidget, Input):
+    """A numeric value typed in; enter applies, escape restores the current value."""
+
+    BINDINGS = [Binding("escape", "restore", "restore", show=False)]
+    DEFAULT_CSS = """
+    NumberValue { height: 1; border: none; padding: 0 1; }
+    """
+
+    def __init__(self, row: OptionRow) -> None:
+        super().__init__(value=show_value(row.value), tooltip=row.option.help)
+        self.row = row
+        self.border_title = row.option.key
+
+    def show(self, value: Any) -> None:
+        self.value = show_value(value)
+
+    def action_restore(self) -> None:
+        self.show(self.row.value)
+        self.row.set_error("")
+        self.screen.set_focus(None)
+
+    @on(Input.Submitted)
+    def submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        try:
+            value = self.row.option.coerce(event.value)
+        except ConfigError as exc:
+            self.row.set_error(exc.message)
+            return
+        self.post_message(OptionChanged(self.row, self.row.option.name, value))
+
+
+class Panel(Vertical):
+    """A titled group of option rows."""
+
+    DEFAULT_CSS = """
+    Panel { height: auto; border: round $primary 50%; padding: 0 1; }
+    Panel:focus-within { border: round $accent; }
+    """
+
+    def __init__(self, group: Group, config: Config, locked: tuple[str, ...]) -> None:
+        super().__init__(id=f"panel-{group.key}")
+        self.group = group
+        self.border_title = f"{group.title} ({group.key})"
+        self._config = config
+        self._locked = locked
+
+    def compose(self) -> ComposeResult:
+        for name in self.group.options:
+            opt = OPTIONS_BY_NAME[name]
+            yield OptionRow(opt, self._config[name], name in self._locked)
+
+    def focus_first(self) -> None:
+        """Put the keyboard focus on this panel's first value."""
+        self.query(ValueWidget).first().focus()
+        self.scroll_visible()
+
+
+def label_for(name: str) -> str:
+    """A short human label for an option name, e.g. ``training.lr`` -> ``lr``."""
+    return name.split(".", 1)[1]
