@@ -20,6 +20,8 @@ from tui_grad.engine import Simulator, Snapshot, StepMetrics
 from tui_grad.history import History
 from tui_grad.scenario import Scenario
 
+SPEEDS = (1.0, 3.0, 10.0, 30.0, 100.0, None)  # steps per second; None = as fast as it goes
+DEFAULT_SPEED = 3  # index into SPEEDS: 30 steps/s, watchable on a projector
 SNAPSHOT_EVERY = 10  # steps between rewind points
 SNAPSHOT_BUDGET_BYTES = 256 * 2**20
 MAX_SNAPSHOTS = 12
@@ -30,6 +32,13 @@ class Restarted:
     """The run started again from step 0 (a structural option, reset or new seed)."""
 
     reason: str
+
+
+@dataclass(frozen=True)
+class Finished:
+    """The run reached run.steps and paused (space continues)."""
+
+    steps: int
 
 
 @dataclass(frozen=True)
@@ -75,7 +84,9 @@ class Session:
         self.history = History()
         self.sim: Simulator | None = None
         self.running = True
+        self.speed_index = DEFAULT_SPEED
         self.steps_per_second = 0.0
+        self._next_step_at = 0.0
         self._pending_steps = 0
         self._pending_config: tuple[Config, str] | None = None
         self._snapshots: deque[Snapshot] = deque()
@@ -116,6 +127,16 @@ class Session:
         self.request(variant.config, f"!variant {variant.name}")
         return variant.name
 
+    @property
+    def max_rate(self) -> float | None:
+        """Steps per second the run is held to (None: unlimited)."""
+        return SPEEDS[self.speed_index]
+
+    def change_speed(self, direction: int) -> float | None:
+        """One notch slower (-1) or faster (+1); returns the new limit."""
+        self.speed_index = min(max(self.speed_index + direction, 0), len(SPEEDS) - 1)
+        return self.max_rate
+
     def can_rewind(self) -> bool:
         """True when a snapshot older than the current step exists."""
         return self.sim is not None and any(s.step < self.sim.step_index for s in self._snapshots)
@@ -139,17 +160,24 @@ class Session:
         done = 0
         while (self.running or steps_asked > 0) and (
                 done == 0 or time.perf_counter() - started < budget_seconds):
+            now = time.perf_counter()
+            if steps_asked == 0 and self.max_rate is not None:
+                if now < self._next_step_at:
+                    break
+                self._next_step_at = max(self._next_step_at, now - 0.5) + 1.0 / self.max_rate
             events += self._step()
             done += 1
             steps_asked = max(steps_asked - 1, 0)
-            if any(isinstance(e, Diverged) for e in events):
+            if any(isinstance(e, (Diverged, Finished)) for e in events):
                 self.running = False
                 break
         elapsed = time.perf_counter() - started
-        if done and elapsed > 0:
+        if done and elapsed > 0 and self.max_rate is None:
             rate = done / elapsed
             smooth = 0.7 * self.steps_per_second + 0.3 * rate
             self.steps_per_second = rate if self.steps_per_second == 0 else smooth
+        elif done and self.max_rate is not None:
+            self.steps_per_second = self.max_rate
         return events
 
     def _apply(self, config: Config, reason: str) -> list[object]:
@@ -174,6 +202,8 @@ class Session:
         self.history.append(metrics)
         if metrics.diverged_at == metrics.step:
             return [Diverged(metrics.step, forensics(metrics, recent))]
+        if sim.step_index == self.config.run.steps:
+            return [Finished(sim.step_index)]
         return []
 
     def _remember(self, snap: Snapshot) -> None:

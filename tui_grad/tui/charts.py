@@ -195,7 +195,10 @@ class Heatmap(Widget):
         finite = cells[np.isfinite(cells)]
         low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
         span = max(high - low, 1e-9)
-        text.append(f"log10 |dL/dW|: {low:.0f} ' ' .. {high:.0f} '@'\n", style="bold")
+        text.append(f"log10 |dL/dW| {low:.1f} ", style="bold")
+        for level, glyph in enumerate(GLYPHS):
+            text.append(glyph if glyph != " " else "_", style=COLORS[level])
+        text.append(f" {high:.1f}  (0: exactly zero, !: NaN/inf)\n", style="bold")
         for row_index, layer in enumerate(layer_pick):
             text.append(f"L{layer + 1:<5d} ", style="dim")
             for value in cells[row_index]:

@@ -12,7 +12,7 @@ from typing import Any
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Vertical
+from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.widget import Widget
 from textual.widgets import Input, Label, Static
@@ -71,7 +71,9 @@ class OptionRow(Vertical):
 
     DEFAULT_CSS = """
     OptionRow { height: auto; }
-    OptionRow .error { color: $error; height: auto; }
+    OptionRow .error { color: $error; height: auto; display: none; }
+    OptionRow .number { height: 1; }
+    OptionRow .name { width: 16; }
     """
 
     def __init__(self, opt: Option, value: Any, locked: bool) -> None:
@@ -84,7 +86,9 @@ class OptionRow(Vertical):
         if self.option.choices or self.option.kind is bool:
             yield ChoiceValue(self)
         else:
-            yield NumberValue(self)
+            with Horizontal(classes="number"):
+                yield Label(self.option.key, classes="name")
+                yield NumberValue(self)
         yield Label("", classes="error")
 
     def set_value(self, value: Any) -> None:
@@ -115,7 +119,7 @@ class ChoiceValue(ValueWidget, Static):
                 Binding("right", "cycle(1)", "next", show=False),
                 Binding("enter", "cycle(1)", "next", show=False)]
     DEFAULT_CSS = """
-    ChoiceValue { height: 1; }
+    ChoiceValue { height: auto; }
     ChoiceValue:focus { background: $accent; color: $text; }
     """
 
@@ -129,6 +133,7 @@ class ChoiceValue(ValueWidget, Static):
     def show(self, value: Any) -> None:
         lock = " (locked)" if self.row.locked else ""
         self.update(f"{self.row.option.key:<15} < {show_value(value)} >{lock}")
+        self.tooltip = self.row.option.help
 
     def action_cycle(self, direction: int) -> None:
         opt = self.row.option
@@ -142,13 +147,14 @@ class NumberValue(ValueWidget, Input):
 
     BINDINGS = [Binding("escape", "restore", "restore", show=False)]
     DEFAULT_CSS = """
-    NumberValue { height: 1; border: none; padding: 0 1; }
+    NumberValue { height: 1; border: none; padding: 0 1; width: 1fr; }
+    NumberValue:focus { background: $accent 30%; }
     """
 
     def __init__(self, row: OptionRow) -> None:
-        super().__init__(value=show_value(row.value), tooltip=row.option.help)
+        super().__init__(value=show_value(row.value), tooltip=row.option.help,
+                         disabled=row.locked)
         self.row = row
-        self.border_title = row.option.key
 
     def show(self, value: Any) -> None:
         self.value = show_value(value)

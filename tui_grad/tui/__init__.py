@@ -1,0 +1,1 @@
+"""tui-grad's Textual user interface."""

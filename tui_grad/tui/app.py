@@ -1,0 +1,295 @@
+"""The Textual app: composition, key bindings, the simulation worker and event handlers."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from textual import on, work
+from textual.app import App, ComposeResult
+from textual.binding import Binding
+from textual.containers import Container, Horizontal, VerticalScroll
+from textual.message import Message
+from textual.reactive import reactive
+from textual.widgets import Footer, Static
+from textual.worker import get_current_worker
+
+from tui_grad.config import Config, ConfigError
+from tui_grad.history import Frame
+from tui_grad.scenario import Scenario
+from tui_grad.session import Diverged, Finished, Restarted, Rewound, Session
+from tui_grad.tui.charts import ActivationChart, GradientChart, Heatmap, LossChart, UpdateRatioChart
+from tui_grad.tui.panels import GROUPS, OptionChanged, OptionRow, Panel
+from tui_grad.tui.screens import ExportScreen, HelpScreen, NotesScreen
+
+NARROW_WIDTH = 120  # below this one chart is shown at a time
+CHUNK_SECONDS = 0.04  # compute between checks for cancellation and new requests
+REDRAW_SECONDS = 1 / 12
+VERDICT_STYLE = {"healthy": "green", "vanishing": "blue", "exploding": "yellow", "diverged": "red"}
+CHARTS = (("chart-grad", GradientChart), ("chart-loss", LossChart), ("chart-act", ActivationChart),
+          ("chart-update", UpdateRatioChart), ("chart-heat", Heatmap))
+
+
+@dataclass
+class SimulationEvent(Message):
+    """Something the simulation worker reports: Restarted, Diverged or Rewound."""
+
+    event: object
+
+
+class GradApp(App[None]):
+    """tui-grad's terminal UI."""
+
+    CSS_PATH = "app.tcss"
+    TITLE = "tui-grad"
+    ENABLE_COMMAND_PALETTE = False
+    BINDINGS = [  # footer order: what a newcomer needs first fits at 80 columns
+        Binding("question_mark", "help", "help", id="app.help"),
+        Binding("space", "toggle_run", "run/pause", id="run.toggle"),
+        Binding("n", "step", "step", id="run.step"),
+        Binding("o", "notes", "notes", id="app.notes"),
+        Binding("q", "quit", "quit", id="app.quit"),
+        Binding("x", "reset", "reset", id="run.reset"),
+        Binding("p", "pin", "pin", id="view.pin"),
+        Binding("u", "rewind", "rewind", id="run.rewind"),
+        Binding("v", "variant", "variant", id="run.variant"),
+        Binding("e", "export", "export", id="app.export"),
+        Binding("s", "new_seed", "new seed", id="run.seed"),
+        Binding("g", "toggle_signal", "dW/dh", id="view.signal"),
+        Binding("left_square_bracket", "speed(-1)", "slower", id="run.slower"),
+        Binding("right_square_bracket", "speed(1)", "faster", id="run.faster"),
+        Binding("h", "toggle_controls", "panels", id="view.controls"),
+        Binding("escape", "leave_panel", "leave panel", show=False, id="app.leave"),
+        *[Binding(str(n), f"chart({n})", f"chart {n}", show=False, id=f"view.chart{n}")
+          for n in range(1, len(CHARTS) + 1)],
+        *[Binding(g.key, f"panel('{g.key}')", g.title, show=False, id=f"panel.{g.key}")
+          for g in GROUPS],
+    ]
+
+    selected_chart: reactive[int] = reactive(1)
+    """Which chart is shown when the screen is too narrow for all of them (1-based)."""
+    show_signal: reactive[bool] = reactive(False)
+    """The gradient chart shows ||dL/dh|| instead of ||dL/dW||."""
+
+    def __init__(self, scenario: Scenario, *, autostart: bool = True) -> None:
+        super().__init__()
+        self.scenario = scenario
+        self.session = Session(scenario)
+        self.baseline: Frame | None = None
+        self.autostart = autostart
+        self._drawn_version = -1
+        self._report = ""
+
+    # ------------------------------------------------------------ composition
+    def compose(self) -> ComposeResult:
+        yield Static("", id="status")
+        with Horizontal(id="main"):
+            with VerticalScroll(id="controls"):
+                for group in GROUPS:
+                    yield Panel(group, self.session.config, self.scenario.lock)
+            with Container(id="charts"):
+                for number, (name, kind) in enumerate(CHARTS, start=1):
+                    chart = kind(id=name, classes="chart")
+                    chart.border_title = f"{number}"
+                    yield chart
+                yield Static("", id="report")
+        yield Footer(compact=True)
+
+    def on_mount(self) -> None:
+        # widgets of the main screen, kept because App.query_one searches the active screen,
+        # which is a dialog while help, notes or export is open
+        self._status = self.query_one("#status", Static)
+        self._report_widget = self.query_one("#report", Static)
+        self._main = self.query_one("#main")
+        self._charts = {name: self.query_one(f"#{name}") for name, _ in CHARTS}
+        self.sub_title = self.scenario.title
+        self._layout_for(self.size.width)
+        self._charts["chart-grad"].add_class("-selected")
+        self.set_interval(REDRAW_SECONDS, self.redraw)
+        self.redraw(force=True)
+        if self.autostart:
+            self.call_after_refresh(self.simulate)
+
+    def on_resize(self, event) -> None:
+        if not hasattr(self, "_main"):  # a resize can arrive before mount
+            return
+        self._layout_for(event.size.width)
+        self._drawn_version = -1
+
+    def _layout_for(self, width: int) -> None:
+        self._main.set_class(width < NARROW_WIDTH, "narrow")
+
+    # ------------------------------------------------------------ the worker
+    @work(thread=True, exclusive=True, exit_on_error=False, group="simulation")
+    def simulate(self) -> None:
+        """Advance the session in short chunks until cancelled; report events as messages."""
+        worker = get_current_worker()
+        while not worker.is_cancelled:
+            for event in self.session.advance(CHUNK_SECONDS):
+                self.post_message(SimulationEvent(event))
+            if not self.session.running:
+                time.sleep(0.02)
+
+    # ------------------------------------------------------------ drawing
+    def redraw(self, force: bool = False) -> None:
+        """Redraw the charts if the history changed, and the status bar always."""
+        history = self.session.history
+        self._update_status()
+        if not force and history.version == self._drawn_version:
+            return
+        self._drawn_version = history.version
+        frame = history.frame()
+        options = {"signal": self.show_signal, "activation": self.session.config.network.activation}
+        narrow = self._main.has_class("narrow")
+        for number, (name, _) in enumerate(CHARTS, start=1):
+            if not narrow or number == self.selected_chart:
+                self._charts[name].draw(frame, self.baseline, options)
+
+    def _update_status(self) -> None:
+        session, latest = self.session, self.session.history.latest
+        name = self.scenario.name
+        if len(self.scenario.variants) > 1:
+            name += f" [{session.variant_name}]"
+        if latest is None:
+            state = "compiling kernels (first start only, ~20 s)..." if session.sim is None else "starting..."
+            self._status.update(f"[b]{name}[/b] | {state}")
+            return
+        verdict = latest.status.upper()
+        if latest.diverged_at is not None:
+            verdict = f"DIVERGED at step {latest.diverged_at}"
+        style = VERDICT_STYLE[latest.status]
+        run = "running" if session.running else "PAUSED"
+        limit = "" if session.max_rate is None else f" (max {session.max_rate:g})"
+        clip = f" | clip x{latest.clip_scale:.2g}" if latest.clipped else ""
+        self._status.update(
+            f"[b]{name}[/b] | step {latest.step} | loss {latest.loss:.4g} | "
+            f"[reverse {style}] {verdict} [/] | {session.steps_per_second:.0f} steps/s{limit} | {run}{clip}")
+
+    def watch_selected_chart(self, old: int, new: int) -> None:
+        if not self.is_mounted:
+            return
+        self._charts[CHARTS[old - 1][0]].remove_class("-selected")
+        self._charts[CHARTS[new - 1][0]].add_class("-selected")
+        self._drawn_version = -1
+
+    def watch_show_signal(self) -> None:
+        self._drawn_version = -1
+
+    # ------------------------------------------------------------ events
+    @on(OptionChanged)
+    def option_changed(self, event: OptionChanged) -> None:
+        """Validate a panel's change against the whole config and hand it to the worker."""
+        if event.name in self.scenario.lock:
+            event.row.set_error("locked by this scenario")
+            return
+        current = self.session.config
+        try:
+            config = Config.from_overrides({event.name: event.value}, current)
+        except ConfigError as exc:
+            event.row.set_error(exc.message)
+            return
+        event.row.set_value(config[event.name])
+        if config == current:
+            return
+        self.session.request(config)
+        if not current.needs_restart(config):
+            self.notify(f"{event.name} = {config[event.name]} (applied live)", timeout=3)
+
+    @on(SimulationEvent)
+    def simulation_event(self, message: SimulationEvent) -> None:
+        event = message.event
+        if isinstance(event, Restarted):
+            self.notify(event.reason, timeout=3)
+            self._report = ""
+            self._sync_rows()
+        elif isinstance(event, Diverged):
+            self._report = event.report + " Press u to rewind, change a remedy, then space."
+            self.notify(self._report, severity="error", timeout=12)
+        elif isinstance(event, Finished):
+            self.notify(f"reached run.steps = {event.steps}: paused (space continues)", timeout=5)
+        elif isinstance(event, Rewound):
+            if event.step is None:
+                self.notify("no earlier rewind point", severity="warning", timeout=3)
+            else:
+                self._report = ""
+                self.notify(f"rewound to step {event.step}: change a remedy, then space", timeout=5)
+        self._report_widget.update(self._report)
+        self._drawn_version = -1
+
+    def _sync_rows(self) -> None:
+        config = self.session.config
+        for row in self._main.query(OptionRow):
+            if row.value != config[row.option.name]:
+                row.set_value(config[row.option.name])
+
+    # ------------------------------------------------------------ actions
+    def action_toggle_run(self) -> None:
+        self.session.running = not self.session.running
+
+    def action_step(self) -> None:
+        self.session.running = False
+        self.session.request_step()
+
+    def action_reset(self) -> None:
+        self.session.request_reset("reset: same seed, step 0")
+
+    def action_new_seed(self) -> None:
+        config = self.session.config
+        seed = (config.run.seed + 1) % 2**32
+        self.session.request(config.replace(run__seed=seed))
+        self.notify(f"new seed {seed}: restarting", timeout=3)
+
+    def action_pin(self) -> None:
+        self.baseline = self.session.history.frame()
+        self._drawn_version = -1
+        self.notify("pinned this run: it stays drawn beside the live one", timeout=3)
+
+    def action_rewind(self) -> None:
+        self.session.running = False
+        self.session.request_rewind()
+
+    def action_variant(self) -> None:
+        self.notify(f"variant {self.session.next_variant()}", timeout=3)
+
+    def action_speed(self, direction: int) -> None:
+        rate = self.session.change_speed(direction)
+        self.notify(f"speed: {'unlimited' if rate is None else f'{rate:g} steps/s'}", timeout=2)
+
+    def action_toggle_signal(self) -> None:
+        self.show_signal = not self.show_signal
+
+    def action_toggle_controls(self) -> None:
+        controls = self._main.query_one("#controls")
+        controls.display = not controls.display
+
+    def action_chart(self, number: int) -> None:
+        self.selected_chart = number
+
+    def action_panel(self, key: str) -> None:
+        self._main.query_one("#controls").display = True
+        self._main.query_one(f"#panel-{key}", Panel).focus_first()
+
+    def action_leave_panel(self) -> None:
+        self.set_focus(None)
+
+    def action_notes(self) -> None:
+        self.push_screen(NotesScreen(self.scenario.title or self.scenario.name, self.scenario.notes,
+                                     self.scenario.notes_zh))
+
+    def action_help(self) -> None:
+        self.push_screen(HelpScreen([b for b in self.BINDINGS if isinstance(b, Binding)]))
+
+    def action_export(self) -> None:
+        def written(path: str | None) -> None:
+            if path:
+                self.notify(f"wrote {path}", timeout=5)
+        self.push_screen(ExportScreen(self.session.config, self.scenario.name, self.scenario.title,
+                                      self.scenario.notes, self.scenario.lock), written)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Grey out what does not apply: variants without [[compare]], notes without text."""
+        if action == "variant":
+            return len(self.scenario.variants) > 1 or None
+        if action == "notes":
+            return bool(self.scenario.notes or self.scenario.notes_zh) or None
+        return True
