@@ -91,6 +91,7 @@ class Session:
         self._pending_config: tuple[Config, str] | None = None
         self._snapshots: deque[Snapshot] = deque()
         self._rewind_asked = False
+        self._auto_paused = False
         self._lock = threading.Lock()
 
     @property
@@ -104,6 +105,16 @@ class Session:
         with self._lock:
             self.config = config
             self._pending_config = (config, reason)
+
+    def toggle_running(self) -> None:
+        """Pause or resume (the user's own pause, kept across restarts)."""
+        self.running = not self.running
+        self._auto_paused = False
+
+    def pause(self) -> None:
+        """Pause at the user's request."""
+        self.running = False
+        self._auto_paused = False
 
     def request_reset(self, reason: str = "reset") -> None:
         """Start again from step 0 with the current config and seed."""
@@ -169,7 +180,7 @@ class Session:
             done += 1
             steps_asked = max(steps_asked - 1, 0)
             if any(isinstance(e, (Diverged, Finished)) for e in events):
-                self.running = False
+                self.running, self._auto_paused = False, True
                 break
         elapsed = time.perf_counter() - started
         if done and elapsed > 0 and self.max_rate is None:
@@ -190,6 +201,9 @@ class Session:
         self.sim = Simulator(config)  # same seed: a reset reproduces the run exactly
         self.history.clear()
         self._snapshots.clear()
+        # a new run lifts the automatic pauses (divergence, run.steps) but keeps the user's own
+        self.running = self.running or self._auto_paused
+        self._auto_paused = False
         return [Restarted(reason.lstrip("!") if forced else f"restarted: {changed} changed")]
 
     def _step(self) -> list[object]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+from rich.markup import escape
 from textual import on, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
@@ -150,6 +151,7 @@ class GradApp(App[None]):
         name = self.scenario.name
         if len(self.scenario.variants) > 1:
             name += f" [{session.variant_name}]"
+        name = escape(name)  # scenario text is not markup
         if latest is None:
             state = "compiling kernels (first start only, ~20 s)..." if session.sim is None else "starting..."
             self._status.update(f"[b]{name}[/b] | {state}")
@@ -224,10 +226,10 @@ class GradApp(App[None]):
 
     # ------------------------------------------------------------ actions
     def action_toggle_run(self) -> None:
-        self.session.running = not self.session.running
+        self.session.toggle_running()
 
     def action_step(self) -> None:
-        self.session.running = False
+        self.session.pause()
         self.session.request_step()
 
     def action_reset(self) -> None:
@@ -245,7 +247,7 @@ class GradApp(App[None]):
         self.notify("pinned this run: it stays drawn beside the live one", timeout=3)
 
     def action_rewind(self) -> None:
-        self.session.running = False
+        self.session.pause()
         self.session.request_rewind()
 
     def action_variant(self) -> None:

@@ -14,7 +14,6 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
-from textual.widget import Widget
 from textual.widgets import Input, Label, Static
 
 from tui_grad.config import OPTIONS_BY_NAME, Config, ConfigError, Option
@@ -94,7 +93,7 @@ class OptionRow(Vertical):
     def set_value(self, value: Any) -> None:
         """Show ``value`` (after the App accepted it, or a reset)."""
         self.value = value
-        self.query_one(ValueWidget).show(value)
+        self.query_one(VALUE_SELECTOR).show(value)
         self.set_error("")
 
     def set_error(self, message: str) -> None:
@@ -104,14 +103,10 @@ class OptionRow(Vertical):
         label.display = bool(message)
 
 
-class ValueWidget(Widget):
-    """Base of the focusable value editors."""
-
-    def show(self, value: Any) -> None:
-        raise NotImplementedError
+VALUE_SELECTOR = "ChoiceValue, NumberValue"  # the focusable value editors
 
 
-class ChoiceValue(ValueWidget, Static):
+class ChoiceValue(Static):
     """A choice or on/off value: left/right cycle, enter advances."""
 
     can_focus = True
@@ -142,7 +137,7 @@ class ChoiceValue(ValueWidget, Static):
         self.post_message(OptionChanged(self.row, opt.name, values[(index + direction) % len(values)]))
 
 
-class NumberValue(ValueWidget, Input):
+class NumberValue(Input):
     """A numeric value typed in; enter applies, escape restores the current value."""
 
     BINDINGS = [Binding("escape", "restore", "restore", show=False)]
@@ -197,7 +192,7 @@ class Panel(Vertical):
 
     def focus_first(self) -> None:
         """Put the keyboard focus on this panel's first value."""
-        self.query(ValueWidget).first().focus()
+        self.query(VALUE_SELECTOR).first().focus()
         self.scroll_visible()
 
 

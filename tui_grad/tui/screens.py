@@ -23,11 +23,11 @@ class HelpScreen(ModalScreen[None]):
 
     def __init__(self, bindings: list[Binding]) -> None:
         super().__init__()
-        self._bindings = bindings
+        self._keys = bindings
 
     def compose(self) -> ComposeResult:
         keys = ["## Keys", "", "| key | action |", "|---|---|"]
-        keys += [f"| `{b.key}` | {b.description} |" for b in self._bindings]
+        keys += [f"| `{b.key}` | {b.description} |" for b in self._keys]
         keys += [f"| `{g.key}` | {g.title} panel |" for g in GROUPS]
         keys += ["| `up` / `down` / `tab` | move between values |",
                  "| `left` / `right` / `enter` | change a choice; type a number and press enter |",

@@ -1,0 +1,230 @@
+"""The terminal UI driven with keys, as a participant would: every key and panel does its job."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tui_grad.config import OPTIONS_BY_NAME
+from tui_grad.scenario import load_scenario
+from tui_grad.session import SPEEDS
+from tui_grad.tui.app import CHARTS, GradApp
+from tui_grad.tui.panels import GROUPS, ChoiceValue, NumberValue, OptionRow
+from tui_grad.tui.screens import ExportScreen, HelpScreen, NotesScreen
+
+
+async def wait_for(pilot, condition, timeout: float = 30.0) -> None:
+    """Let the app run until ``condition()`` holds (the worker runs in real time)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        await pilot.pause(0.05)
+
+
+def status(app) -> str:
+    return str(app._status.render())
+
+
+def step_of(app) -> int:
+    latest = app.session.history.latest
+    return -1 if latest is None else latest.step
+
+
+def fast_app(name: str = "default") -> GradApp:
+    """The scenario at unlimited speed with no step limit (tests wait for conditions)."""
+    app = GradApp(load_scenario(name).with_overrides({"run.steps": 10_000_000}))
+    app.session.speed_index = len(SPEEDS) - 1  # unlimited: tests need not wait for the limit
+    return app
+
+
+async def test_starts_running_and_shows_step_loss_verdict_and_rate():
+    """Bare start: the status bar names the scenario, step, loss, verdict (as text) and steps/s."""
+    app = fast_app()
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_for(pilot, lambda: step_of(app) >= 5)
+        await pilot.pause(0.2)
+        text = status(app)
+        assert text.startswith("default | step ") and "loss" in text and "steps/s" in text
+        assert "HEALTHY" in text
+
+
+@pytest.mark.parametrize("group", GROUPS, ids=[g.title for g in GROUPS])
+async def test_every_panel_key_focuses_its_panel(group):
+    """Each panel is one key away, and the key lands on that panel's first option."""
+    app = fast_app()
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press(group.key)
+        await pilot.pause()
+        focused = app.focused
+        assert isinstance(focused, (ChoiceValue, NumberValue))
+        assert focused.row.option.name == group.options[0]
+
+
+async def test_changing_activation_restarts_and_changes_the_engine():
+    """a, right: tanh -> relu; the running config and the simulator's network change."""
+    app = fast_app()
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_for(pilot, lambda: step_of(app) >= 3)
+        await pilot.press("a", "right")
+        await wait_for(pilot, lambda: app.session.sim.config.network.activation == "relu")
+        assert app.session.config.network.activation == "relu"
+        await wait_for(pilot, lambda: app.session.history.latest is not None
+                       and app.session.history.latest.act_mean[0] > 0)  # relu outputs are >= 0
+
+
+async def test_typed_learning_rate_applies_live_without_restart():
+    """l, type 0.05, enter: lr changes mid-run and the step count keeps going."""
+    app = fast_app()
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_for(pilot, lambda: step_of(app) >= 10)
+        await pilot.press("l", "ctrl+a", "ctrl+k", *"0.05", "enter")
+        await wait_for(pilot, lambda: app.session.sim.config.training.lr == 0.05)
+        before = step_of(app)
+        await wait_for(pilot, lambda: step_of(app) > before)
+        assert step_of(app) > 10  # not restarted
+
+
+async def test_invalid_typed_value_shows_inline_error_and_changes_nothing():
+    """A bad number is explained next to the field; the config stays as it was."""
+    app = fast_app()
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press("d", "ctrl+a", "ctrl+k", *"0", "enter")
+        await pilot.pause()
+        row = app.query_one("#opt-network-depth", OptionRow)
+        assert "must be 1..5000 (got '0')" in str(row.query_one(".error").render())
+        assert app.session.config.network.depth == 20
+        await pilot.press("ctrl+a", "ctrl+k", *"abc", "enter")
+        await pilot.pause()
+        assert "must be an integer" in str(row.query_one(".error").render())
+
+
+async def test_locked_option_cannot_be_changed():
+    """Options a scenario locks are shown but refuse changes, with the reason."""
+    app = fast_app("relu-init")
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press("a", "right")
+        await pilot.pause()
+        row = app.query_one("#opt-network-activation", OptionRow)
+        assert "locked" in str(row.query_one(".error").render())
+        assert app.session.config.network.activation == "relu"
+
+
+async def test_space_pauses_n_steps_x_resets_s_new_seed():
+    """space pauses, n advances exactly one step, x restarts at step 0, s changes the seed."""
+    app = fast_app()
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_for(pilot, lambda: step_of(app) >= 5)
+        first_loss = app.session.history.frame().loss[0]
+        await pilot.press("space")
+        await pilot.pause(0.3)
+        paused_at = step_of(app)
+        await pilot.pause(0.3)
+        assert step_of(app) == paused_at and "PAUSED" in status(app)
+        await pilot.press("n")
+        await wait_for(pilot, lambda: step_of(app) == paused_at + 1)
+        await pilot.press("x")  # back to step 0, still paused (the user paused)
+        await wait_for(pilot, lambda: app.session.history.latest is None)
+        await pilot.press("n")
+        await wait_for(pilot, lambda: step_of(app) == 0)
+        await pilot.pause(0.3)
+        assert step_of(app) == 0
+        assert app.session.history.frame().loss[0] == first_loss  # same seed, same numbers
+        await pilot.press("s")
+        await wait_for(pilot, lambda: app.session.sim.config.run.seed == 1)
+
+
+async def test_divergence_pauses_reports_and_rewind_then_remedy_continues():
+    """A diverging run stops with a report naming where it blew up; u rewinds; lowering the
+    learning rate then lets it continue without diverging."""
+    app = fast_app("learning-rate")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: app.session.sim is not None and app.session.sim.diverged_at is not None)
+        await pilot.pause(0.3)
+        assert "DIVERGED at step" in status(app) and not app.session.running
+        report = str(app._report_widget.render())
+        assert "DIVERGED at step" in report and ("layer" in report or "loss" in report)
+        await pilot.press("u")
+        await wait_for(pilot, lambda: app.session.sim.diverged_at is None)
+        await pilot.press("l", "ctrl+a", "ctrl+k", *"0.005", "enter", "escape", "space")
+        await wait_for(pilot, lambda: step_of(app) >= 20)
+        assert app.session.sim.diverged_at is None
+
+
+async def test_variant_key_switches_compare_entries():
+    """v cycles through the scenario's [[compare]] variants."""
+    app = fast_app("relu-init")
+    async with app.run_test(size=(100, 30)) as pilot:
+        assert app.session.variant_name == "xavier"
+        await pilot.press("v")
+        await wait_for(pilot, lambda: app.session.sim is not None
+                       and app.session.sim.config.network.init == "kaiming_normal")
+        assert "[kaiming]" in status(app)
+
+
+async def test_pin_keeps_a_baseline_and_g_switches_quantity():
+    """p pins the current run for comparison; g switches dW and dh on the gradient chart."""
+    app = fast_app()
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_for(pilot, lambda: step_of(app) >= 3)
+        await pilot.press("p")
+        assert app.baseline is not None and app.baseline.latest is not None
+        await pilot.press("g")
+        assert app.show_signal
+
+
+async def test_notes_help_and_export_dialogs(tmp_path, monkeypatch):
+    """o shows the notes (t: Chinese), ? lists every key and option, e writes a scenario file."""
+    monkeypatch.chdir(tmp_path)
+    app = fast_app("sigmoid-vanishing")
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press("o")
+        assert isinstance(app.screen, NotesScreen)
+        await pilot.press("t")
+        await pilot.press("escape")
+        await pilot.press("question_mark")
+        assert isinstance(app.screen, HelpScreen)
+        help_text = "\n".join(str(m._markdown) for m in app.screen.query("Markdown"))
+        for name in OPTIONS_BY_NAME:
+            assert name in help_text
+        for binding in app.BINDINGS:
+            assert f"`{binding.key}`" in help_text
+        await pilot.press("escape")
+        await pilot.press("e")
+        assert isinstance(app.screen, ExportScreen)
+        await pilot.press("enter")
+        await pilot.pause()
+        written = tmp_path / "sigmoid-vanishing-export.toml"
+        assert written.exists()
+        assert load_scenario(written).config == app.session.config
+
+
+async def test_resizing_from_80x24_to_large_and_back_never_crashes():
+    """Narrow screens show one chart at a time (1-5 choose); wide ones show all."""
+    app = fast_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: step_of(app) >= 2)
+        assert app._main.has_class("narrow")
+        for number in range(1, len(CHARTS) + 1):
+            await pilot.press(str(number))
+            await pilot.pause(0.1)
+            assert app._charts[CHARTS[number - 1][0]].display
+        await pilot.resize_terminal(200, 60)
+        await pilot.pause(0.3)
+        assert not app._main.has_class("narrow")
+        await pilot.resize_terminal(60, 15)
+        await pilot.pause(0.3)
+        await pilot.resize_terminal(80, 24)
+        await pilot.pause(0.3)
+
+
+async def test_speed_keys_change_the_step_rate_limit():
+    """[ and ] step through the speed limits."""
+    app = GradApp(load_scenario("default"))
+    async with app.run_test(size=(100, 30)) as pilot:
+        limit = app.session.max_rate
+        await pilot.press("left_square_bracket")
+        assert app.session.max_rate < limit
+        await pilot.press("right_square_bracket", "right_square_bracket")
+        assert app.session.max_rate > limit
