@@ -8,7 +8,6 @@ import pytest
 
 from tui_grad.config import OPTIONS_BY_NAME
 from tui_grad.scenario import load_scenario
-from tui_grad.session import SPEEDS
 from tui_grad.tui.app import CHARTS, GradApp
 from tui_grad.tui.panels import GROUPS, ChoiceValue, NumberValue, OptionRow
 from tui_grad.tui.screens import ExportScreen, HelpScreen, NotesScreen
@@ -32,16 +31,15 @@ def step_of(app) -> int:
     return -1 if latest is None else latest.step
 
 
-def fast_app(name: str = "default") -> GradApp:
-    """The scenario at unlimited speed with no step limit (tests wait for conditions)."""
-    app = GradApp(load_scenario(name).with_overrides({"run.steps": 10_000_000}))
-    app.session.speed_index = len(SPEEDS) - 1  # unlimited: tests need not wait for the limit
-    return app
+def endless_app(name: str = "default") -> GradApp:
+    """The scenario with no step limit, at the default 30 steps/s (tests wait for conditions;
+    at unlimited speed the app is never idle and Pilot waits 2 s after every key)."""
+    return GradApp(load_scenario(name).with_overrides({"run.steps": 10_000_000}))
 
 
 async def test_starts_running_and_shows_step_loss_verdict_and_rate():
     """Bare start: the status bar names the scenario, step, loss, verdict (as text) and steps/s."""
-    app = fast_app()
+    app = endless_app()
     async with app.run_test(size=(100, 30)) as pilot:
         await wait_for(pilot, lambda: step_of(app) >= 5)
         await pilot.pause(0.2)
@@ -53,7 +51,7 @@ async def test_starts_running_and_shows_step_loss_verdict_and_rate():
 @pytest.mark.parametrize("group", GROUPS, ids=[g.title for g in GROUPS])
 async def test_every_panel_key_focuses_its_panel(group):
     """Each panel is one key away, and the key lands on that panel's first option."""
-    app = fast_app()
+    app = endless_app()
     async with app.run_test(size=(100, 30)) as pilot:
         await pilot.press(group.key)
         await pilot.pause()
@@ -64,7 +62,7 @@ async def test_every_panel_key_focuses_its_panel(group):
 
 async def test_changing_activation_restarts_and_changes_the_engine():
     """a, right: tanh -> relu; the running config and the simulator's network change."""
-    app = fast_app()
+    app = endless_app()
     async with app.run_test(size=(100, 30)) as pilot:
         await wait_for(pilot, lambda: step_of(app) >= 3)
         await pilot.press("a", "right")
@@ -76,7 +74,7 @@ async def test_changing_activation_restarts_and_changes_the_engine():
 
 async def test_typed_learning_rate_applies_live_without_restart():
     """l, type 0.05, enter: lr changes mid-run and the step count keeps going."""
-    app = fast_app()
+    app = endless_app()
     async with app.run_test(size=(100, 30)) as pilot:
         await wait_for(pilot, lambda: step_of(app) >= 10)
         await pilot.press("l", "ctrl+a", "ctrl+k", *"0.05", "enter")
@@ -88,7 +86,7 @@ async def test_typed_learning_rate_applies_live_without_restart():
 
 async def test_invalid_typed_value_shows_inline_error_and_changes_nothing():
     """A bad number is explained next to the field; the config stays as it was."""
-    app = fast_app()
+    app = endless_app()
     async with app.run_test(size=(100, 30)) as pilot:
         await pilot.press("d", "ctrl+a", "ctrl+k", *"0", "enter")
         await pilot.pause()
@@ -102,7 +100,7 @@ async def test_invalid_typed_value_shows_inline_error_and_changes_nothing():
 
 async def test_locked_option_cannot_be_changed():
     """Options a scenario locks are shown but refuse changes, with the reason."""
-    app = fast_app("relu-init")
+    app = endless_app("relu-init")
     async with app.run_test(size=(100, 30)) as pilot:
         await pilot.press("a", "right")
         await pilot.pause()
@@ -113,7 +111,7 @@ async def test_locked_option_cannot_be_changed():
 
 async def test_space_pauses_n_steps_x_resets_s_new_seed():
     """space pauses, n advances exactly one step, x restarts at step 0, s changes the seed."""
-    app = fast_app()
+    app = endless_app()
     async with app.run_test(size=(100, 30)) as pilot:
         await wait_for(pilot, lambda: step_of(app) >= 5)
         first_loss = app.session.history.frame().loss[0]
@@ -138,7 +136,7 @@ async def test_space_pauses_n_steps_x_resets_s_new_seed():
 async def test_divergence_pauses_reports_and_rewind_then_remedy_continues():
     """A diverging run stops with a report naming where it blew up; u rewinds; lowering the
     learning rate then lets it continue without diverging."""
-    app = fast_app("learning-rate")
+    app = endless_app("learning-rate")
     async with app.run_test(size=(120, 40)) as pilot:
         await wait_for(pilot, lambda: app.session.sim is not None and app.session.sim.diverged_at is not None)
         await pilot.pause(0.3)
@@ -154,7 +152,7 @@ async def test_divergence_pauses_reports_and_rewind_then_remedy_continues():
 
 async def test_variant_key_switches_compare_entries():
     """v cycles through the scenario's [[compare]] variants."""
-    app = fast_app("relu-init")
+    app = endless_app("relu-init")
     async with app.run_test(size=(100, 30)) as pilot:
         assert app.session.variant_name == "xavier"
         await pilot.press("v")
@@ -165,7 +163,7 @@ async def test_variant_key_switches_compare_entries():
 
 async def test_pin_keeps_a_baseline_and_g_switches_quantity():
     """p pins the current run for comparison; g switches dW and dh on the gradient chart."""
-    app = fast_app()
+    app = endless_app()
     async with app.run_test(size=(100, 30)) as pilot:
         await wait_for(pilot, lambda: step_of(app) >= 3)
         await pilot.press("p")
@@ -177,7 +175,7 @@ async def test_pin_keeps_a_baseline_and_g_switches_quantity():
 async def test_notes_help_and_export_dialogs(tmp_path, monkeypatch):
     """o shows the notes (t: Chinese), ? lists every key and option, e writes a scenario file."""
     monkeypatch.chdir(tmp_path)
-    app = fast_app("sigmoid-vanishing")
+    app = endless_app("sigmoid-vanishing")
     async with app.run_test(size=(100, 30)) as pilot:
         await pilot.press("o")
         assert isinstance(app.screen, NotesScreen)
@@ -202,7 +200,7 @@ async def test_notes_help_and_export_dialogs(tmp_path, monkeypatch):
 
 async def test_resizing_from_80x24_to_large_and_back_never_crashes():
     """Narrow screens show one chart at a time (1-5 choose); wide ones show all."""
-    app = fast_app()
+    app = endless_app()
     async with app.run_test(size=(80, 24)) as pilot:
         await wait_for(pilot, lambda: step_of(app) >= 2)
         assert app._main.has_class("narrow")

@@ -25,6 +25,7 @@ from tui_grad.tui.screens import ExportScreen, HelpScreen, NotesScreen
 
 NARROW_WIDTH = 120  # below this one chart is shown at a time
 CHUNK_SECONDS = 0.04  # compute between checks for cancellation and new requests
+YIELD_SECONDS = 0.01  # after each chunk the worker sleeps, leaving the GIL to the UI thread
 REDRAW_SECONDS = 1 / 12
 VERDICT_STYLE = {"healthy": "green", "vanishing": "blue", "exploding": "yellow", "diverged": "red"}
 CHARTS = (("chart-grad", GradientChart), ("chart-loss", LossChart), ("chart-act", ActivationChart),
@@ -128,8 +129,7 @@ class GradApp(App[None]):
         while not worker.is_cancelled:
             for event in self.session.advance(CHUNK_SECONDS):
                 self.post_message(SimulationEvent(event))
-            if not self.session.running:
-                time.sleep(0.02)
+            time.sleep(YIELD_SECONDS if self.session.running else 0.02)
 
     # ------------------------------------------------------------ drawing
     def redraw(self, force: bool = False) -> None:
