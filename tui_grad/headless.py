@@ -126,6 +126,9 @@ class ProgressBar:
         self._stream = stream
         self._started = time.perf_counter()
         self._last = 0.0
+        stream.write("computing the first step (the very first run also compiles the kernels, "
+                     "~20 s, once)...")
+        stream.flush()
 
     def __call__(self, done: int, total: int) -> None:
         now = time.perf_counter()
@@ -135,7 +138,7 @@ class ProgressBar:
         width = 30
         filled = width * done // max(total, 1)
         rate = done / max(now - self._started, 1e-9)
-        self._stream.write(f"\rstep {done}/{total} [{'#' * filled}{'-' * (width - filled)}] "
+        self._stream.write(f"\r\033[Kstep {done}/{total} [{'#' * filled}{'-' * (width - filled)}] "
                            f"{rate:.1f} steps/s ")
         if done == total:
             self._stream.write("\n")

@@ -153,8 +153,8 @@ class GradApp(App[None]):
             name += f" [{session.variant_name}]"
         name = escape(name)  # scenario text is not markup
         if latest is None:
-            state = "compiling kernels (first start only, ~20 s)..." if session.sim is None else "starting..."
-            self._status.update(f"[b]{name}[/b] | {state}")
+            self._status.update(f"[b]{name}[/b] | computing the first step (the very first start "
+                                "also compiles the kernels: ~20 s, once)...")
             return
         verdict = latest.status.upper()
         if latest.diverged_at is not None:

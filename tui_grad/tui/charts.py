@@ -39,18 +39,27 @@ class Chart(PlotextPlot):
 
     title_text = ""
 
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self._inputs: tuple[Frame, Frame | None, dict] | None = None
+
     def draw(self, frame: Frame, baseline: Frame | None, options: dict) -> None:
-        """Rebuild the figure from ``frame`` and refresh."""
+        """Keep what to draw and ask for a repaint; the figure is built at render time, when
+        the widget's real size is known."""
+        self._inputs = (frame, baseline, options)
+        self.refresh()
+
+    def render(self):
         plt = self.plt
         plt.clear_figure()
         plt.title(self.title_text)
-        if frame.latest is None:
+        if self._inputs is None or self._inputs[0].latest is None:
             plt.text("waiting for the first step...", 0.5, 0.5, alignment="center")
             plt.xlim(0, 1)
             plt.ylim(0, 1)
         else:
-            self.plot(frame, baseline, options)
-        self.refresh()
+            self.plot(*self._inputs)
+        return super().render()
 
     def plot(self, frame: Frame, baseline: Frame | None, options: dict) -> None:
         raise NotImplementedError
@@ -154,14 +163,20 @@ class UpdateRatioChart(Chart):
         layers = _layers(latest)
         pick = thin(layers.size, self.budget())
         with np.errstate(divide="ignore", invalid="ignore"):
-            x, y = finite_series(layers[pick], np.log10(latest.update_ratio[pick]))
+            ratio = np.log10(latest.update_ratio[pick])
+        x, y = finite_series(layers[pick], ratio)
         if y:
             plt.plot(x, y, marker="*", color="yellow", label="update/weight")
+        frozen = layers[pick][np.isneginf(ratio)]
+        if frozen.size:  # the update was lost entirely to float32 rounding (or was zero)
+            floor = min(min(y, default=UPDATE_RATIO_GUIDE), UPDATE_RATIO_GUIDE) - 1.0
+            plt.scatter(frozen.tolist(), [floor] * frozen.size, marker="x", color="red",
+                        label="no change")
         plt.hline(UPDATE_RATIO_GUIDE, color="green")
         plt.xlabel("layer")
 
 
-GLYPHS = " .:-=+*#%@"  # low -> high; readable without colour
+GLYPHS = "_.:-=+*#%@"  # low -> high; readable without colour
 COLORS = ("blue", "blue", "cyan", "cyan", "green", "green", "yellow", "yellow", "red", "red")
 
 
@@ -197,8 +212,8 @@ class Heatmap(Widget):
         span = max(high - low, 1e-9)
         text.append(f"log10 |dL/dW| {low:.1f} ", style="bold")
         for level, glyph in enumerate(GLYPHS):
-            text.append(glyph if glyph != " " else "_", style=COLORS[level])
-        text.append(f" {high:.1f}  (0: exactly zero, !: NaN/inf)\n", style="bold")
+            text.append(glyph, style=COLORS[level])
+        text.append(f" {high:.1f} (0 zero, ! NaN)\n", style="bold")
         for row_index, layer in enumerate(layer_pick):
             text.append(f"L{layer + 1:<5d} ", style="dim")
             for value in cells[row_index]:
