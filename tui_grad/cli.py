@@ -102,6 +102,9 @@ def load(source: str, args: argparse.Namespace):
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``tui-grad`` console script; returns the exit code."""
+    # One BLAS thread: a second one slows narrow GEMMs and takes the core the UI needs.
+    # Set before NumPy/SciPy load their OpenBLAS; a user's own setting wins.
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     argv = list(sys.argv[1:] if argv is None else argv)
     command = argv[0] if argv and argv[0] in COMMANDS else None
     args = build_parser(command).parse_args(argv[1:] if command else argv)

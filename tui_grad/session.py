@@ -85,7 +85,8 @@ class Session:
         self.sim: Simulator | None = None
         self.running = True
         self.speed_index = DEFAULT_SPEED
-        self.steps_per_second = 0.0
+        self.steps_per_second = 0.0  # measured over the last 2 s of wall time
+        self._step_times: deque[float] = deque()
         self._next_step_at = 0.0
         self._pending_steps = 0
         self._pending_config: tuple[Config, str] | None = None
@@ -182,13 +183,12 @@ class Session:
             if any(isinstance(e, (Diverged, Finished)) for e in events):
                 self.running, self._auto_paused = False, True
                 break
-        elapsed = time.perf_counter() - started
-        if done and elapsed > 0 and self.max_rate is None:
-            rate = done / elapsed
-            smooth = 0.7 * self.steps_per_second + 0.3 * rate
-            self.steps_per_second = rate if self.steps_per_second == 0 else smooth
-        elif done and self.max_rate is not None:
-            self.steps_per_second = self.max_rate
+        now = time.perf_counter()
+        self._step_times.extend([now] * done)
+        while len(self._step_times) > 1 and now - self._step_times[0] > 2.0:
+            self._step_times.popleft()
+        span = now - self._step_times[0] if self._step_times else 0.0
+        self.steps_per_second = (len(self._step_times) - 1) / span if span > 0.2 else 0.0
         return events
 
     def _apply(self, config: Config, reason: str) -> list[object]:
@@ -210,7 +210,7 @@ class Session:
         sim = self.sim
         assert sim is not None
         if sim.step_index % SNAPSHOT_EVERY == 0 and sim.diverged_at is None:
-            self._remember(sim.snapshot())
+            self._remember(sim)
         metrics = sim.step()
         recent = self.history.recent_norms(5)
         self.history.append(metrics)
@@ -220,11 +220,12 @@ class Session:
             return [Finished(sim.step_index)]
         return []
 
-    def _remember(self, snap: Snapshot) -> None:
-        limit = max(1, min(MAX_SNAPSHOTS, SNAPSHOT_BUDGET_BYTES // max(snap.params.nbytes * 2, 1)))
-        self._snapshots.append(snap)
-        while len(self._snapshots) > limit:
-            self._snapshots.popleft()
+    def _remember(self, sim: Simulator) -> None:
+        """Keep a rewind point, recycling the oldest one's memory once the ring is full."""
+        size = sim.layout.n_params * np.dtype(sim.dtype).itemsize
+        limit = max(1, min(MAX_SNAPSHOTS, SNAPSHOT_BUDGET_BYTES // max(size * 2, 1)))
+        oldest = self._snapshots.popleft() if len(self._snapshots) >= limit else None
+        self._snapshots.append(sim.snapshot(reuse=oldest))
 
     def _rewind(self) -> list[object]:
         sim = self.sim

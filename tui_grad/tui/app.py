@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import threading
 import time
 from dataclasses import dataclass
 
@@ -30,6 +33,15 @@ REDRAW_SECONDS = 1 / 12
 VERDICT_STYLE = {"healthy": "green", "vanishing": "blue", "exploding": "yellow", "diverged": "red"}
 CHARTS = (("chart-grad", GradientChart), ("chart-loss", LossChart), ("chart-act", ActivationChart),
           ("chart-update", UpdateRatioChart), ("chart-heat", Heatmap))
+
+
+def lower_thread_priority(niceness: int = 10) -> None:
+    """Make the calling thread yield the CPU to the UI thread (and sshd) on a busy machine.
+
+    Linux applies nice values per thread; elsewhere this quietly does nothing.
+    """
+    with contextlib.suppress(AttributeError, OSError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), niceness)
 
 
 @dataclass
@@ -126,6 +138,7 @@ class GradApp(App[None]):
     def simulate(self) -> None:
         """Advance the session in short chunks until cancelled; report events as messages."""
         worker = get_current_worker()
+        lower_thread_priority()
         while not worker.is_cancelled:
             for event in self.session.advance(CHUNK_SECONDS):
                 self.post_message(SimulationEvent(event))
@@ -160,12 +173,12 @@ class GradApp(App[None]):
         if latest.diverged_at is not None:
             verdict = f"DIVERGED at step {latest.diverged_at}"
         style = VERDICT_STYLE[latest.status]
-        run = "running" if session.running else "PAUSED"
         limit = "" if session.max_rate is None else f" (max {session.max_rate:g})"
+        run = f"{session.steps_per_second:.0f} steps/s{limit}" if session.running else "PAUSED"
         clip = f" | clip x{latest.clip_scale:.2g}" if latest.clipped else ""
         self._status.update(
             f"[b]{name}[/b] | step {latest.step} | loss {latest.loss:.4g} | "
-            f"[reverse {style}] {verdict} [/] | {session.steps_per_second:.0f} steps/s{limit} | {run}{clip}")
+            f"[reverse {style}] {verdict} [/] | {run}{clip}")
 
     def watch_selected_chart(self, old: int, new: int) -> None:
         if not self.is_mounted:
