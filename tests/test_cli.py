@@ -93,6 +93,7 @@ def test_summary_json_and_check_failure_exit_1(tmp_path, capsys):
     data = json.loads(summary.read_text())
     variant = data["variants"][0]
     assert variant["steps"] == 3 and variant["diverged_at"] is None and variant["verdict"]
+    assert variant["phase"] in ("ordered", "critical", "chaotic") and variant["chi_1"] > 0
     assert data["checks"][0]["passed"] is False
 
 

@@ -38,7 +38,7 @@ async def first_screen(url: str, needle: bytes, timeout: float = 60.0) -> bytes:
         while needle not in received and time.monotonic() < deadline:
             try:
                 message = await ws.receive(timeout=5)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 continue
             if message.type == aiohttp.WSMsgType.BINARY:
                 received += message.data

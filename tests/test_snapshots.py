@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tui_grad.scenario import load_scenario
-from tui_grad.tui.app import GradApp
+from tui_grad.tui.app import GradApp, SimulationEvent
 
 STEPS = 40
 
@@ -21,7 +21,8 @@ async def advance(pilot) -> None:
     session = pilot.app.session
     for _ in range(STEPS):
         session.request_step()
-        session.advance(1.0)
+        for event in session.advance(1.0):  # what the worker would post
+            pilot.app.post_message(SimulationEvent(event))
     pilot.app.redraw(force=True)
     await pilot.pause()
 

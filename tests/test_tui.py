@@ -226,3 +226,40 @@ async def test_speed_keys_change_the_step_rate_limit():
         assert app.session.max_rate < limit
         await pilot.press("right_square_bracket", "right_square_bracket")
         assert app.session.max_rate > limit
+
+
+async def test_theory_overlay_and_status_text():
+    """The status area states chi_1 and the phase; y toggles the overlay; configurations the
+    theory does not cover say so instead of drawing a line."""
+    app = GradApp(load_scenario("default").with_overrides({
+        "network.activation": "relu", "network.init": "xavier_normal", "data.input_dim": 64,
+        "run.steps": 10_000_000}))
+    async with app.run_test(size=(160, 48)) as pilot:
+        await wait_for(pilot, lambda: step_of(app) >= 1)
+        await pilot.pause(0.2)
+        text = str(app._report_widget.render())
+        assert "chi_1 = 0.500" in text and "ordered phase" in text
+        await pilot.press("y")
+        await pilot.pause(0.2)
+        assert not app.show_theory and "chi_1" not in str(app._report_widget.render())
+        await pilot.press("y", "b", "right")  # batch norm on: relu + BN is covered
+        await wait_for(pilot, lambda: app.session.sim.config.network.batch_norm)
+        await pilot.pause(0.2)
+        assert "batch norm + relu" in str(app._report_widget.render())
+        await pilot.press("escape", "a", "left")  # relu -> leaky_relu with BN: not covered
+        await wait_for(pilot, lambda: app.session.sim.config.network.activation != "relu")
+        await pilot.pause(0.2)
+        assert "not covered" in str(app._report_widget.render())
+
+
+def test_forensics_names_where_the_blow_up_started():
+    """The divergence report says which pass and layer first went non-finite, and the norms
+    before it."""
+    from tui_grad.session import Diverged, Session
+    session = Session(load_scenario("exploding-init"))
+    session.running = False
+    session.request_step()
+    events = session.advance(1.0)
+    report = next(e for e in events if isinstance(e, Diverged)).report
+    assert report.startswith("DIVERGED at step 0: activations overflowed first at layer ")
+    assert "(forward pass)" in report

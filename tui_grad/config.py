@@ -170,6 +170,8 @@ OPTIONS: tuple[Option, ...] = (
            low=0.0, high=100.0, low_open=True),
     Option("network", "bias_init", float, 0.0, "constant every bias starts at", low=-100.0,
            high=100.0),
+    Option("network", "bias_std", float, 0.0, "std of random normal noise added to bias_init",
+           low=0.0, high=100.0),
     Option("network", "batch_norm", bool, False, "Linear -> BatchNorm -> activation in hidden layers"),
     Option("network", "bn_eps", float, 1e-5, "BatchNorm epsilon", low=0.0, high=1.0, low_open=True),
     Option("network", "residual", bool, False, "identity shortcut h + alpha*f(h) every block"),

@@ -25,6 +25,8 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("status", "healthy, vanishing, exploding or diverged"),
     ("underflow", "1 where plain float32 would hold only subnormals or zeros for this gradient"),
     ("prelu_slope", "the layer's learned prelu slope (empty without prelu)"),
+    ("predicted_signal_norm", "mean-field theory's ||dL/dh||, anchored at the last hidden layer "
+     "(empty where the theory does not cover the network)"),
 )
 
 
@@ -71,6 +73,7 @@ class CsvWriter:
                   metrics.status)
         prefix = f"{_quote(variant)}," if self._with_variant else ""
         rows = []
+        predicted = metrics.predicted_signal_norm_log10
         for layer in range(metrics.grad_norm_log10.size):
             slope = metrics.prelu_slope[layer]
             fields = (
@@ -81,7 +84,8 @@ class CsvWriter:
                 format_number(metrics.act_mean[layer]), format_number(metrics.act_std[layer]),
                 format_number(metrics.saturation[layer]), format_number(metrics.dead_fraction[layer]),
                 *shared, "1" if metrics.underflow[layer] else "0",
-                "" if math.isnan(slope) else format_number(slope))
+                "" if math.isnan(slope) else format_number(slope),
+                "" if math.isnan(predicted[layer]) else format_log10(predicted[layer]))
             rows.append(prefix + ",".join(fields) + "\n")
         self._write("".join(rows))
 

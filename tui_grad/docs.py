@@ -1,6 +1,7 @@
 """Markdown tables for the README, generated from config.OPTIONS and csvout.COLUMNS.
 
-``python -m tui_grad.docs`` prints them; a test checks the README holds the current text.
+``python -m tui_grad.docs`` prints them; ``python -m tui_grad.docs --update README.md``
+rewrites them in place. A test checks the README holds the current text.
 """
 
 from __future__ import annotations
@@ -31,7 +32,24 @@ def columns_table() -> str:
     return "\n".join(lines)
 
 
+def update(text: str) -> str:
+    """``text`` with its option and column tables replaced by the generated ones."""
+    for header, table in (("| option | default |", options_table()),
+                          ("| column | meaning |", columns_table())):
+        start = text.index(header)
+        end = text.find("\n\n", start)
+        text = text[:start] + table + (text[end:] if end >= 0 else "\n")
+    return text
+
+
 if __name__ == "__main__":
-    print(options_table())
-    print()
-    print(columns_table())
+    import sys
+    from pathlib import Path
+
+    if len(sys.argv) == 3 and sys.argv[1] == "--update":
+        path = Path(sys.argv[2])
+        path.write_text(update(path.read_text(encoding="utf-8")), encoding="utf-8")
+    else:
+        print(options_table())
+        print()
+        print(columns_table())

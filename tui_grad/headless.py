@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import signal
 import sys
 import time
@@ -11,6 +12,7 @@ from typing import TextIO
 
 from tui_grad.csvout import CsvWriter
 from tui_grad.engine import Simulator, StepMetrics
+from tui_grad.engine.theory import Prediction
 from tui_grad.expect import LAST, PER_LAYER, Expectation, Ref, evaluate
 from tui_grad.scenario import Scenario
 
@@ -26,6 +28,7 @@ class VariantResult:
     diverged_at: int | None = None
     seconds: float = 0.0
     kept: dict[int, StepMetrics] = field(default_factory=dict)
+    theory: Prediction | None = None
 
     def summary(self) -> dict:
         """JSON-ready summary of this variant."""
@@ -34,7 +37,16 @@ class VariantResult:
                 "final_loss": final.loss if final else None,
                 "verdict": final.status if final else None, "diverged_at": self.diverged_at,
                 "seconds": round(self.seconds, 3),
+                **self._theory_summary(),
                 "ms_per_step": round(1e3 * self.seconds / self.steps, 3) if self.steps else None}
+
+
+    def _theory_summary(self) -> dict:
+        theory = self.theory
+        if theory is None or not theory.covered:
+            return {"chi_1": None, "xi": None, "phase": "not covered"}
+        finite = [v if math.isfinite(v) else None for v in (theory.chi_1, theory.depth_scale)]
+        return {"chi_1": finite[0], "xi": finite[1], "phase": theory.phase}
 
 
 @dataclass
@@ -70,7 +82,7 @@ def run(scenario: Scenario, steps: int, *, csv: TextIO | None = None, every: int
     variants = scenario.variants
     wanted = {s for e in scenario.expects for s in e.steps()} | {0}
     sims = [Simulator(v.config) for v in variants]
-    results = [VariantResult(v.name) for v in variants]
+    results = [VariantResult(v.name, theory=sim.theory) for v, sim in zip(variants, sims, strict=True)]
     writer = CsvWriter(csv, with_variant=bool(scenario.compare)) if csv is not None else None
     for step in range(steps):
         if stop is not None and stop.signal is not None:
@@ -105,6 +117,8 @@ def check(scenario: Scenario, results: list[VariantResult]) -> list[Check]:
 def _lookup(result: VariantResult, ref: Ref, step: int) -> object:
     if ref.metric == "diverged_at":
         return result.diverged_at
+    if ref.metric == "chi_1":
+        return result.theory.chi_1 if result.theory is not None else float("nan")
     metrics = result.final if step == LAST else result.kept.get(step)
     if metrics is None:
         return float("nan")  # the run never reached that step

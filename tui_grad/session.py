@@ -60,7 +60,10 @@ def forensics(metrics: StepMetrics, recent_norms: list[tuple[int, float]]) -> st
     """Where the first non-finite value or blow-up appeared, and the gradient norms before it."""
     act_bad = np.flatnonzero(~np.isfinite(metrics.act_std))
     grad_bad = np.flatnonzero(np.isnan(metrics.grad_norm_log10) | np.isposinf(metrics.grad_norm_log10))
-    if act_bad.size:
+    last = metrics.act_std.size - 1
+    if act_bad.size and act_bad[0] == last:
+        where = f"the output layer ({last + 1}) overflowed first (forward pass)"
+    elif act_bad.size:
         where = f"activations overflowed first at layer {act_bad[0] + 1} (forward pass)"
     elif not math.isfinite(metrics.loss):
         where = f"the loss became {metrics.loss} (forward pass finished finite)"

@@ -27,6 +27,7 @@ class StepMetrics:
     diverged_at: int | None  # first step that diverged, in this run
     grad_norm_log10: np.ndarray  # ||dL/dW_l||, weight matrices only
     signal_norm_log10: np.ndarray  # ||dL/dh_l||, h_l = layer l's output (logits for the last)
+    predicted_signal_norm_log10: np.ndarray  # mean-field theory, anchored at the last hidden layer
     weight_norm: np.ndarray  # ||W_l||
     update_ratio: np.ndarray  # ||delta W_l|| / ||W_l|| of this step's update
     act_mean: np.ndarray  # mean of layer l's output over batch and units
@@ -51,6 +52,11 @@ class StepMetrics:
     def signal_norm(self) -> np.ndarray:
         """||dL/dh_l|| as float64."""
         return np.power(10.0, self.signal_norm_log10)
+
+    @property
+    def predicted_signal_norm(self) -> np.ndarray:
+        """Theory's ||dL/dh_l|| (NaN where the theory does not cover the network)."""
+        return np.power(10.0, self.predicted_signal_norm_log10)
 
     @property
     def global_grad_norm(self) -> float:

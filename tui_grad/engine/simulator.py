@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from tui_grad.config import ACTIVATIONS, Config, ConfigError
-from tui_grad.engine import diagnose, kernels, optim
+from tui_grad.engine import diagnose, kernels, optim, theory
 from tui_grad.engine.data import BatchStream, make_dataset
 from tui_grad.engine.init import init_weight
 from tui_grad.engine.layout import NONE, Layout, build_layout
@@ -74,6 +74,8 @@ class Simulator:
         self._inputs = self.dataset.inputs.astype(self.dtype)
         self._targets_reg, self._labels = self._target_arrays()
         self._stream = BatchStream(data.n_samples, batch_rng)
+        inputs = self.dataset.inputs
+        self.theory = theory.predict(config, float(inputs.mean()), float(np.mean(inputs ** 2)))
         self.layout: Layout = build_layout(config)
         self._params = np.empty(self.layout.n_params, dtype=self.dtype)
         self._init_params(init_rng)
@@ -102,6 +104,8 @@ class Simulator:
             n_out, n_in = tensors["weight"].shape
             tensors["weight"][:] = init_weight(rng, net.init, n_out, n_in, **options)
             tensors["bias"][:] = net.bias_init
+            if net.bias_std > 0:  # drawn only when asked, so other runs keep their numbers
+                tensors["bias"][:] += rng.normal(0.0, net.bias_std, size=n_out)
             if "gamma" in tensors:
                 tensors["gamma"][:] = 1.0
                 tensors["beta"][:] = 0.0
@@ -244,6 +248,7 @@ class Simulator:
             clipped_grad_norm_log10=applied_log2 * math.log10(2.0), clip_scale=clip_scale,
             status=status, diverged_at=self.diverged_at, grad_norm_log10=grad_log10,
             signal_norm_log10=out[4].copy(), weight_norm=weight_norm,
+            predicted_signal_norm_log10=self.theory.log10_profile + out[4][self.layout.depth - 1],
             update_ratio=update_ratio, act_mean=stats[0].copy(), act_std=stats[1].copy(),
             saturation=stats[2].copy(), dead_fraction=stats[3].copy(), prelu_slope=slopes,
             underflow=grad_log10 < FLOAT32_TINY_LOG10, seconds=time.perf_counter() - started)

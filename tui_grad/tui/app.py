@@ -70,6 +70,7 @@ class GradApp(App[None]):
         Binding("e", "export", "export", id="app.export"),
         Binding("s", "new_seed", "new seed", id="run.seed"),
         Binding("g", "toggle_signal", "dW/dh", id="view.signal"),
+        Binding("y", "toggle_theory", "theory", id="view.theory"),
         Binding("left_square_bracket", "speed(-1)", "slower", id="run.slower"),
         Binding("right_square_bracket", "speed(1)", "faster", id="run.faster"),
         Binding("h", "toggle_controls", "panels", id="view.controls"),
@@ -84,6 +85,8 @@ class GradApp(App[None]):
     """Which chart is shown when the screen is too narrow for all of them (1-based)."""
     show_signal: reactive[bool] = reactive(False)
     """The gradient chart shows ||dL/dh|| instead of ||dL/dW||."""
+    show_theory: reactive[bool] = reactive(True)
+    """The gradient chart overlays the mean-field prediction of ||dL/dh||."""
 
     def __init__(self, scenario: Scenario, *, autostart: bool = True) -> None:
         super().__init__()
@@ -153,7 +156,10 @@ class GradApp(App[None]):
             return
         self._drawn_version = history.version
         frame = history.frame()
-        options = {"signal": self.show_signal, "activation": self.session.config.network.activation}
+        options = {"signal": self.show_signal, "theory": self.show_theory,
+                   "activation": self.session.config.network.activation}
+        self._report_widget.update(self._report or self._theory_text())
+        self._report_widget.set_class(bool(self._report), "-diverged")
         narrow = self._main.has_class("narrow")
         for number, (name, _) in enumerate(CHARTS, start=1):
             if not narrow or number == self.selected_chart:
@@ -189,6 +195,15 @@ class GradApp(App[None]):
 
     def watch_show_signal(self) -> None:
         self._drawn_version = -1
+
+    def watch_show_theory(self) -> None:
+        self._drawn_version = -1
+
+    def _theory_text(self) -> str:
+        sim = self.session.sim
+        if sim is None or not self.show_theory:
+            return ""
+        return escape(sim.theory.describe()) + " (at initialisation; y hides it)"
 
     # ------------------------------------------------------------ events
     @on(OptionChanged)
@@ -228,7 +243,6 @@ class GradApp(App[None]):
             else:
                 self._report = ""
                 self.notify(f"rewound to step {event.step}: change a remedy, then space", timeout=5)
-        self._report_widget.update(self._report)
         self._drawn_version = -1
 
     def _sync_rows(self) -> None:
@@ -269,6 +283,9 @@ class GradApp(App[None]):
     def action_speed(self, direction: int) -> None:
         rate = self.session.change_speed(direction)
         self.notify(f"speed: {'unlimited' if rate is None else f'{rate:g} steps/s'}", timeout=2)
+
+    def action_toggle_theory(self) -> None:
+        self.show_theory = not self.show_theory
 
     def action_toggle_signal(self) -> None:
         self.show_signal = not self.show_signal

@@ -98,11 +98,21 @@ class GradientChart(Chart):
             if y:
                 plt.plot(x, y, marker=marker, color=color, label=name)
                 lowest.append(min(y))
-        predicted = options.get("predicted")
-        if predicted is not None and predicted.size == layers.size:
-            x, y = finite_series(layers[pick], predicted[pick])
-            plt.plot(x, y, marker="-", color="green", label="theory")
-        zeros = layers[pick][np.isneginf(getattr(latest, attr)[pick])]
+        if options.get("theory"):
+            if not use_signal:  # theory describes dL/dh: show the measured dh beside dW
+                x, y = finite_series(layers[pick], latest.signal_norm_log10[pick])
+                if y:
+                    plt.plot(x, y, marker="+", color="magenta", label="||dL/dh||")
+                    lowest.append(min(y))
+            x, y = finite_series(layers[pick], latest.predicted_signal_norm_log10[pick])
+            if y:
+                plt.plot(x, y, marker="-", color="green", label="theory ||dL/dh||")
+        current = getattr(latest, attr)
+        if not np.isfinite(current).any() and not np.isneginf(current).any():
+            plt.text(f"step {latest.step}: NaN/inf at every layer (diverged)",
+                     float(layers[layers.size // 2]), min(lowest) if lowest else 0.0,
+                     alignment="center", color="red")
+        zeros = layers[pick][np.isneginf(current[pick])]
         if zeros.size:  # exact zeros have no logarithm: mark them on the floor of the chart
             floor = (min(lowest) if lowest else 0.0) - 1.0
             plt.scatter(zeros.tolist(), [floor] * zeros.size, marker="x", color="red",
