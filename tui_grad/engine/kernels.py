@@ -20,6 +20,7 @@ import numpy as np
 from numba import njit
 
 from tui_grad.engine.activations import KERNEL, PRELU, SATURATED_DERIVATIVE, activate
+from tui_grad.engine.optim import update_layer
 
 LOG10_2 = 0.30102999566398120
 MSE, CROSS_ENTROPY = 0, 1
@@ -50,21 +51,23 @@ def renormalize(block, flush_below):
 def sum_squares(values):
     """Sum of squares accumulated in float64 (float32 sums lose tiny and huge norms).
 
-    Eight independent partial sums in a fixed order: fast (no dependency chain) and still
-    bit-reproducible, unlike a fastmath reduction.
+    Four independent partial sums in a fixed order: fast (no single dependency chain) and
+    still bit-reproducible, unlike a fastmath reduction.
     """
     flat = values.ravel()
-    lanes = np.zeros(8)
-    n8 = flat.size - flat.size % 8
-    for k in range(0, n8, 8):
-        for j in range(8):
-            v = np.float64(flat[k + j])
-            lanes[j] += v * v
-    total = 0.0
-    for k in range(n8, flat.size):
-        v = np.float64(flat[k])
-        total += v * v
-    return total + lanes.sum()
+    s0 = s1 = s2 = s3 = 0.0  # local scalars stay in registers; an array would be reloaded
+    n4 = flat.size - flat.size % 4
+    for k in range(0, n4, 4):
+        v0, v1 = np.float64(flat[k]), np.float64(flat[k + 1])
+        v2, v3 = np.float64(flat[k + 2]), np.float64(flat[k + 3])
+        s0 += v0 * v0
+        s1 += v1 * v1
+        s2 += v2 * v2
+        s3 += v3 * v3
+    for k in range(n4, flat.size):
+        v0 = np.float64(flat[k])
+        s0 += v0 * v0
+    return (s0 + s1) + (s2 + s3)
 
 
 @njit(**KERNEL)
@@ -293,14 +296,34 @@ def layer_gradients(params, grads, lay, i, grad_z, h_in, exp, out, flush_below):
 
 
 @njit(**KERNEL)
+def fused_update(params, grads, update, layer, exp, out):
+    """Apply the optimizer to ``layer`` right after its gradient is known (see backward).
+
+    Returns False, and updates nothing, once a layer's gradient is not finite.
+    """
+    state1, state2, segments, seg_start, clip_value, hyper, flush_min, sums, fused = update
+    if not math.isfinite(out[0, layer]):
+        return False
+    update_layer(params, grads, state1, state2, segments, seg_start, layer, math.ldexp(1.0, exp),
+                 clip_value, hyper, flush_min, sums)
+    return True
+
+
+@njit(**KERNEL)
 def backward(params, grads, lay, hyper, h_buf, u_buf, xh_buf, inv_std, d_buf, grad_out,
-             signal, grad_z, carry, out, flush_below):
+             signal, grad_z, carry, out, flush_below, update):
     """Backpropagate dL/dlogits (in grad_out) through every layer into ``grads`` (mantissas).
 
     ``out`` rows 0, 1, 3 as in layer_gradients; row 4 gets log10 ||dL/dh|| at each layer's
     output (the logits for the output layer). Buffers ``signal``, ``grad_z`` and ``carry``
     hold at least B * max(width, D_out) values.
+
+    When ``update`` says fused (no global-norm clipping), each layer is updated as soon as
+    its gradient is known and its old weight has carried the signal down, while its
+    gradient is still in cache: one pass over the parameters instead of two.
+    Returns True when every layer was updated that way.
     """
+    fused = update[8]
     dims, w_off, b_off, g_off, be_off, s_off, h_off, skip_from = lay
     act_code, use_bn, bn_eps, alpha, fast_tanh, negative_slope, keep_u = hyper
     depth = dims.size - 2
@@ -311,6 +334,8 @@ def backward(params, grads, lay, hyper, h_buf, u_buf, xh_buf, inv_std, d_buf, gr
     weight = params[w_off[depth]:w_off[depth] + dims[depth + 1] * dims[depth]]
     g = signal[:batch * dims[depth]].reshape((batch, dims[depth]))
     np.dot(grad_out, weight.reshape((dims[depth + 1], dims[depth])), g)
+    if fused:
+        fused = fused_update(params, grads, update, depth, exp, out)
     carry_target, carry_exp = -1, 0
     for i in range(depth - 1, -1, -1):
         n_in, n_out = dims[i], dims[i + 1]
@@ -347,3 +372,6 @@ def backward(params, grads, lay, hyper, h_buf, u_buf, xh_buf, inv_std, d_buf, gr
         if i > 0:
             weight = params[w_off[i]:w_off[i] + n_out * n_in].reshape((n_out, n_in))
             np.dot(gz, weight, signal[:batch * n_in].reshape((batch, n_in)))
+        if fused:
+            fused = fused_update(params, grads, update, i, exp, out)
+    return fused

@@ -28,6 +28,7 @@ class Layout:
     s_off: np.ndarray
     skip_from: np.ndarray
     segments: np.ndarray
+    seg_start: np.ndarray  # layer i's tensors are segments seg_start[i]..seg_start[i+1]-1
     n_params: int
 
     @property
@@ -75,9 +76,11 @@ def build_layout(config: Config) -> Layout:
             place("be", layer, n_out, False)
         if layer < depth and net.activation == "prelu":
             place("s", layer, 1, False)
+    table = np.array(segments, dtype=np.int64).T.copy()
+    seg_start = np.searchsorted(table[2], np.arange(depth + 2)).astype(np.int64)
     return Layout(dims, offsets["w"], offsets["b"], offsets["g"], offsets["be"], offsets["s"],
-                  residual_sources(depth, net.residual, net.residual_block),
-                  np.array(segments, dtype=np.int64).T.copy(), cursor)
+                  residual_sources(depth, net.residual, net.residual_block), table, seg_start,
+                  cursor)
 
 
 def residual_sources(depth: int, residual: bool, block: int) -> np.ndarray:

@@ -40,77 +40,81 @@ def clip_coefficient(log2_norm: float, clipping: str, max_norm: float) -> float:
 
 
 @njit(**KERNEL)
-def apply_update(params, grads, state1, state2, segments, factors, clip_value, hyper, flush_min,
-                 sums):
+def apply_update(params, grads, state1, state2, segments, seg_start, factors, clip_value, hyper,
+                 flush_min, sums):
     """Update every parameter in place from its gradient mantissa times ``factors[layer]``.
 
-    ``segments`` rows: start offset, end offset, layer, is_weight (1/0) of each tensor.
-    ``hyper`` = (optimizer code, step t (1-based), lr, momentum, beta1, beta2, eps,
-    weight_decay). ``clip_value`` bounds every element (inf: no value clipping).
-    Gradients below ``flush_min`` after scaling count as 0, as in float32 training with
-    flush-to-zero. Accumulates per layer into ``sums`` (3, L): row 0 ||W||^2 before the
-    update, row 1 ||delta W||^2, row 2 the clipped gradient's sum of squares in mantissa units.
+    The separate pass used when the global gradient norm must be known first
+    (clip_grad_norm); otherwise the backward pass calls ``update_layer`` itself.
     """
-    optimizer = hyper[0]
-    lanes = np.zeros((3, 8))
-    for s in range(segments.shape[1]):
-        start, end, layer, is_weight = segments[0, s], segments[1, s], segments[2, s], segments[3, s]
-        factor = factors[layer]
-        bound = clip_value / factor if factor > 0 else np.inf
-        lanes[:] = 0.0
-        if optimizer == SGD:
-            _sgd_segment(params, grads, start, end, factor, bound, hyper, flush_min, lanes)
-        else:
-            _stateful_segment(params, grads, state1, state2, start, end, factor, bound, hyper,
-                              flush_min, lanes)
-        if is_weight:
-            sums[0, layer] += lanes[0].sum()
-            sums[1, layer] += lanes[1].sum()
-        sums[2, layer] += lanes[2].sum()
+    for layer in range(seg_start.size - 1):
+        update_layer(params, grads, state1, state2, segments, seg_start, layer, factors[layer],
+                     clip_value, hyper, flush_min, sums)
 
 
 @njit(**KERNEL)
-def _sgd_segment(params, grads, start, end, factor, bound, hyper, flush_min, lanes):
-    """Plain SGD over params[start:end]; partial sums in 8 lanes (see apply_update)."""
-    lr, weight_decay = hyper[2], hyper[7]
-    for base in range(start, end, 8):
-        for j in range(min(8, end - base)):
-            k = base + j
+def update_layer(params, grads, state1, state2, segments, seg_start, layer, factor, clip_value,
+                 hyper, flush_min, sums):
+    """Update one layer's tensors in place from gradient mantissas times ``factor``.
+
+    ``segments`` rows: start offset, end offset, layer, is_weight (1/0) of each tensor;
+    layer i's tensors are segments seg_start[i]..seg_start[i+1]-1.
+    ``hyper`` = (optimizer code, step t (1-based), lr, momentum, beta1, beta2, eps,
+    weight_decay). ``clip_value`` bounds every element (inf: no value clipping).
+    Gradients below ``flush_min`` after scaling count as 0, as in float32 training with
+    flush-to-zero. Accumulates into ``sums`` (3, L): row 0 ||W||^2 before the update,
+    row 1 ||delta W||^2, row 2 the clipped gradient's sum of squares in mantissa units.
+    """
+    bound = clip_value / factor if factor > 0 else np.inf
+    for s in range(seg_start[layer], seg_start[layer + 1]):
+        start, end, is_weight = segments[0, s], segments[1, s], segments[3, s]
+        weight_ss, change_ss, grad_ss = _update_segment(params, grads, state1, state2, start, end,
+                                                        factor, bound, hyper, flush_min)
+        if is_weight:
+            sums[0, layer] += weight_ss
+            sums[1, layer] += change_ss
+        sums[2, layer] += grad_ss
+
+
+@njit(**KERNEL)
+def _update_segment(params, grads, state1, state2, start, end, factor, bound, hyper, flush_min):
+    """Update params[start:end]; returns (||p||^2 before, ||change||^2, clipped mantissa^2).
+
+    One loop per optimizer so each is branch-free; partial sums are local scalars (an
+    array of partial sums would be reloaded from memory every element).
+    """
+    optimizer, t, lr, momentum, beta1, beta2, eps, weight_decay = hyper
+    correction1 = 1.0 - beta1 ** t
+    correction2 = 1.0 - beta2 ** t
+    weight_ss = change_ss = grad_ss = 0.0
+    if optimizer == SGD:
+        for k in range(start, end):
             mantissa = min(max(np.float64(grads[k]), -bound), bound)
             g = mantissa * factor
             g = g if abs(g) >= flush_min else 0.0
             p = np.float64(params[k])
             params[k] = p - lr * (g + weight_decay * p)
             change = np.float64(params[k]) - p
-            lanes[0, j] += p * p
-            lanes[1, j] += change * change
-            lanes[2, j] += mantissa * mantissa
-
-
-@njit(**KERNEL)
-def _stateful_segment(params, grads, state1, state2, start, end, factor, bound, hyper, flush_min,
-                      lanes):
-    """Momentum or Adam (torch's formulas, coupled weight decay) over params[start:end]."""
-    optimizer, t, lr, momentum, beta1, beta2, eps, weight_decay = hyper
-    correction1 = 1.0 - beta1 ** t
-    correction2 = 1.0 - beta2 ** t
-    for base in range(start, end, 8):
-        for j in range(min(8, end - base)):
-            k = base + j
-            mantissa = min(max(np.float64(grads[k]), -bound), bound)
-            g = mantissa * factor
-            g = g if abs(g) >= flush_min else 0.0
-            p = np.float64(params[k])
-            g += weight_decay * p
-            if optimizer == MOMENTUM:
-                state1[k] = momentum * state1[k] + g
-                delta = lr * state1[k]
-            else:
-                state1[k] = beta1 * state1[k] + (1.0 - beta1) * g
-                state2[k] = beta2 * state2[k] + (1.0 - beta2) * g * g
-                delta = lr * (state1[k] / correction1) / (math.sqrt(state2[k] / correction2) + eps)
-            params[k] = p - delta
-            change = np.float64(params[k]) - p
-            lanes[0, j] += p * p
-            lanes[1, j] += change * change
-            lanes[2, j] += mantissa * mantissa
+            weight_ss += p * p
+            change_ss += change * change
+            grad_ss += mantissa * mantissa
+        return weight_ss, change_ss, grad_ss
+    for k in range(start, end):
+        mantissa = min(max(np.float64(grads[k]), -bound), bound)
+        g = mantissa * factor
+        g = g if abs(g) >= flush_min else 0.0
+        p = np.float64(params[k])
+        g += weight_decay * p
+        if optimizer == MOMENTUM:
+            state1[k] = momentum * state1[k] + g
+            delta = lr * state1[k]
+        else:
+            state1[k] = beta1 * state1[k] + (1.0 - beta1) * g
+            state2[k] = beta2 * state2[k] + (1.0 - beta2) * g * g
+            delta = lr * (state1[k] / correction1) / (math.sqrt(state2[k] / correction2) + eps)
+        params[k] = p - delta
+        change = np.float64(params[k]) - p
+        weight_ss += p * p
+        change_ss += change * change
+        grad_ss += mantissa * mantissa
+    return weight_ss, change_ss, grad_ss

@@ -208,14 +208,27 @@ class Simulator:
         loss_code = kernels.CROSS_ENTROPY if self.config.training.loss == "cross_entropy" else kernels.MSE
         loss = float(kernels.loss_and_output_grad(loss_code, buf.logits, y_reg, y_cls, buf.grad_out))
         flush = FLUSH_BELOW[self.dtype]
+        # without clip_grad_norm no step needs the global norm first: the backward pass
+        # applies each layer's update itself (one pass over the parameters, not two)
+        fused = self.config.training.clipping != "clip_grad_norm" and math.isfinite(loss)
+        slopes = np.full(self.layout.n_layers, np.nan)  # read before any update
+        has_slope = self.layout.s_off != NONE
+        slopes[has_slope] = self._params[self.layout.s_off[has_slope]]
+        sums = np.zeros((3, self.layout.n_layers))
+        if fused:
+            self._updates += 1
+        update = (self._state1, self._state2, self.layout.segments, self.layout.seg_start,
+                  self._clip_value(), self._update_hyper(), float(np.finfo(self.dtype).tiny),
+                  sums, fused)
         kernels.backward(self._params, self._grads, buf.lay, hyper, buf.h, buf.u, buf.xhat,
                          buf.inv_std, buf.deriv, buf.grad_out, buf.signal, buf.grad_z, buf.carry,
-                         buf.out, flush)
-        metrics = self._finish_step(loss, buf, started)
+                         buf.out, flush, update)
+        metrics = self._finish_step(loss, buf, started, sums, fused, slopes)
         self.step_index += 1
         return metrics
 
-    def _finish_step(self, loss: float, buf: _Buffers, started: float) -> StepMetrics:
+    def _finish_step(self, loss: float, buf: _Buffers, started: float, sums: np.ndarray,
+                     fused: bool, slopes: np.ndarray) -> StepMetrics:
         out, stats = buf.out, buf.stats
         self._exps = out[3].copy()
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -230,14 +243,13 @@ class Simulator:
             self.diverged_at = self.step_index
         if self.diverged_at is not None:  # sticky: a run that diverged once stays so
             status = diagnose.DIVERGED
-        slopes = np.full(self.layout.n_layers, np.nan)
-        has_slope = self.layout.s_off != NONE
-        slopes[has_slope] = self._params[self.layout.s_off[has_slope]]
-        sums = np.zeros((3, self.layout.n_layers))
         clip_scale, applied_log2 = 1.0, log2_norm
-        if not diagnose.is_non_finite(loss, grad_log10):
+        finite = not diagnose.is_non_finite(loss, grad_log10)
+        if finite and not fused:
             clip_scale, applied_log2 = self._update(log2_norm, sums)
-        else:
+        elif finite:
+            clip_scale, applied_log2 = self._applied(log2_norm, sums)
+        else:  # no update, or a partial one that stopped at the first non-finite layer
             sums[0] = [kernels.sum_squares(t["weight"]) for t in self.params]
         weight_norm = np.sqrt(sums[0])
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -253,20 +265,32 @@ class Simulator:
             saturation=stats[2].copy(), dead_fraction=stats[3].copy(), prelu_slope=slopes,
             underflow=grad_log10 < FLOAT32_TINY_LOG10, seconds=time.perf_counter() - started)
 
+    def _clip_value(self) -> float:
+        training = self.config.training
+        return float(training.clip_value) if training.clipping == "clip_grad_value" else math.inf
+
+    def _update_hyper(self) -> tuple:
+        training = self.config.training
+        return (np.int64(optim.OPTIMIZER_CODES[training.optimizer]), float(self._updates),
+                float(training.lr), float(training.momentum), float(training.adam_beta1),
+                float(training.adam_beta2), float(training.adam_eps), float(training.weight_decay))
+
     def _update(self, log2_norm: float, sums: np.ndarray) -> tuple[float, float]:
+        """The separate update pass, after the global norm is known (clip_grad_norm)."""
         training = self.config.training
         coefficient = optim.clip_coefficient(log2_norm, training.clipping, training.max_norm)
         factors = np.ldexp(coefficient, self._exps.astype(np.int64))
-        clip_value = training.clip_value if training.clipping == "clip_grad_value" else np.inf
         self._updates += 1
-        hyper = (np.int64(optim.OPTIMIZER_CODES[training.optimizer]), float(self._updates),
-                 float(training.lr), float(training.momentum), float(training.adam_beta1),
-                 float(training.adam_beta2), float(training.adam_eps), float(training.weight_decay))
         optim.apply_update(self._params, self._grads, self._state1, self._state2,
-                           self.layout.segments, factors, float(clip_value), hyper,
+                           self.layout.segments, self.layout.seg_start, factors,
+                           self._clip_value(), self._update_hyper(),
                            float(np.finfo(self.dtype).tiny), sums)
         if training.clipping == "clip_grad_norm":
             return coefficient, log2_norm + math.log2(coefficient)
+        return self._applied(log2_norm, sums)
+
+    def _applied(self, log2_norm: float, sums: np.ndarray) -> tuple[float, float]:
+        """(clip scale, log2 of the applied norm) from the update's clipped sums of squares."""
         applied = optim.log2_global_norm(sums[2], self._exps)
         scale = math.exp2(applied - log2_norm) if math.isfinite(log2_norm) else 1.0
         return min(scale, 1.0), applied
