@@ -77,8 +77,7 @@ class GradApp(App[None]):
         Binding("escape", "leave_panel", "leave panel", show=False, id="app.leave"),
         *[Binding(str(n), f"chart({n})", f"chart {n}", show=False, id=f"view.chart{n}")
           for n in range(1, len(CHARTS) + 1)],
-        *[Binding(g.key, f"panel('{g.key}')", g.title, show=False, id=f"panel.{g.key}")
-          for g in GROUPS],
+        *[Binding(g.key, f"panel('{g.key}')", g.short, id=f"panel.{g.key}") for g in GROUPS],
     ]
 
     selected_chart: reactive[int] = reactive(1)

@@ -27,6 +27,14 @@ class Group:
     title: str
     options: tuple[str, ...]
 
+    @property
+    def short(self) -> str:
+        """The footer's word for the panel."""
+        return {"activation": "act", "batch norm": "bn", "residual": "res", "clipping": "clip",
+                "learning rate": "lr", "depth / width": "size", "weight decay": "wd",
+                "batch size": "batch", "optimizer": "opt", "task / loss": "task"}.get(
+                    self.title, self.title)
+
 
 GROUPS: tuple[Group, ...] = (
     Group("a", "activation", ("network.activation", "network.negative_slope", "network.prelu_init")),

@@ -27,8 +27,9 @@ class HelpScreen(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         keys = ["## Keys", "", "| key | action |", "|---|---|"]
-        keys += [f"| `{b.key}` | {b.description} |" for b in self._keys]
-        keys += [f"| `{g.key}` | {g.title} panel |" for g in GROUPS]
+        panels = {g.key: g.title for g in GROUPS}
+        keys += [f"| `{b.key}` | {panels[b.key] + ' panel' if b.key in panels else b.description} |"
+                 for b in self._keys]
         keys += ["| `up` / `down` / `tab` | move between values |",
                  "| `left` / `right` / `enter` | change a choice; type a number and press enter |",
                  "| `escape` | leave a panel |", "", "## Options", "",
