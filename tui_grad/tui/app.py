@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import threading
 import time
@@ -141,9 +142,16 @@ class GradApp(App[None]):
         """Advance the session in short chunks until cancelled; report events as messages."""
         worker = get_current_worker()
         lower_thread_priority()
+        frozen = False
         while not worker.is_cancelled:
             for event in self.session.advance(CHUNK_SECONDS):
                 self.post_message(SimulationEvent(event))
+            if not frozen:
+                # numba and llvmlite leave a huge heap of long-lived objects; every full
+                # garbage collection walked it and stalled the UI ~100 ms. Once the kernels
+                # are loaded, freeze what exists so collections only see new objects.
+                gc.freeze()
+                frozen = True
             time.sleep(YIELD_SECONDS if self.session.running else 0.02)
 
     # ------------------------------------------------------------ drawing
