@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
 from tui_grad.config import ACTIVATIONS, Config, ConfigError
-from tui_grad.engine import diagnose, kernels, optim, theory
+from tui_grad.engine import backprop, diagnose, kernels, optim, theory
+from tui_grad.engine.buffers import Buffers
 from tui_grad.engine.data import BatchStream, make_dataset
 from tui_grad.engine.init import init_weight
 from tui_grad.engine.layout import NONE, Layout, build_layout
@@ -17,27 +18,6 @@ from tui_grad.engine.metrics import FLOAT32_TINY_LOG10, StepMetrics
 
 # After renormalising to a largest |value| near 1, elements below this are negligible.
 FLUSH_BELOW = {np.float32: 2.0 ** -100, np.float64: 2.0 ** -900}
-
-
-@dataclass
-class _Buffers:
-    """Work arrays for one batch size; reallocated only when the batch size changes."""
-
-    batch: int
-    lay: tuple
-    h: np.ndarray
-    u: np.ndarray
-    xhat: np.ndarray
-    inv_std: np.ndarray
-    a: np.ndarray
-    deriv: np.ndarray
-    logits: np.ndarray
-    grad_out: np.ndarray
-    signal: np.ndarray
-    grad_z: np.ndarray
-    carry: np.ndarray
-    stats: np.ndarray = field(default=None)
-    out: np.ndarray = field(default=None)
 
 
 @dataclass
@@ -82,7 +62,7 @@ class Simulator:
         self._grads = np.zeros_like(self._params)
         self._exps = np.zeros(self.layout.n_layers)
         self._reset_optimizer()
-        self._buffers: _Buffers | None = None
+        self._buffers: Buffers | None = None
         self.step_index = 0
         self.initial_loss: float | None = None
         self.diverged_at: int | None = None
@@ -148,27 +128,13 @@ class Simulator:
         return self._tensors(true)
 
     # ----------------------------------------------------------------- training
-    def _buffers_for(self, batch: int) -> _Buffers:
-        if self._buffers is not None and self._buffers.batch == batch:
-            return self._buffers
-        lay, net, dt = self.layout, self.config.network, self.dtype
-        depth, width, n_out = lay.depth, net.width, int(lay.dims[-1])
-        cells = depth * batch * width
-        widest = batch * int(max(lay.dims.max(), 1))
-        buffers = _Buffers(
-            batch=batch, lay=lay.kernel_tuple(batch),
-            h=np.zeros(int(batch * lay.dims[:-1].sum()), dtype=dt),
-            u=np.zeros(cells if net.activation == "prelu" else batch * width, dtype=dt),
-            xhat=np.zeros(cells if net.batch_norm else 1, dtype=dt),
-            inv_std=np.ones((depth, width), dtype=dt),
-            a=np.zeros(batch * width, dtype=dt), deriv=np.zeros(cells, dtype=dt),
-            logits=np.zeros((batch, n_out), dtype=dt), grad_out=np.zeros((batch, n_out), dtype=dt),
-            signal=np.zeros(widest, dtype=dt), grad_z=np.zeros(widest, dtype=dt),
-            carry=np.zeros(widest, dtype=dt))
-        buffers.stats = np.zeros((4, lay.n_layers))
-        buffers.out = np.zeros((5, lay.n_layers))
-        self._buffers = buffers
-        return buffers
+    def _buffers_for(self, batch: int) -> Buffers:
+        if self._buffers is None or self._buffers.batch != batch:
+            net = self.config.network
+            self._buffers = Buffers.allocate(self.layout, batch, net.width, self.dtype,
+                                             keep_u=net.activation == "prelu",
+                                             batch_norm=net.batch_norm)
+        return self._buffers
 
     def _kernel_hyper(self) -> tuple:
         net = self.config.network
@@ -220,14 +186,14 @@ class Simulator:
         update = (self._state1, self._state2, self.layout.segments, self.layout.seg_start,
                   self._clip_value(), self._update_hyper(), float(np.finfo(self.dtype).tiny),
                   sums, fused)
-        kernels.backward(self._params, self._grads, buf.lay, hyper, buf.h, buf.u, buf.xhat,
+        backprop.backward(self._params, self._grads, buf.lay, hyper, buf.h, buf.u, buf.xhat,
                          buf.inv_std, buf.deriv, buf.grad_out, buf.signal, buf.grad_z, buf.carry,
                          buf.out, flush, update)
         metrics = self._finish_step(loss, buf, started, sums, fused, slopes)
         self.step_index += 1
         return metrics
 
-    def _finish_step(self, loss: float, buf: _Buffers, started: float, sums: np.ndarray,
+    def _finish_step(self, loss: float, buf: Buffers, started: float, sums: np.ndarray,
                      fused: bool, slopes: np.ndarray) -> StepMetrics:
         out, stats = buf.out, buf.stats
         self._exps = out[3].copy()

@@ -1,0 +1,169 @@
+"""Compiled backward pass of the deep MLP, with the update fused in where it can be.
+
+The backward pass is linear in the backpropagated signal, so it carries the signal as a
+mantissa array plus one power-of-two exponent per layer: the true gradient of layer i is
+``grads[...] * 2**exps[i]``. Rescaling by a power of two is exact, so no arithmetic ever
+touches subnormal numbers and norms far below float32's range are exact. See kernels.py for
+the buffer layout.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+from tui_grad.engine.activations import KERNEL
+from tui_grad.engine.kernels import column_sums, log10_of, renormalize, sum_squares
+from tui_grad.engine.optim import update_layer
+
+
+@njit(**KERNEL)
+def batchnorm_backward(grad, xhat, inv_std, gamma, d_gamma, d_beta):
+    """Turn dL/d(BN output) in ``grad`` into dL/dz in place; write d_gamma, d_beta."""
+    batch, width = grad.shape
+    for c in range(width):
+        sum_g = 0.0
+        sum_gx = 0.0
+        for r in range(batch):
+            sum_g += grad[r, c]
+            sum_gx += grad[r, c] * xhat[r, c]
+        d_gamma[c] = sum_gx
+        d_beta[c] = sum_g
+        k = gamma[c] * inv_std[c] / batch
+        for r in range(batch):
+            grad[r, c] = k * (batch * grad[r, c] - sum_g - xhat[r, c] * sum_gx)
+
+
+@njit(**KERNEL)
+def merge_carry(signal, exp, carry, carry_exp, flush_below):
+    """signal*2**exp += carry*2**carry_exp, in place; return the exponent of the sum."""
+    flat = signal.ravel()
+    if carry_exp >= exp:
+        factor = math.ldexp(1.0, exp - carry_exp)
+        for k in range(flat.size):
+            value = np.float64(flat[k]) * factor + carry[k]
+            flat[k] = value if abs(value) >= flush_below else 0.0
+        return carry_exp
+    factor = math.ldexp(1.0, carry_exp - exp)
+    for k in range(flat.size):
+        value = np.float64(flat[k]) + carry[k] * factor
+        flat[k] = value if abs(value) >= flush_below else 0.0
+    return exp
+
+
+@njit(**KERNEL)
+def layer_gradients(params, grads, lay, i, grad_z, h_in, exp, out, flush_below):
+    """From dL/dz of layer i (mantissa, exponent exp) write dW, db; fill out[:, i]; return exp.
+
+    ``out`` rows: 0 sum of squares of all the layer's grads (mantissa units), 1 of dW
+    alone, 3 the layer's exponent.
+    """
+    dims, w_off, b_off, g_off, be_off, s_off, h_off, skip_from = lay
+    n_in, n_out = dims[i], dims[i + 1]
+    shift = renormalize(grad_z, flush_below)
+    exp += shift
+    factor = math.ldexp(1.0, -shift)
+    depth = dims.size - 2
+    extra = 0.0
+    if i < depth:  # BN gamma/beta and the prelu slope were written before renormalising
+        for off in (g_off[i], be_off[i]):
+            if off >= 0:
+                for k in range(off, off + n_out):
+                    grads[k] = grads[k] * factor
+                extra += sum_squares(grads[off:off + n_out])
+        if s_off[i] >= 0:
+            grads[s_off[i]] = grads[s_off[i]] * factor
+            extra += np.float64(grads[s_off[i]]) ** 2
+    d_weight = grads[w_off[i]:w_off[i] + n_out * n_in].reshape((n_out, n_in))
+    np.dot(grad_z.T, h_in, d_weight)
+    d_bias = grads[b_off[i]:b_off[i] + n_out]
+    column_sums(grad_z, d_bias)
+    weight_ss = sum_squares(d_weight)
+    out[0, i] = weight_ss + sum_squares(d_bias) + extra
+    out[1, i] = weight_ss
+    out[3, i] = exp
+    return exp
+
+
+@njit(**KERNEL)
+def fused_update(params, grads, update, layer, exp, out):
+    """Apply the optimizer to ``layer`` right after its gradient is known (see backward).
+
+    Returns False, and updates nothing, once a layer's gradient is not finite.
+    """
+    state1, state2, segments, seg_start, clip_value, hyper, flush_min, sums, fused = update
+    if not math.isfinite(out[0, layer]):
+        return False
+    update_layer(params, grads, state1, state2, segments, seg_start, layer, math.ldexp(1.0, exp),
+                 clip_value, hyper, flush_min, sums)
+    return True
+
+
+@njit(**KERNEL)
+def backward(params, grads, lay, hyper, h_buf, u_buf, xh_buf, inv_std, d_buf, grad_out,
+             signal, grad_z, carry, out, flush_below, update):
+    """Backpropagate dL/dlogits (in grad_out) through every layer into ``grads`` (mantissas).
+
+    ``out`` rows 0, 1, 3 as in layer_gradients; row 4 gets log10 ||dL/dh|| at each layer's
+    output (the logits for the output layer). Buffers ``signal``, ``grad_z`` and ``carry``
+    hold at least B * max(width, D_out) values.
+
+    When ``update`` says fused (no global-norm clipping), each layer is updated as soon as
+    its gradient is known and its old weight has carried the signal down, while its
+    gradient is still in cache: one pass over the parameters instead of two.
+    Returns True when every layer was updated that way.
+    """
+    fused = update[8]
+    dims, w_off, b_off, g_off, be_off, s_off, h_off, skip_from = lay
+    act_code, use_bn, bn_eps, alpha, fast_tanh, negative_slope, keep_u = hyper
+    depth = dims.size - 2
+    batch = grad_out.shape[0]
+    out[4, depth] = log10_of(sum_squares(grad_out), 0)
+    h_last = h_buf[h_off[depth]:h_off[depth] + batch * dims[depth]].reshape((batch, dims[depth]))
+    exp = layer_gradients(params, grads, lay, depth, grad_out, h_last, 0, out, flush_below)
+    weight = params[w_off[depth]:w_off[depth] + dims[depth + 1] * dims[depth]]
+    g = signal[:batch * dims[depth]].reshape((batch, dims[depth]))
+    np.dot(grad_out, weight.reshape((dims[depth + 1], dims[depth])), g)
+    if fused:
+        fused = fused_update(params, grads, update, depth, exp, out)
+    carry_target, carry_exp = -1, 0
+    for i in range(depth - 1, -1, -1):
+        n_in, n_out = dims[i], dims[i + 1]
+        g = signal[:batch * n_out].reshape((batch, n_out))  # dL/dh_{i+1}, mantissa
+        if carry_target == i + 1:
+            exp = merge_carry(g, exp, carry, carry_exp, flush_below)
+            carry_target = -1
+        out[4, i] = log10_of(sum_squares(g), exp)
+        branch = 1.0
+        if skip_from[i] >= 0:  # h_{i+1} = h_s + alpha * a: dL/dh_s gets g unchanged
+            carry[:batch * n_out] = g.ravel()
+            carry_exp, carry_target, branch = exp, skip_from[i], alpha
+        cell = i * batch * n_out
+        deriv = d_buf[cell:cell + batch * n_out].reshape((batch, n_out))
+        gz = grad_z[:batch * n_out].reshape((batch, n_out))
+        if s_off[i] >= 0:
+            u_cell = cell if keep_u else 0
+            u = u_buf[u_cell:u_cell + batch * n_out].ravel()
+            slope_grad = 0.0
+            g_flat = g.ravel()
+            for k in range(u.size):
+                if u[k] <= 0:
+                    slope_grad += branch * g_flat[k] * u[k]
+            grads[s_off[i]] = slope_grad
+        for r in range(batch):
+            for c in range(n_out):
+                gz[r, c] = branch * g[r, c] * deriv[r, c]
+        if use_bn:
+            batchnorm_backward(gz, xh_buf[cell:cell + batch * n_out].reshape((batch, n_out)),
+                               inv_std[i], params[g_off[i]:g_off[i] + n_out],
+                               grads[g_off[i]:g_off[i] + n_out], grads[be_off[i]:be_off[i] + n_out])
+        h_in = h_buf[h_off[i]:h_off[i] + batch * n_in].reshape((batch, n_in))
+        exp = layer_gradients(params, grads, lay, i, gz, h_in, exp, out, flush_below)
+        if i > 0:
+            weight = params[w_off[i]:w_off[i] + n_out * n_in].reshape((n_out, n_in))
+            np.dot(gz, weight, signal[:batch * n_in].reshape((batch, n_in)))
+        if fused:
+            fused = fused_update(params, grads, update, i, exp, out)
+    return fused

@@ -1,0 +1,50 @@
+"""Work arrays the kernels write into, allocated once per batch size."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from tui_grad.engine.layout import Layout
+
+
+@dataclass
+class Buffers:
+    """Activations, per-layer caches for backward and scratch space for one batch size."""
+
+    batch: int
+    lay: tuple
+    h: np.ndarray  # h_0..h_depth, flat
+    u: np.ndarray  # pre-activations (every layer's for prelu, else one layer's scratch)
+    xhat: np.ndarray  # BN-normalised pre-activations, every layer (size 1 without BN)
+    inv_std: np.ndarray  # (depth, width) BN 1/std
+    a: np.ndarray  # one layer's activation scratch
+    deriv: np.ndarray  # phi'(u), every layer
+    logits: np.ndarray  # (B, D_out)
+    grad_out: np.ndarray  # (B, D_out) dL/dlogits
+    signal: np.ndarray  # backpropagated dL/dh scratch
+    grad_z: np.ndarray  # dL/dz scratch
+    carry: np.ndarray  # the residual shortcut's pending signal
+    stats: np.ndarray  # (4, L) act mean, std, saturation, dead fraction
+    out: np.ndarray  # (5, L) backward results, see backprop.backward
+
+    @classmethod
+    def allocate(cls, layout: Layout, batch: int, width: int, dtype: type, *, keep_u: bool,
+                 batch_norm: bool) -> Buffers:
+        """Buffers for ``layout`` and ``batch`` examples."""
+        depth, n_out = layout.depth, int(layout.dims[-1])
+        cells = depth * batch * width
+        widest = batch * int(max(layout.dims.max(), 1))
+        return cls(
+            batch=batch, lay=layout.kernel_tuple(batch),
+            h=np.zeros(int(batch * layout.dims[:-1].sum()), dtype=dtype),
+            u=np.zeros(cells if keep_u else batch * width, dtype=dtype),
+            xhat=np.zeros(cells if batch_norm else 1, dtype=dtype),
+            inv_std=np.ones((depth, width), dtype=dtype),
+            a=np.zeros(batch * width, dtype=dtype), deriv=np.zeros(cells, dtype=dtype),
+            logits=np.zeros((batch, n_out), dtype=dtype),
+            grad_out=np.zeros((batch, n_out), dtype=dtype),
+            signal=np.zeros(widest, dtype=dtype), grad_z=np.zeros(widest, dtype=dtype),
+            carry=np.zeros(widest, dtype=dtype), stats=np.zeros((4, layout.n_layers)),
+            out=np.zeros((5, layout.n_layers)))
