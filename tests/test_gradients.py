@@ -6,31 +6,9 @@ import itertools
 
 import numpy as np
 import pytest
+from tests_helpers import numeric_gradient
 
 from tui_grad.config import ACTIVATIONS
-
-STEP = 1e-6
-
-
-def loss_at(sim, batch) -> float:
-    """Loss of the current parameters on ``batch`` (lr = 0, so the step changes nothing)."""
-    return sim.step(batch=batch).loss
-
-
-def numeric_gradient(sim, batch, array: np.ndarray) -> np.ndarray:
-    """Central differences of the loss with respect to every element of ``array``."""
-    grad = np.zeros(array.shape)
-    flat, out = array.reshape(-1), grad.reshape(-1)
-    for k in range(flat.size):
-        keep = flat[k]
-        flat[k] = keep + STEP
-        up = loss_at(sim, batch)
-        flat[k] = keep - STEP
-        down = loss_at(sim, batch)
-        flat[k] = keep
-        out[k] = (up - down) / (2 * STEP)
-    return grad
-
 
 CASES = list(itertools.product(ACTIVATIONS, (False, True), (False, True), ("mse", "cross_entropy")))
 

@@ -147,11 +147,15 @@ INITS = ("normal", "uniform", "xavier_uniform", "xavier_normal", "kaiming_normal
 INIT_ALIASES = {"he_normal": "kaiming_normal", "msra": "kaiming_normal",
                 "he_uniform": "kaiming_uniform", "glorot_uniform": "xavier_uniform",
                 "glorot_normal": "xavier_normal"}
-TASKS = ("teacher", "spirals", "blobs")
-CLASSIFICATION_TASKS = ("spirals", "blobs")
+TASKS = ("teacher", "spirals", "blobs", "adding", "copy_first")
+CLASSIFICATION_TASKS = ("spirals", "blobs", "copy_first")
+SEQUENCE_TASKS = ("adding", "copy_first")  # for the recurrent models
+MODELS = ("mlp", "rnn", "lstm")
 
 OPTIONS: tuple[Option, ...] = (
     # network: changing any of these rebuilds the model and restarts training
+    Option("network", "model", str, "mlp", "mlp (deep feed-forward), rnn or lstm (through time)",
+           choices=MODELS),
     Option("network", "depth", int, 20, "hidden layers between input and output", low=1, high=5000),
     Option("network", "width", int, 64, "units in every hidden layer", low=1, high=4096),
     Option("network", "activation", str, "tanh", "nonlinearity after every hidden layer",
@@ -179,6 +183,13 @@ OPTIONS: tuple[Option, ...] = (
            high=5000),
     Option("network", "residual_alpha", float, 1.0, "scale of the residual branch (try 1/sqrt(depth))",
            low=0.0, high=100.0),
+    Option("network", "recurrent_init", str, "orthogonal", "rnn/lstm: init of weight_hh",
+           choices=("orthogonal", "normal")),
+    Option("network", "recurrent_gain", float, 1.0,
+           "rnn/lstm: weight_hh = gain x orthogonal, or normal with std gain/sqrt(width)",
+           low=0.0, high=100.0),
+    Option("network", "forget_bias", float, 1.0, "lstm: initial bias of the forget gate",
+           low=-100.0, high=100.0),
     Option("network", "dtype", str, "float32", "floating point type of parameters and activations",
            choices=("float32", "float64")),
     # training: these apply live, mid-run (except the loss, which changes the task)
@@ -213,6 +224,8 @@ OPTIONS: tuple[Option, ...] = (
            high=4096),
     Option("data", "n_classes", int, 3, "classes of the blobs task (spirals have 2)", low=2,
            high=1000),
+    Option("data", "seq_len", int, 50, "rnn/lstm: time steps, the dependency length of the task",
+           low=1, high=2000),
     Option("data", "noise", float, 0.1, "teacher: target noise std; spirals/blobs: point jitter",
            low=0.0, high=100.0),
     # run
@@ -329,17 +342,29 @@ class Config:
     def n_outputs(self) -> int:
         """Output units: 1 for teacher regression, one per class for classification tasks."""
         task = self._values["data.task"]
-        if task == "teacher":
+        if task in ("teacher", "adding"):
             return 1
         return 2 if task == "spirals" else self._values["data.n_classes"]
 
     @property
     def input_dim(self) -> int:
-        """Input features the network sees."""
+        """Input features the network sees (per time step for sequence tasks)."""
+        task = self._values["data.task"]
+        if task == "adding":
+            return 2  # the value and its marker
+        if task == "copy_first":
+            return self._values["data.n_classes"]  # one-hot symbols
         return self._values["data.input_dim"]
 
 
 def _check_consistency(values: Mapping[str, Any]) -> None:
+    recurrent = values["network.model"] != "mlp"
+    if recurrent != (values["data.task"] in SEQUENCE_TASKS):
+        wanted = "adding or copy_first" if recurrent else "teacher, spirals or blobs"
+        raise ConfigError(f"model {values['network.model']!r} needs task {wanted} "
+                          f"(got {values['data.task']!r})", key="data.task")
+    if values["data.task"] == "adding" and values["training.loss"] != "mse":
+        raise ConfigError("the adding task is regression: use loss mse", key="training.loss")
     if values["training.loss"] == "cross_entropy" and values["data.task"] not in CLASSIFICATION_TASKS:
         raise ConfigError(
             f"cross_entropy needs a classification task (spirals or blobs), not "

@@ -10,7 +10,8 @@ from tui_grad.engine import StepMetrics
 # (column, help) in file order; `variant` leads only when a scenario has [[compare]] entries.
 COLUMNS: tuple[tuple[str, str], ...] = (
     ("step", "training step, from 0"),
-    ("layer", "weight layer 1..depth+1, input side first; depth+1 is the output layer"),
+    ("layer", "weight layer 1..depth+1, input side first; depth+1 is the output layer "
+              "(rnn/lstm: time step 1..seq_len, then the output layer)"),
     ("loss", "the step's mini-batch loss (same on every row of the step)"),
     ("grad_norm", "||dL/dW|| of the layer's weight matrix, before clipping"),
     ("signal_norm", "||dL/dh|| backpropagated to the layer's output"),
@@ -27,6 +28,7 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("prelu_slope", "the layer's learned prelu slope (empty without prelu)"),
     ("predicted_signal_norm", "mean-field theory's ||dL/dh||, anchored at the last hidden layer "
      "(empty where the theory does not cover the network)"),
+    ("forget_gate", "lstm: mean forget-gate activation at this time step (empty otherwise)"),
 )
 
 
@@ -74,6 +76,7 @@ class CsvWriter:
         prefix = f"{_quote(variant)}," if self._with_variant else ""
         rows = []
         predicted = metrics.predicted_signal_norm_log10
+        forget = metrics.forget_gate_mean
         for layer in range(metrics.grad_norm_log10.size):
             slope = metrics.prelu_slope[layer]
             fields = (
@@ -85,7 +88,8 @@ class CsvWriter:
                 format_number(metrics.saturation[layer]), format_number(metrics.dead_fraction[layer]),
                 *shared, "1" if metrics.underflow[layer] else "0",
                 "" if math.isnan(slope) else format_number(slope),
-                "" if math.isnan(predicted[layer]) else format_log10(predicted[layer]))
+                "" if math.isnan(predicted[layer]) else format_log10(predicted[layer]),
+                "" if forget is None or math.isnan(forget[layer]) else format_number(forget[layer]))
             rows.append(prefix + ",".join(fields) + "\n")
         self._write("".join(rows))
 

@@ -127,7 +127,8 @@ def _lookup(result: VariantResult, ref: Ref, step: int) -> object:
         index = layers - 1 if ref.layer == LAST else ref.layer - 1
         if not 0 <= index < layers:
             return float("nan")
-        return float(getattr(metrics, ref.metric)[index])
+        values = getattr(metrics, ref.metric)
+        return float("nan") if values is None else float(values[index])
     if ref.metric == "status":
         return metrics.status
     return float(getattr(metrics, ref.metric))

@@ -20,8 +20,28 @@ class Dataset:
 
 
 def make_dataset(task: str, n_samples: int, input_dim: int, n_classes: int, noise: float,
-                 rng: np.random.Generator) -> Dataset:
-    """Build one of the tasks named in config.TASKS from ``rng``."""
+                 rng: np.random.Generator, seq_len: int = 1) -> Dataset:
+    """Build one of the tasks named in config.TASKS from ``rng``.
+
+    Sequence tasks give inputs shaped (n, seq_len, features):
+    - adding (Hochreiter & Schmidhuber 1997): a value in [0, 1) and a marker per step; the
+      target is the sum of the two marked values, one marked near the start (first 10%)
+      and one in the second half, so the dependency spans the sequence;
+    - copy_first: one-hot random symbols; the label is the first symbol.
+    """
+    if task == "adding":
+        values = rng.uniform(size=(n_samples, seq_len))
+        markers = np.zeros((n_samples, seq_len))
+        rows = np.arange(n_samples)
+        first = rng.integers(0, max(seq_len // 10, 1), size=n_samples)
+        second = rng.integers(seq_len // 2, seq_len, size=n_samples) if seq_len > 1 else first
+        markers[rows, first] = 1.0
+        markers[rows, second] = 1.0
+        targets = (values * markers).sum(axis=1, keepdims=True)
+        return Dataset(np.stack([values, markers], axis=2), targets, 1, False)
+    if task == "copy_first":
+        symbols = rng.integers(0, n_classes, size=(n_samples, seq_len))
+        return Dataset(np.eye(n_classes)[symbols], symbols[:, 0], n_classes, True)
     if task == "teacher":
         inputs = rng.normal(size=(n_samples, input_dim))
         hidden = rng.normal(size=(input_dim, TEACHER_HIDDEN)) / np.sqrt(input_dim)

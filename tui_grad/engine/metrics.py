@@ -37,6 +37,7 @@ class StepMetrics:
     prelu_slope: np.ndarray  # NaN where the layer has no prelu
     underflow: np.ndarray  # ||dL/dW_l|| < 2**-126: plain float32 holds only subnormals or zeros
     seconds: float  # wall time of the step
+    forget_gate_mean: np.ndarray | None = None  # LSTM only: mean forget gate per time step
 
     @property
     def depth(self) -> int:

@@ -42,23 +42,25 @@ class Simulator:
         self._build()
 
     # ----------------------------------------------------------------- construction
+    def __new__(cls, config: Config) -> Simulator:
+        """``Simulator(config)`` gives the recurrent simulator for model = rnn or lstm."""
+        if cls is Simulator and config.network.model != "mlp":
+            from tui_grad.engine.recurrent import RecurrentSimulator
+            return super().__new__(RecurrentSimulator)
+        return super().__new__(cls)
+
     def _build(self) -> None:
         config = self.config
-        net = config.network
-        self.dtype = np.dtype(net.dtype).type
+        self.dtype = np.dtype(config.network.dtype).type
         seed = config.run.seed
         init_rng, data_rng, batch_rng = (np.random.default_rng([seed, k]) for k in (1, 2, 3))
         data = config.data
         self.dataset = make_dataset(data.task, data.n_samples, data.input_dim, data.n_classes,
-                                    data.noise, data_rng)
+                                    data.noise, data_rng, seq_len=data.seq_len)
         self._inputs = self.dataset.inputs.astype(self.dtype)
         self._targets_reg, self._labels = self._target_arrays()
         self._stream = BatchStream(data.n_samples, batch_rng)
-        inputs = self.dataset.inputs
-        self.theory = theory.predict(config, float(inputs.mean()), float(np.mean(inputs ** 2)))
-        self.layout: Layout = build_layout(config)
-        self._params = np.empty(self.layout.n_params, dtype=self.dtype)
-        self._init_params(init_rng)
+        self._build_network(init_rng)
         self._grads = np.zeros_like(self._params)
         self._exps = np.zeros(self.layout.n_layers)
         self._reset_optimizer()
@@ -66,6 +68,13 @@ class Simulator:
         self.step_index = 0
         self.initial_loss: float | None = None
         self.diverged_at: int | None = None
+
+    def _build_network(self, init_rng: np.random.Generator) -> None:
+        inputs = self.dataset.inputs
+        self.theory = theory.predict(self.config, float(inputs.mean()), float(np.mean(inputs ** 2)))
+        self.layout: Layout = build_layout(self.config)
+        self._params = np.empty(self.layout.n_params, dtype=self.dtype)
+        self._init_params(init_rng)
 
     def _target_arrays(self) -> tuple[np.ndarray, np.ndarray]:
         targets = self.dataset.targets
@@ -148,19 +157,23 @@ class Simulator:
 
     def _user_batch(self, batch: tuple) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         x, y = (np.asarray(a) for a in batch)
-        n_in, n_out = self.config.input_dim, self.config.n_outputs
+        n_in = self.config.input_dim
         if x.ndim != 2 or x.shape[1] != n_in:
             raise ConfigError(f"batch inputs must be shaped (B, {n_in}) (got {x.shape})")
-        rows = x.shape[0]
+        return (x.astype(self.dtype), *self._user_targets(y, x.shape[0]))
+
+    def _user_targets(self, y: np.ndarray, rows: int) -> tuple[np.ndarray, np.ndarray]:
+        """(regression targets, class labels) from a user's y, checked against the task."""
+        n_out = self.config.n_outputs
         if self.config.training.loss == "cross_entropy":
             if y.shape != (rows,) or not np.issubdtype(y.dtype, np.integer) or (
                     y.size and (y.min() < 0 or y.max() >= n_out)):
                 raise ConfigError(f"batch targets must be {rows} class indices in 0..{n_out - 1}")
-            return x.astype(self.dtype), np.zeros((rows, n_out), self.dtype), y.astype(np.int64)
+            return np.zeros((rows, n_out), self.dtype), y.astype(np.int64)
         y = y.reshape(rows, -1) if y.size == rows * n_out else y
         if y.shape != (rows, n_out):
             raise ConfigError(f"batch targets must be shaped ({rows}, {n_out}) (got {y.shape})")
-        return x.astype(self.dtype), y.astype(self.dtype), np.zeros(rows, np.int64)
+        return y.astype(self.dtype), np.zeros(rows, np.int64)
 
     def step(self, batch: tuple[np.ndarray, np.ndarray] | None = None) -> StepMetrics:
         """Train one step on the task's next mini-batch (or on ``batch`` = (x, y))."""
@@ -268,6 +281,8 @@ class Simulator:
         Returns True when the run was restarted (a structural option changed).
         """
         if self.config.needs_restart(config):
+            if config.network.model != self.config.network.model:  # another kind of network
+                self.__class__ = type(Simulator.__new__(Simulator, config))
             self.config = config
             self._build()
             return True

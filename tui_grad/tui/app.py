@@ -163,8 +163,9 @@ class GradApp(App[None]):
             return
         self._drawn_version = history.version
         frame = history.frame()
+        network = self.session.config.network
         options = {"signal": self.show_signal, "theory": self.show_theory,
-                   "activation": self.session.config.network.activation}
+                   "activation": network.activation, "model": network.model}
         self._report_widget.update(self._report or self._theory_text())
         self._report_widget.set_class(bool(self._report), "-diverged")
         narrow = self._main.has_class("narrow")

@@ -68,6 +68,11 @@ class Chart(PlotextPlot):
         return max(2 * self.size.width, 16)
 
 
+def _axis(options: dict) -> str:
+    """The per-layer axis: layers for the MLP, time steps through an RNN/LSTM."""
+    return "time step (last: output)" if options.get("model", "mlp") != "mlp" else "layer"
+
+
 def _layers(metrics: StepMetrics) -> np.ndarray:
     return np.arange(1, metrics.grad_norm_log10.size + 1, dtype=np.float64)
 
@@ -82,11 +87,23 @@ class GradientChart(Chart):
         use_signal = options.get("signal", False)
         attr = "signal_norm_log10" if use_signal else "grad_norm_log10"
         label = "||dL/dh||" if use_signal else "||dL/dW||"
-        self.title_text = f"{label} per layer, log10 (input left)"
+        where = "time step" if options.get("model", "mlp") != "mlp" else "layer"
+        if where == "time step":
+            label = "||dL/dh_t||"
+        self.title_text = f"{label} per {where}, log10 (input side left)"
         plt.title(self.title_text)
         layers = _layers(latest)
         pick = thin(layers.size, self.budget())
         lowest = []
+        if options.get("theory"):  # drawn first: the measurements go on top
+            if not use_signal:  # theory describes dL/dh: show the measured dh beside dW
+                x, y = finite_series(layers[pick], latest.signal_norm_log10[pick])
+                if y:
+                    plt.plot(x, y, marker="+", color="magenta", label="||dL/dh||")
+                    lowest.append(min(y))
+            x, y = finite_series(layers[pick], latest.predicted_signal_norm_log10[pick])
+            if y:
+                plt.plot(x, y, marker="-", color="green", label="theory ||dL/dh||")
         for name, metrics, marker, color in (
                 ("step 0", frame.first, ".", "gray"),
                 ("pinned", baseline.latest if baseline else None, "o", "cyan"),
@@ -98,15 +115,6 @@ class GradientChart(Chart):
             if y:
                 plt.plot(x, y, marker=marker, color=color, label=name)
                 lowest.append(min(y))
-        if options.get("theory"):
-            if not use_signal:  # theory describes dL/dh: show the measured dh beside dW
-                x, y = finite_series(layers[pick], latest.signal_norm_log10[pick])
-                if y:
-                    plt.plot(x, y, marker="+", color="magenta", label="||dL/dh||")
-                    lowest.append(min(y))
-            x, y = finite_series(layers[pick], latest.predicted_signal_norm_log10[pick])
-            if y:
-                plt.plot(x, y, marker="-", color="green", label="theory ||dL/dh||")
         current = getattr(latest, attr)
         if not np.isfinite(current).any() and not np.isneginf(current).any():
             plt.text(f"step {latest.step}: NaN/inf at every layer (diverged)",
@@ -117,7 +125,7 @@ class GradientChart(Chart):
             floor = (min(lowest) if lowest else 0.0) - 1.0
             plt.scatter(zeros.tolist(), [floor] * zeros.size, marker="x", color="red",
                         label="exactly 0")
-        plt.xlabel("layer")
+        plt.xlabel(_axis(options))
 
 
 class LossChart(Chart):
@@ -157,10 +165,12 @@ class ActivationChart(Chart):
             plt.plot(x, y, marker="*", color="yellow", label="std (log10)")
         fraction_name = "dead" if options.get("activation", "") in ("relu",) else "saturated"
         fraction = latest.dead_fraction if fraction_name == "dead" else latest.saturation
-        plt.plot(layers[pick].tolist(), fraction[:-1][pick].tolist(), marker="+", color="magenta",
-                 label=f"{fraction_name} (right)", yside="right")
+        if latest.forget_gate_mean is not None:  # LSTM: the forget gate is the story
+            fraction_name, fraction = "forget gate", latest.forget_gate_mean
+        x, y = finite_series(layers[pick], fraction[:-1][pick])
+        plt.plot(x, y, marker="+", color="magenta", label=f"{fraction_name} (right)", yside="right")
         plt.ylim(0, 1, yside="right")
-        plt.xlabel("layer")
+        plt.xlabel(_axis(options))
 
 
 class UpdateRatioChart(Chart):
@@ -183,7 +193,7 @@ class UpdateRatioChart(Chart):
             plt.scatter(frozen.tolist(), [floor] * frozen.size, marker="x", color="red",
                         label="no change")
         plt.hline(UPDATE_RATIO_GUIDE, color="green")
-        plt.xlabel("layer")
+        plt.xlabel(_axis(options))
 
 
 GLYPHS = "_.:-=+*#%@"  # low -> high; readable without colour

@@ -32,7 +32,8 @@ class Group:
         """The footer's word for the panel."""
         return {"activation": "act", "batch norm": "bn", "residual": "res", "clipping": "clip",
                 "learning rate": "lr", "depth / width": "size", "weight decay": "wd",
-                "batch size": "batch", "optimizer": "opt", "task / loss": "task"}.get(
+                "batch size": "batch", "optimizer": "opt", "task / loss": "task",
+                "recurrent": "rnn"}.get(
                     self.title, self.title)
 
 
@@ -51,6 +52,8 @@ GROUPS: tuple[Group, ...] = (
                              "training.adam_beta2", "training.adam_eps")),
     Group("t", "task / loss", ("data.task", "training.loss", "data.n_samples", "data.input_dim",
                                "data.n_classes", "data.noise")),
+    Group("k", "recurrent", ("network.model", "data.seq_len", "network.recurrent_init",
+                             "network.recurrent_gain", "network.forget_bias")),
 )
 
 

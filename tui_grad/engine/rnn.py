@@ -1,0 +1,175 @@
+"""Compiled vanilla RNN and LSTM through time, trained by backpropagation through time.
+
+Shapes: x (T, B, D); hidden h_t (B, H) for t = 0..T with h_0 = 0; logits from h_T.
+Parameters as torch.nn.RNN / nn.LSTM (gate order i, f, g, o): weight_ih (G*H, D),
+weight_hh (G*H, H), bias (G*H,) with G = 1 (RNN) or 4 (LSTM); then the output layer.
+
+Like the MLP's backward pass, BPTT is linear in the backpropagated signal, so the signal is
+carried as a mantissa plus a power-of-two exponent per time step; weight gradients summed
+over time accumulate in float64 relative to a reference exponent. Norms like 1e-300 at
+t = 1 of a long vanilla RNN are therefore exact, and never computed on subnormals.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+from tui_grad.engine.activations import KERNEL, SATURATED_DERIVATIVE, activate
+from tui_grad.engine.kernels import LOG10_2, log10_of, renormalize, sum_squares
+
+
+@njit(**KERNEL)
+def _sigmoid(x):
+    return 1.0 / (1.0 + math.exp(-x))
+
+
+@njit(**KERNEL)
+def rnn_forward(x, w_ih, w_hh, bias, act_code, slope, fast_tanh, h, deriv, stats):
+    """Vanilla RNN: h_t = phi(x_t W_ih^T + h_{t-1} W_hh^T + b). Fill h (T+1, B, H) and
+    deriv (T, B, H) = phi'; stats (3, T) rows: mean and std of h_t, saturated fraction."""
+    steps = x.shape[0]
+    for t in range(steps):
+        z = np.dot(x[t], w_ih.T) + np.dot(h[t], w_hh.T) + bias
+        activate(act_code, z, h[t + 1], deriv[t], slope, fast_tanh)
+        _moments(h[t + 1], stats, t)
+        saturated = 0
+        for v in deriv[t].ravel():
+            if abs(v) < SATURATED_DERIVATIVE:
+                saturated += 1
+        stats[2, t] = saturated / deriv[t].size
+
+
+@njit(**KERNEL)
+def _moments(block, stats, t):
+    total = 0.0
+    total_sq = 0.0
+    for v in block.ravel():
+        total += v
+        total_sq += np.float64(v) * v
+    n = block.size
+    stats[0, t] = total / n
+    stats[1, t] = math.sqrt(max(total_sq / n - (total / n) ** 2, 0.0))
+
+
+@njit(**KERNEL)
+def lstm_forward(x, w_ih, w_hh, bias, h, c, gates, tanh_c, stats):
+    """LSTM (torch gate order i, f, g, o). Fill h, c (T+1, B, H), gates (T, B, 4H) after their
+    nonlinearities, tanh_c (T, B, H); stats rows: h mean, h std, saturated fraction of the
+    cell's tanh, forget-gate mean."""
+    steps, batch = x.shape[0], x.shape[1]
+    hidden = h.shape[2]
+    for t in range(steps):
+        z = np.dot(x[t], w_ih.T) + np.dot(h[t], w_hh.T) + bias
+        forget_total = 0.0
+        saturated = 0
+        for r in range(batch):
+            for k in range(hidden):
+                i = _sigmoid(z[r, k])
+                f = _sigmoid(z[r, hidden + k])
+                g = math.tanh(z[r, 2 * hidden + k])
+                o = _sigmoid(z[r, 3 * hidden + k])
+                cell = f * c[t, r, k] + i * g
+                tc = math.tanh(cell)
+                gates[t, r, k], gates[t, r, hidden + k] = i, f
+                gates[t, r, 2 * hidden + k], gates[t, r, 3 * hidden + k] = g, o
+                c[t + 1, r, k] = cell
+                tanh_c[t, r, k] = tc
+                h[t + 1, r, k] = o * tc
+                forget_total += f
+                if 1.0 - tc * tc < SATURATED_DERIVATIVE:
+                    saturated += 1
+        _moments(h[t + 1], stats, t)
+        stats[2, t] = saturated / (batch * hidden)
+        stats[3, t] = forget_total / (batch * hidden)
+
+
+@njit(**KERNEL)
+def _accumulate(acc, contribution, exp, acc_exp):
+    """acc * 2**acc_exp += contribution * 2**exp (float64); return the accumulator's exponent."""
+    if exp > acc_exp:  # a larger term arrived (exploding): rescale what was summed so far
+        acc *= math.ldexp(1.0, acc_exp - exp)
+        acc_exp = exp
+    acc += contribution * math.ldexp(1.0, exp - acc_exp)
+    return acc_exp
+
+
+@njit(**KERNEL)
+def rnn_backward(x, w_hh, h, deriv, grad_h, d_ih, d_hh, d_b, signal_log10, flush_below):
+    """BPTT for the vanilla RNN from dL/dh_T (grad_h, float64, changed in place).
+
+    Writes float64 gradient mantissas d_ih, d_hh, d_b sharing one exponent (returned) and
+    log10 ||dL/dh_t|| for t = 1..T into signal_log10[0..T-1]."""
+    steps = x.shape[0]
+    exp = renormalize(grad_h, flush_below)
+    acc_exp = -100000
+    d_ih[:] = 0.0
+    d_hh[:] = 0.0
+    d_b[:] = 0.0
+    for t in range(steps - 1, -1, -1):
+        signal_log10[t] = log10_of(sum_squares(grad_h), exp)
+        gz = grad_h * deriv[t]
+        shift = renormalize(gz, flush_below)
+        exp += shift
+        acc_exp = _accumulate(d_ih, np.dot(gz.T, x[t].astype(np.float64)), exp, acc_exp)
+        acc_exp = _accumulate(d_hh, np.dot(gz.T, h[t].astype(np.float64)), exp, acc_exp)
+        acc_exp = _accumulate(d_b, gz.sum(axis=0), exp, acc_exp)
+        grad_h[:] = np.dot(gz, w_hh.astype(np.float64))
+    return acc_exp
+
+
+@njit(**KERNEL)
+def lstm_backward(x, w_hh, h, c, gates, tanh_c, grad_h, d_ih, d_hh, d_b, signal_log10,
+                  flush_below):
+    """BPTT for the LSTM from dL/dh_T; the cell-state gradient shares the signal's exponent."""
+    steps, batch, hidden = x.shape[0], x.shape[1], h.shape[2]
+    grad_c = np.zeros_like(grad_h)
+    exp = renormalize(grad_h, flush_below)
+    acc_exp = -100000
+    d_ih[:] = 0.0
+    d_hh[:] = 0.0
+    d_b[:] = 0.0
+    dz = np.zeros((batch, 4 * hidden))
+    w = w_hh.astype(np.float64)
+    for t in range(steps - 1, -1, -1):
+        signal_log10[t] = log10_of(sum_squares(grad_h), exp)
+        for r in range(batch):
+            for k in range(hidden):
+                i, f = gates[t, r, k], gates[t, r, hidden + k]
+                g, o = gates[t, r, 2 * hidden + k], gates[t, r, 3 * hidden + k]
+                tc = tanh_c[t, r, k]
+                dh = grad_h[r, k]
+                dc = grad_c[r, k] + dh * o * (1.0 - tc * tc)
+                dz[r, k] = dc * g * i * (1.0 - i)
+                dz[r, hidden + k] = dc * c[t, r, k] * f * (1.0 - f)
+                dz[r, 2 * hidden + k] = dc * i * (1.0 - g * g)
+                dz[r, 3 * hidden + k] = dh * tc * o * (1.0 - o)
+                grad_c[r, k] = dc * f
+        acc_exp = _accumulate(d_ih, np.dot(dz.T, x[t].astype(np.float64)), exp, acc_exp)
+        acc_exp = _accumulate(d_hh, np.dot(dz.T, h[t].astype(np.float64)), exp, acc_exp)
+        acc_exp = _accumulate(d_b, dz.sum(axis=0), exp, acc_exp)
+        grad_h[:] = np.dot(dz, w)
+        shift = _renormalize_pair(grad_h, grad_c, flush_below)
+        exp += shift
+    return acc_exp
+
+
+@njit(**KERNEL)
+def _renormalize_pair(a, b, flush_below):
+    """Scale a and b by the same power of two so their joint largest |value| is in [0.5, 1)."""
+    largest = max(np.max(np.abs(a)), np.max(np.abs(b)))
+    if largest == 0.0 or not math.isfinite(largest):
+        return 0
+    shift = math.frexp(largest)[1]
+    factor = math.ldexp(1.0, -shift)
+    for block in (a, b):
+        flat = block.ravel()
+        for k in range(flat.size):
+            value = flat[k] * factor
+            flat[k] = value if abs(value) >= flush_below else 0.0
+    return shift
+
+
+__all__ = ["rnn_forward", "lstm_forward", "rnn_backward", "lstm_backward", "LOG10_2"]
