@@ -100,6 +100,7 @@ def test_recurrent_csv_rows_are_time_steps(tmp_path, capsys):
     assert [r["layer"] for r in lstm] == [str(t) for t in range(1, 9)]
     assert all(float(r["forget_gate"]) > 0.9 for r in lstm[:-1]) and lstm[-1]["forget_gate"] == ""
     assert all(r["forget_gate"] == "" for r in rows if r["variant"] == "rnn")
+    assert all(0 < float(r["input_gate"]) < 1 and 0 < float(r["output_gate"]) < 1 for r in lstm[:-1])
 
 
 async def test_recurrent_panel_switches_model_and_axis():

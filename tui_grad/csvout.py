@@ -29,6 +29,8 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("predicted_signal_norm", "mean-field theory's ||dL/dh||, anchored at the last hidden layer "
      "(empty where the theory does not cover the network)"),
     ("forget_gate", "lstm: mean forget-gate activation at this time step (empty otherwise)"),
+    ("input_gate", "lstm: mean input-gate activation at this time step (empty otherwise)"),
+    ("output_gate", "lstm: mean output-gate activation at this time step (empty otherwise)"),
 )
 
 
@@ -76,7 +78,6 @@ class CsvWriter:
         prefix = f"{_quote(variant)}," if self._with_variant else ""
         rows = []
         predicted = metrics.predicted_signal_norm_log10
-        forget = metrics.forget_gate_mean
         for layer in range(metrics.grad_norm_log10.size):
             slope = metrics.prelu_slope[layer]
             fields = (
@@ -89,9 +90,18 @@ class CsvWriter:
                 *shared, "1" if metrics.underflow[layer] else "0",
                 "" if math.isnan(slope) else format_number(slope),
                 "" if math.isnan(predicted[layer]) else format_log10(predicted[layer]),
-                "" if forget is None or math.isnan(forget[layer]) else format_number(forget[layer]))
+                *(_optional(gates, layer) for gates in (metrics.forget_gate_mean,
+                                                        metrics.input_gate_mean,
+                                                        metrics.output_gate_mean)))
             rows.append(prefix + ",".join(fields) + "\n")
         self._write("".join(rows))
+
+
+def _optional(values, index: int) -> str:
+    """A per-layer value that only some models have: empty where absent or NaN."""
+    if values is None or math.isnan(values[index]):
+        return ""
+    return format_number(values[index])
 
 
 def _quote(text: str) -> str:

@@ -32,7 +32,7 @@ from tui_grad.engine.diagnose import VERDICTS
 
 PER_LAYER = ("grad_norm", "signal_norm", "weight_norm", "update_ratio", "act_mean", "act_std",
              "saturation", "dead_fraction", "prelu_slope", "predicted_signal_norm",
-             "forget_gate_mean")
+             "forget_gate_mean", "input_gate_mean", "output_gate_mean")
 SCALAR = ("loss", "global_grad_norm", "clip_scale", "status", "diverged_at", "chi_1")
 METRICS = PER_LAYER + SCALAR
 COMPARISONS: dict[str, Callable[[object, object], bool]] = {

@@ -38,6 +38,8 @@ class StepMetrics:
     underflow: np.ndarray  # ||dL/dW_l|| < 2**-126: plain float32 holds only subnormals or zeros
     seconds: float  # wall time of the step
     forget_gate_mean: np.ndarray | None = None  # LSTM only: mean forget gate per time step
+    input_gate_mean: np.ndarray | None = None  # LSTM only
+    output_gate_mean: np.ndarray | None = None  # LSTM only
 
     @property
     def depth(self) -> int:

@@ -108,6 +108,8 @@ class RecurrentSimulator(Simulator):
         seq = np.ascontiguousarray(np.transpose(x, (1, 0, 2)))  # (T, B, D)
         cell, out = self.params
         stats, h, signal_log10 = self._forward(seq, cell)
+        if not self.is_lstm:
+            stats[3:] = np.nan
         logits = np.ascontiguousarray(h[-1] @ out["weight"].T + out["bias"])
         grad_out = np.zeros_like(logits)
         code = kernels.CROSS_ENTROPY if self.config.training.loss == "cross_entropy" else kernels.MSE
@@ -119,7 +121,7 @@ class RecurrentSimulator(Simulator):
         steps, batch = seq.shape[0], seq.shape[1]
         hidden, dt = self.layout.hidden, self.dtype
         h = np.zeros((steps + 1, batch, hidden), dtype=dt)
-        stats = np.full((4, steps), np.nan)
+        stats = np.full((6, steps), np.nan)
         if self.is_lstm:
             self._cache = (np.zeros((steps + 1, batch, hidden), dtype=dt),
                            np.zeros((steps, batch, 4 * hidden), dtype=dt),
@@ -186,7 +188,7 @@ class RecurrentSimulator(Simulator):
         per_step = np.concatenate([np.full(steps, 1.0), [0.0]]).astype(bool)
         with np.errstate(divide="ignore", invalid="ignore"):
             ratio = np.sqrt(sums[1]) / np.sqrt(sums[0])
-        nan_tail = np.concatenate([stats, np.full((4, 1), np.nan)], axis=1)
+        nan_tail = np.concatenate([stats, np.full((6, 1), np.nan)], axis=1)
         metrics = StepMetrics(
             step=self.step_index, loss=loss, global_grad_norm_log10=log2_norm * math.log10(2.0),
             clipped_grad_norm_log10=applied_log2 * math.log10(2.0), clip_scale=clip_scale,
@@ -197,6 +199,7 @@ class RecurrentSimulator(Simulator):
             act_mean=nan_tail[0], act_std=nan_tail[1], saturation=nan_tail[2],
             dead_fraction=np.zeros(steps + 1), prelu_slope=np.full(steps + 1, np.nan),
             underflow=signal_log10 < FLOAT32_TINY_LOG10, seconds=time.perf_counter() - started,
-            forget_gate_mean=nan_tail[3])
+            forget_gate_mean=nan_tail[3], input_gate_mean=nan_tail[4],
+            output_gate_mean=nan_tail[5])
         self.step_index += 1
         return metrics

@@ -58,12 +58,14 @@ def _moments(block, stats, t):
 def lstm_forward(x, w_ih, w_hh, bias, h, c, gates, tanh_c, stats):
     """LSTM (torch gate order i, f, g, o). Fill h, c (T+1, B, H), gates (T, B, 4H) after their
     nonlinearities, tanh_c (T, B, H); stats rows: h mean, h std, saturated fraction of the
-    cell's tanh, forget-gate mean."""
+    cell's tanh, then the mean of the forget, input and output gates."""
     steps, batch = x.shape[0], x.shape[1]
     hidden = h.shape[2]
     for t in range(steps):
         z = np.dot(x[t], w_ih.T) + np.dot(h[t], w_hh.T) + bias
         forget_total = 0.0
+        input_total = 0.0
+        output_total = 0.0
         saturated = 0
         for r in range(batch):
             for k in range(hidden):
@@ -79,11 +81,15 @@ def lstm_forward(x, w_ih, w_hh, bias, h, c, gates, tanh_c, stats):
                 tanh_c[t, r, k] = tc
                 h[t + 1, r, k] = o * tc
                 forget_total += f
+                input_total += i
+                output_total += o
                 if 1.0 - tc * tc < SATURATED_DERIVATIVE:
                     saturated += 1
         _moments(h[t + 1], stats, t)
         stats[2, t] = saturated / (batch * hidden)
         stats[3, t] = forget_total / (batch * hidden)
+        stats[4, t] = input_total / (batch * hidden)
+        stats[5, t] = output_total / (batch * hidden)
 
 
 @njit(**KERNEL)
