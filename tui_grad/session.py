@@ -56,19 +56,22 @@ class Diverged:
     report: str
 
 
-def forensics(metrics: StepMetrics, recent_norms: list[tuple[int, float]]) -> str:
-    """Where the first non-finite value or blow-up appeared, and the gradient norms before it."""
+def forensics(metrics: StepMetrics, recent_norms: list[tuple[int, float]],
+              unit: str = "layer") -> str:
+    """Where the first non-finite value or blow-up appeared, and the gradient norms before it.
+
+    ``unit`` names the per-layer axis: "layer", or "time step" for recurrent nets."""
     act_bad = np.flatnonzero(~np.isfinite(metrics.act_std))
     grad_bad = np.flatnonzero(np.isnan(metrics.grad_norm_log10) | np.isposinf(metrics.grad_norm_log10))
     last = metrics.act_std.size - 1
     if act_bad.size and act_bad[0] == last:
         where = f"the output layer ({last + 1}) overflowed first (forward pass)"
     elif act_bad.size:
-        where = f"activations overflowed first at layer {act_bad[0] + 1} (forward pass)"
+        where = f"activations overflowed first at {unit} {act_bad[0] + 1} (forward pass)"
     elif not math.isfinite(metrics.loss):
         where = f"the loss became {metrics.loss} (forward pass finished finite)"
     elif grad_bad.size:
-        where = f"the gradient became non-finite first at layer {grad_bad[-1] + 1} (backward pass)"
+        where = f"the gradient became non-finite first at {unit} {grad_bad[-1] + 1} (backward pass)"
     else:
         where = f"the loss reached {metrics.loss:.3g}, past the divergence bound"
     before = ", ".join(f"{step}: 1e{norm:.1f}" if math.isfinite(norm) else f"{step}: {norm}"
@@ -218,7 +221,8 @@ class Session:
         recent = self.history.recent_norms(5)
         self.history.append(metrics)
         if metrics.diverged_at == metrics.step:
-            return [Diverged(metrics.step, forensics(metrics, recent))]
+            unit = "layer" if sim.config.network.model == "mlp" else "time step"
+            return [Diverged(metrics.step, forensics(metrics, recent, unit))]
         if sim.step_index == self.config.run.steps:
             return [Finished(sim.step_index)]
         return []
