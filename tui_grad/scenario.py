@@ -17,7 +17,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from tui_grad.config import OPTIONS, OPTIONS_BY_NAME, SECTIONS, Config, ConfigError, option
+from tui_grad.config import OPTIONS, SECTIONS, Config, ConfigError, option
 from tui_grad.expect import Expectation, parse_expectation
 
 META_KEYS = ("name", "title", "description", "notes", "notes_zh", "lock")
@@ -272,6 +272,3 @@ def to_toml(config: Config, *, name: str = "exported", title: str = "", notes: s
             out.append(f"{opt.key} = {_toml_value(values[section][opt.key])}  # {opt.help}")
     return "\n".join(out) + "\n"
 
-
-__all__ = ["Scenario", "Variant", "load_scenario", "bundled_paths", "to_toml", "resolve",
-           "OPTIONS_BY_NAME"]

@@ -18,7 +18,7 @@ import numpy as np
 from numba import njit
 
 from tui_grad.engine.activations import KERNEL, SATURATED_DERIVATIVE, activate
-from tui_grad.engine.kernels import LOG10_2, log10_of, renormalize, sum_squares
+from tui_grad.engine.kernels import log10_of, renormalize, sum_squares
 
 
 @njit(**KERNEL)
@@ -177,5 +177,3 @@ def _renormalize_pair(a, b, flush_below):
             flat[k] = value if abs(value) >= flush_below else 0.0
     return shift
 
-
-__all__ = ["rnn_forward", "lstm_forward", "rnn_backward", "lstm_backward", "LOG10_2"]

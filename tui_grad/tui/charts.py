@@ -210,10 +210,12 @@ class Heatmap(Widget):
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         self._frame: Frame | None = None
+        self._row_prefix = "L"  # layers; "t" for time steps
 
     def draw(self, frame: Frame, baseline: Frame | None, options: dict) -> None:
         """Remember the frame and repaint."""
         self._frame = frame
+        self._row_prefix = "t" if options.get("model", "mlp") != "mlp" else "L"
         self.refresh()
 
     def render(self) -> Text:
@@ -235,7 +237,7 @@ class Heatmap(Widget):
             text.append(glyph, style=COLORS[level])
         text.append(f" {high:.1f} (0 zero, ! NaN)\n", style="bold")
         for row_index, layer in enumerate(layer_pick):
-            text.append(f"L{layer + 1:<5d} ", style="dim")
+            text.append(f"{self._row_prefix}{layer + 1:<5d} ", style="dim")
             for value in cells[row_index]:
                 if math.isnan(value) or math.isinf(value) and value > 0:
                     text.append("!", style="bold red")

@@ -113,5 +113,3 @@ class ExportScreen(ModalScreen[str | None]):
             return
         self.dismiss(path)
 
-
-__all__ = ["HelpScreen", "NotesScreen", "ExportScreen", "OPTIONS"]
