@@ -25,3 +25,24 @@ def numeric_gradient(sim, batch, array: np.ndarray) -> np.ndarray:
         flat[k] = keep
         out[k] = (up - down) / (2 * STEP)
     return grad
+
+
+def assert_gradients_match(sim, batch, tolerance: float = 1e-6, allow_zero: bool = True) -> None:
+    """Every parameter's reported gradient equals central differences of the loss.
+
+    A gradient that is truly zero (a bias right before BN, which the mean cancels; one
+    cancelled by the next BN with a linear activation) must be reported as (near) zero.
+    """
+    sim.step(batch=batch)
+    analytic = sim.grads()
+    for layer, tensors in enumerate(sim.params):
+        for name, array in tensors.items():
+            expected = numeric_gradient(sim, batch, array)
+            got = analytic[layer][name]
+            if np.linalg.norm(expected) < 1e-8:
+                assert allow_zero, (layer, name, "no gradient at all")
+                assert np.linalg.norm(got) < 1e-8, (layer, name, got)
+                continue
+            scale = max(np.linalg.norm(expected), np.linalg.norm(got))
+            error = np.linalg.norm(expected - got) / scale
+            assert error < tolerance, (layer, name, error)
