@@ -54,7 +54,6 @@ class Option:
     low_open: bool = False
     restart: bool = True
     aliases: Mapping[str, str] = field(default_factory=dict)
-    label: str = ""
 
     @property
     def name(self) -> str:

@@ -38,11 +38,12 @@ class History:
     def __init__(self, capacity: int = 20000) -> None:
         self._lock = threading.Lock()
         self._capacity = capacity
+        self._version = 0
         self.clear()
 
     def clear(self) -> None:
         """Forget everything (a restarted run)."""
-        with getattr(self, "_lock", threading.Lock()):
+        with self._lock:
             self._steps: deque[int] = deque(maxlen=self._capacity)
             self._loss: deque[float] = deque(maxlen=self._capacity)
             self._norm: deque[float] = deque(maxlen=self._capacity)
@@ -50,7 +51,7 @@ class History:
             self._heat_stride = 1
             self._first: StepMetrics | None = None
             self._latest: StepMetrics | None = None
-            self._version = getattr(self, "_version", 0) + 1
+            self._version += 1
 
     @property
     def version(self) -> int:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from tui_grad.config import ACTIVATIONS, ConfigError
-from tui_grad.engine import diagnose, kernels, optim, rnn, theory
+from tui_grad.engine import kernels, optim, rnn, theory
 from tui_grad.engine.init import init_weight, orthogonal
 from tui_grad.engine.metrics import FLOAT32_TINY_LOG10, StepMetrics
 from tui_grad.engine.simulator import FLUSH_BELOW, Simulator
@@ -94,6 +94,10 @@ class RecurrentSimulator(Simulator):
                  "bias": views["bias"]},
                 {"weight": views["weight"], "bias": views["out_bias"]}]
 
+    def _weight_matrices(self) -> list[np.ndarray]:
+        cell, out = self.params
+        return [cell["weight_hh"], out["weight"]]
+
     def _user_batch(self, batch: tuple) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         x, y = (np.asarray(a) for a in batch)
         steps, features = self.config.data.seq_len, self.config.input_dim
@@ -114,8 +118,10 @@ class RecurrentSimulator(Simulator):
         grad_out = np.zeros_like(logits)
         code = kernels.CROSS_ENTROPY if self.config.training.loss == "cross_entropy" else kernels.MSE
         loss = float(kernels.loss_and_output_grad(code, logits, y_reg, y_cls, grad_out))
-        layer_ss = self._backward(seq, cell, out, h, grad_out.astype(np.float64), signal_log10)
-        return self._finish_recurrent(loss, started, stats, signal_log10, layer_ss, grad_out)
+        layer_ss, out_weight_log10 = self._backward(seq, cell, out, h, grad_out.astype(np.float64),
+                                                    signal_log10)
+        return self._finish_recurrent(loss, started, stats, signal_log10, layer_ss,
+                                      out_weight_log10)
 
     def _forward(self, seq: np.ndarray, cell: dict) -> tuple:
         steps, batch = seq.shape[0], seq.shape[1]
@@ -136,9 +142,9 @@ class RecurrentSimulator(Simulator):
                             dt is np.float32, h, self._cache[0], stats)
         return stats, h, np.zeros(steps + 1)
 
-    def _backward(self, seq, cell, out, h, grad_out, signal_log10) -> np.ndarray:
+    def _backward(self, seq, cell, out, h, grad_out, signal_log10) -> tuple[np.ndarray, float]:
         """Gradients into self._grads as mantissas with exponents self._exps; returns each
-        layer's sum of squares in mantissa units."""
+        layer's sum of squares in mantissa units and log10 ||dL/dW_out||."""
         flush = FLUSH_BELOW[self.dtype]
         d_ih = np.zeros(cell["weight_ih"].shape)
         d_hh = np.zeros(cell["weight_hh"].shape)
@@ -161,31 +167,20 @@ class RecurrentSimulator(Simulator):
             for name, values in zip(grads[layer], arrays, strict=True):
                 grads[layer][name][:] = values * math.ldexp(1.0, -shift)
                 layer_ss[layer] += kernels.sum_squares(grads[layer][name])
-        self._weight_grad_log10 = kernels.log10_of(kernels.sum_squares(grads[OUTPUT]["weight"]),
-                                                   self._exps[OUTPUT])
-        return layer_ss
+        out_weight_log10 = kernels.log10_of(kernels.sum_squares(grads[OUTPUT]["weight"]),
+                                            self._exps[OUTPUT])
+        return layer_ss, out_weight_log10
 
-    def _finish_recurrent(self, loss, started, stats, signal_log10, layer_ss, grad_out) -> StepMetrics:
+    def _finish_recurrent(self, loss, started, stats, signal_log10, layer_ss,
+                          out_weight_log10) -> StepMetrics:
         steps = signal_log10.size - 1
         grad_log10 = signal_log10.copy()  # per step: the backpropagated signal
-        grad_log10[-1] = self._weight_grad_log10
+        grad_log10[-1] = out_weight_log10
         log2_norm = optim.log2_global_norm(layer_ss, self._exps)
-        if self.initial_loss is None:
-            self.initial_loss = loss
-        status = diagnose.verdict(loss, self.initial_loss, grad_log10, signal_log10,
-                                  log2_norm * math.log10(2.0), self.config.run.divergence_factor)
-        if status == diagnose.DIVERGED and self.diverged_at is None:
-            self.diverged_at = self.step_index
-        if self.diverged_at is not None:
-            status = diagnose.DIVERGED
+        status = self._judge(loss, grad_log10, signal_log10, log2_norm)
         sums = np.zeros((3, 2))
-        clip_scale, applied_log2 = 1.0, log2_norm
-        if not diagnose.is_non_finite(loss, grad_log10):
-            clip_scale, applied_log2 = self._update(log2_norm, sums)
-        else:
-            sums[0] = [kernels.sum_squares(t["weight_hh" if i == CELL else "weight"])
-                       for i, t in enumerate(self.params)]
-        per_step = np.concatenate([np.full(steps, 1.0), [0.0]]).astype(bool)
+        clip_scale, applied_log2 = self._settle(loss, grad_log10, log2_norm, sums, fused=False)
+        per_step = np.arange(steps + 1) < steps  # time steps, then the output layer
         with np.errstate(divide="ignore", invalid="ignore"):
             ratio = np.sqrt(sums[1]) / np.sqrt(sums[0])
         nan_tail = np.concatenate([stats, np.full((6, 1), np.nan)], axis=1)

@@ -214,22 +214,8 @@ class Simulator:
             grad_log10 = np.where(out[1] > 0, 0.5 * np.log10(out[1]) + out[3] * math.log10(2.0),
                                   np.where(out[1] == 0, -np.inf, out[1]))
         log2_norm = optim.log2_global_norm(out[0], self._exps)
-        if self.initial_loss is None:
-            self.initial_loss = loss
-        status = diagnose.verdict(loss, self.initial_loss, grad_log10, out[4],
-                                  log2_norm * math.log10(2.0), self.config.run.divergence_factor)
-        if status == diagnose.DIVERGED and self.diverged_at is None:
-            self.diverged_at = self.step_index
-        if self.diverged_at is not None:  # sticky: a run that diverged once stays so
-            status = diagnose.DIVERGED
-        clip_scale, applied_log2 = 1.0, log2_norm
-        finite = not diagnose.is_non_finite(loss, grad_log10)
-        if finite and not fused:
-            clip_scale, applied_log2 = self._update(log2_norm, sums)
-        elif finite:
-            clip_scale, applied_log2 = self._applied(log2_norm, sums)
-        else:  # no update, or a partial one that stopped at the first non-finite layer
-            sums[0] = [kernels.sum_squares(t["weight"]) for t in self.params]
+        status = self._judge(loss, grad_log10, out[4], log2_norm)
+        clip_scale, applied_log2 = self._settle(loss, grad_log10, log2_norm, sums, fused)
         weight_norm = np.sqrt(sums[0])
         with np.errstate(divide="ignore", invalid="ignore"):
             update_ratio = np.sqrt(sums[1]) / weight_norm
@@ -243,6 +229,31 @@ class Simulator:
             update_ratio=update_ratio, act_mean=stats[0].copy(), act_std=stats[1].copy(),
             saturation=stats[2].copy(), dead_fraction=stats[3].copy(), prelu_slope=slopes,
             underflow=grad_log10 < FLOAT32_TINY_LOG10, seconds=time.perf_counter() - started)
+
+    def _judge(self, loss: float, grad_log10: np.ndarray, signal_log10: np.ndarray,
+               log2_norm: float) -> str:
+        """The step's verdict; a run that diverged once stays diverged."""
+        if self.initial_loss is None:
+            self.initial_loss = loss
+        status = diagnose.verdict(loss, self.initial_loss, grad_log10, signal_log10,
+                                  log2_norm * math.log10(2.0), self.config.run.divergence_factor)
+        if status == diagnose.DIVERGED and self.diverged_at is None:
+            self.diverged_at = self.step_index
+        return diagnose.DIVERGED if self.diverged_at is not None else status
+
+    def _settle(self, loss: float, grad_log10: np.ndarray, log2_norm: float, sums: np.ndarray,
+                fused: bool) -> tuple[float, float]:
+        """Update (unless the backward pass already did, or a value is non-finite); return
+        (clip scale, log2 of the applied norm). Fills ``sums`` either way."""
+        if diagnose.is_non_finite(loss, grad_log10):
+            # no update, or a partial fused one that stopped at the first non-finite layer
+            sums[0] = [kernels.sum_squares(w) for w in self._weight_matrices()]
+            return 1.0, log2_norm
+        return self._applied(log2_norm, sums) if fused else self._update(log2_norm, sums)
+
+    def _weight_matrices(self) -> list[np.ndarray]:
+        """Each layer's weight matrix, whose norm the metrics report."""
+        return [t["weight"] for t in self.params]
 
     def _clip_value(self) -> float:
         training = self.config.training

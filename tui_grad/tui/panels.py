@@ -206,7 +206,3 @@ class Panel(Vertical):
         self.query(VALUE_SELECTOR).first().focus()
         self.scroll_visible()
 
-
-def label_for(name: str) -> str:
-    """A short human label for an option name, e.g. ``training.lr`` -> ``lr``."""
-    return name.split(".", 1)[1]
