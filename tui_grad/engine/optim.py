@@ -13,6 +13,7 @@ import numpy as np
 from numba import njit
 
 from tui_grad.engine.activations import KERNEL
+from tui_grad.engine.kernels import reduce_add
 
 SGD, MOMENTUM, ADAM = 0, 1, 2
 OPTIMIZER_CODES = {"sgd": SGD, "momentum": MOMENTUM, "adam": ADAM}
@@ -80,41 +81,46 @@ def update_layer(params, grads, state1, state2, segments, seg_start, layer, fact
 def _update_segment(params, grads, state1, state2, start, end, factor, bound, hyper, flush_min):
     """Update params[start:end]; returns (||p||^2 before, ||change||^2, clipped mantissa^2).
 
-    One loop per optimizer so each is branch-free; partial sums are local scalars (an
-    array of partial sums would be reloaded from memory every element).
+    One loop per optimizer so each is branch-free. The loops run over slices from index 0
+    (a loop from ``start`` makes numba check for negative indices and stops vectorising)
+    and sum with ``reduce_add``.
     """
     optimizer, t, lr, momentum, beta1, beta2, eps, weight_decay = hyper
     correction1 = 1.0 - beta1 ** t
     correction2 = 1.0 - beta2 ** t
+    p_seg, g_seg = params[start:end], grads[start:end]
     weight_ss = change_ss = grad_ss = 0.0
     if optimizer == SGD:
-        for k in range(start, end):
-            mantissa = min(max(np.float64(grads[k]), -bound), bound)
+        for k in range(p_seg.size):
+            mantissa = min(max(np.float64(g_seg[k]), -bound), bound)
             g = mantissa * factor
             g = g if abs(g) >= flush_min else 0.0
-            p = np.float64(params[k])
-            params[k] = p - lr * (g + weight_decay * p)
-            change = np.float64(params[k]) - p
-            weight_ss += p * p
-            change_ss += change * change
-            grad_ss += mantissa * mantissa
+            p = np.float64(p_seg[k])
+            new = p_seg.dtype.type(p - lr * (g + weight_decay * p))
+            p_seg[k] = new
+            change = np.float64(new) - p
+            weight_ss = reduce_add(weight_ss, p * p)
+            change_ss = reduce_add(change_ss, change * change)
+            grad_ss = reduce_add(grad_ss, mantissa * mantissa)
         return weight_ss, change_ss, grad_ss
-    for k in range(start, end):
-        mantissa = min(max(np.float64(grads[k]), -bound), bound)
+    m_seg, v_seg = state1[start:end], state2[start:end]  # state2: a placeholder unless adam
+    for k in range(p_seg.size):
+        mantissa = min(max(np.float64(g_seg[k]), -bound), bound)
         g = mantissa * factor
         g = g if abs(g) >= flush_min else 0.0
-        p = np.float64(params[k])
+        p = np.float64(p_seg[k])
         g += weight_decay * p
         if optimizer == MOMENTUM:
-            state1[k] = momentum * state1[k] + g
-            delta = lr * state1[k]
+            m_seg[k] = momentum * m_seg[k] + g
+            delta = lr * m_seg[k]
         else:
-            state1[k] = beta1 * state1[k] + (1.0 - beta1) * g
-            state2[k] = beta2 * state2[k] + (1.0 - beta2) * g * g
-            delta = lr * (state1[k] / correction1) / (math.sqrt(state2[k] / correction2) + eps)
-        params[k] = p - delta
-        change = np.float64(params[k]) - p
-        weight_ss += p * p
-        change_ss += change * change
-        grad_ss += mantissa * mantissa
+            m_seg[k] = beta1 * m_seg[k] + (1.0 - beta1) * g
+            v_seg[k] = beta2 * v_seg[k] + (1.0 - beta2) * g * g
+            delta = lr * (m_seg[k] / correction1) / (math.sqrt(v_seg[k] / correction2) + eps)
+        new = p_seg.dtype.type(p - delta)
+        p_seg[k] = new
+        change = np.float64(new) - p
+        weight_ss = reduce_add(weight_ss, p * p)
+        change_ss = reduce_add(change_ss, change * change)
+        grad_ss = reduce_add(grad_ss, mantissa * mantissa)
     return weight_ss, change_ss, grad_ss
