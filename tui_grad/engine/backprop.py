@@ -15,6 +15,7 @@ import numpy as np
 from numba import njit
 
 from tui_grad.engine.activations import KERNEL
+from tui_grad.engine.gemm import matmul
 from tui_grad.engine.kernels import column_sums, log10_of, renormalize, sum_squares
 from tui_grad.engine.optim import update_layer
 
@@ -77,7 +78,7 @@ def layer_gradients(params, grads, lay, i, grad_z, h_in, exp, out, flush_below):
             grads[s_off[i]] = grads[s_off[i]] * factor
             extra += np.float64(grads[s_off[i]]) ** 2
     d_weight = grads[w_off[i]:w_off[i] + n_out * n_in].reshape((n_out, n_in))
-    np.dot(grad_z.T, h_in, d_weight)
+    matmul(grad_z.T, h_in, d_weight)
     d_bias = grads[b_off[i]:b_off[i] + n_out]
     column_sums(grad_z, d_bias)
     weight_ss = sum_squares(d_weight)
@@ -125,7 +126,7 @@ def backward(params, grads, lay, hyper, h_buf, u_buf, xh_buf, inv_std, d_buf, gr
     exp = layer_gradients(params, grads, lay, depth, grad_out, h_last, 0, out, flush_below)
     weight = params[w_off[depth]:w_off[depth] + dims[depth + 1] * dims[depth]]
     g = signal[:batch * dims[depth]].reshape((batch, dims[depth]))
-    np.dot(grad_out, weight.reshape((dims[depth + 1], dims[depth])), g)
+    matmul(grad_out, weight.reshape((dims[depth + 1], dims[depth])), g)
     if fused:
         fused = fused_update(params, grads, update, depth, exp, out)
     carry_target, carry_exp = -1, 0
@@ -163,7 +164,7 @@ def backward(params, grads, lay, hyper, h_buf, u_buf, xh_buf, inv_std, d_buf, gr
         exp = layer_gradients(params, grads, lay, i, gz, h_in, exp, out, flush_below)
         if i > 0:
             weight = params[w_off[i]:w_off[i] + n_out * n_in].reshape((n_out, n_in))
-            np.dot(gz, weight, signal[:batch * n_in].reshape((batch, n_in)))
+            matmul(gz, weight, signal[:batch * n_in].reshape((batch, n_in)))
         if fused:
             fused = fused_update(params, grads, update, i, exp, out)
     return fused

@@ -17,6 +17,7 @@ import numpy as np
 from numba import njit
 
 from tui_grad.engine.activations import KERNEL, PRELU, SATURATED_DERIVATIVE, activate
+from tui_grad.engine.gemm import matmul_nt
 
 LOG10_2 = 0.30102999566398120
 MSE, CROSS_ENTROPY = 0, 1
@@ -231,7 +232,7 @@ def forward(params, lay, hyper, h_buf, u_buf, xh_buf, inv_std, a_buf, d_buf, log
         weight = params[w_off[i]:w_off[i] + n_out * n_in].reshape((n_out, n_in))  # (out, in)
         h_in = h_buf[h_off[i]:h_off[i] + batch * n_in].reshape((batch, n_in))
         if i == depth:
-            np.dot(h_in, weight.T, logits)
+            matmul_nt(h_in, weight, logits)
             add_bias(logits, params[b_off[i]:b_off[i] + n_out])
             stats[0, i] = np.mean(logits)
             stats[1, i] = np.std(logits)
@@ -239,7 +240,7 @@ def forward(params, lay, hyper, h_buf, u_buf, xh_buf, inv_std, a_buf, d_buf, log
         cell = i * batch * n_out
         u_cell = cell if keep_u else 0
         u = u_buf[u_cell:u_cell + batch * n_out].reshape((batch, n_out))
-        np.dot(h_in, weight.T, u)
+        matmul_nt(h_in, weight, u)
         add_bias(u, params[b_off[i]:b_off[i] + n_out])
         if use_bn:
             batchnorm_forward(u, xh_buf[cell:cell + batch * n_out].reshape((batch, n_out)),
