@@ -80,6 +80,28 @@ def test_seeded_runs_are_bit_identical(make_sim):
     assert np.array_equal(runs[0].params[3]["weight"], runs[1].params[3]["weight"])
 
 
+@pytest.mark.parametrize("clipping", ["none", "clip_grad_norm"])
+def test_keeping_the_gradient_changes_no_number(make_sim, clipping):
+    """keep_grads only decides whether grads() can be read: metrics and parameters are the
+    same bits either way (BN, prelu slopes and residual blocks all in play), and asking
+    for the gradient of a run that does not keep it is a clear error."""
+    options = dict(network__depth=6, network__width=9, network__batch_norm=True,
+                   network__activation="prelu", network__residual=True, network__residual_block=2,
+                   training__optimizer="momentum", training__clipping=clipping,
+                   training__max_norm=0.5, training__batch_size=7)
+    runs = [make_sim(keep_grads=keep, **options) for keep in (False, True)]
+    for _ in range(3):
+        a, b = (sim.step() for sim in runs)
+        for name in ("grad_norm_log10", "signal_norm_log10", "update_ratio", "weight_norm",
+                     "prelu_slope"):
+            assert np.array_equal(getattr(a, name), getattr(b, name), equal_nan=True), name
+        assert a.global_grad_norm_log10 == b.global_grad_norm_log10
+    assert np.array_equal(params_copy(runs[0]), params_copy(runs[1]))
+    with pytest.raises(RuntimeError, match="keep_grads=True"):
+        runs[0].grads()
+    assert len(runs[1].grads()) == 7
+
+
 def test_other_seed_gives_other_numbers(make_sim):
     """The seed reaches init and data: a different seed gives a different first loss."""
     assert make_sim(run__seed=1).step().loss != make_sim(run__seed=2).step().loss
@@ -122,7 +144,7 @@ def test_clip_grad_value_bounds_every_element(make_sim):
 def test_optimizer_updates_match_torch_formulas(make_sim, optimizer):
     """Two steps of SGD / momentum / Adam with coupled weight decay give the parameters that
     torch.optim's update rules give from the same gradients."""
-    sim = make_sim(network__depth=3, network__width=6, network__dtype="float64",
+    sim = make_sim(keep_grads=True, network__depth=3, network__width=6, network__dtype="float64",
                    training__optimizer=optimizer, training__lr=0.05, training__weight_decay=0.1,
                    training__momentum=0.8)
     p = params_copy(sim)

@@ -18,7 +18,7 @@ def test_every_parameter_matches_finite_differences(make_sim, activation, batch_
     """Every reported gradient (weights, biases, BN gamma/beta, prelu slopes) is the true
     derivative: relative error below 1e-6 against central differences in float64."""
     task = "blobs" if loss == "cross_entropy" else "teacher"
-    sim = make_sim(network__depth=4, network__width=5, network__activation=activation,
+    sim = make_sim(keep_grads=True, network__depth=4, network__width=5, network__activation=activation,
                    network__batch_norm=batch_norm, network__residual=residual,
                    network__residual_block=2, network__residual_alpha=0.7,
                    network__dtype="float64", network__init="xavier_normal",

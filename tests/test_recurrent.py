@@ -15,7 +15,7 @@ def recurrent(model: str, task: str = "adding", **overrides) -> Simulator:
     loss = "cross_entropy" if task == "copy_first" else "mse"
     return Simulator(Config.from_overrides({
         "network.model": model, "data.task": task, "training.loss": loss, "data.n_classes": 3,
-        **{k.replace("__", "."): v for k, v in overrides.items()}}))
+        **{k.replace("__", "."): v for k, v in overrides.items()}}), keep_grads=True)
 
 
 @pytest.mark.parametrize("model,activation,task", [

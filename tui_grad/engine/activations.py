@@ -19,6 +19,9 @@ _INV_SQRT2 = 0.7071067811865476
 _INV_SQRT_2PI = 0.3989422804014327
 
 KERNEL = {"cache": True, "nogil": True, "error_model": "numpy"}
+# phi'(u) is a function of phi(u) for these: the backward pass recomputes it from the layer's
+# output instead of storing it (leaky_relu's slope is never negative here)
+FROM_OUTPUT = (LINEAR, SIGMOID, TANH, RELU, LEAKY_RELU, ELU)
 
 
 @njit(**KERNEL)
@@ -99,3 +102,34 @@ def activate(code, u, a, deriv, slope, fast_tanh):
             cdf = 0.5 * (1.0 + math.erf(x * _INV_SQRT2))
             a_flat[i] = x * cdf
             d_flat[i] = cdf + x * _INV_SQRT_2PI * math.exp(-0.5 * x * x)
+
+
+@njit(**KERNEL)
+def through_activation(code, g, y, gz, branch, slope):
+    """gz = branch * g * phi'(u) for a code in FROM_OUTPUT, with phi'(u) recomputed from the
+    output y = phi(u): the same bits ``activate`` writes into ``deriv``, NaN included."""
+    g_flat, y_flat, z_flat = g.ravel(), y.ravel(), gz.ravel()
+    one = y_flat.dtype.type(1.0)
+    zero = y_flat.dtype.type(0.0)
+    if code == LINEAR:
+        for k in range(z_flat.size):
+            z_flat[k] = branch * g_flat[k] * one
+    elif code == SIGMOID:
+        for k in range(z_flat.size):
+            v = y_flat[k]
+            z_flat[k] = branch * g_flat[k] * (v * (one - v))
+    elif code == TANH:
+        for k in range(z_flat.size):
+            v = y_flat[k]
+            z_flat[k] = branch * g_flat[k] * (one - v * v)
+    elif code == RELU:  # output <= 0 exactly where the input was <= 0; NaN passes as slope 1
+        for k in range(z_flat.size):
+            z_flat[k] = branch * g_flat[k] * (zero if y_flat[k] <= zero else one)
+    elif code == LEAKY_RELU:
+        s = y_flat.dtype.type(slope)
+        for k in range(z_flat.size):
+            z_flat[k] = branch * g_flat[k] * (s if y_flat[k] <= zero else one)
+    else:  # ELU: phi = expm1(u) <= 0 for u <= 0, and phi' = phi + 1 there
+        for k in range(z_flat.size):
+            v = y_flat[k]
+            z_flat[k] = branch * g_flat[k] * (v + one if v <= zero else one)

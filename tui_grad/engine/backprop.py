@@ -14,9 +14,9 @@ import math
 import numpy as np
 from numba import njit
 
-from tui_grad.engine.activations import KERNEL
+from tui_grad.engine.activations import KERNEL, through_activation
 from tui_grad.engine.gemm import matmul
-from tui_grad.engine.kernels import column_sums, log10_of, renormalize, sum_squares
+from tui_grad.engine.kernels import column_sums, log10_of, prefetch, renormalize, sum_squares
 from tui_grad.engine.optim import update_layer
 
 
@@ -55,9 +55,11 @@ def merge_carry(signal, exp, carry, carry_exp, flush_below):
 
 
 @njit(**KERNEL)
-def layer_gradients(params, grads, lay, i, grad_z, h_in, exp, out, flush_below):
+def layer_gradients(grads, base, lay, i, grad_z, h_in, exp, out, flush_below):
     """From dL/dz of layer i (mantissa, exponent exp) write dW, db; fill out[:, i]; return exp.
 
+    ``grads`` holds layer i's gradients only: a tensor at offset ``off`` of the flat
+    parameter vector is at ``off - base`` in it (see layer_grads).
     ``out`` rows: 0 sum of squares of all the layer's grads (mantissa units), 1 of dW
     alone, 3 the layer's exponent.
     """
@@ -71,15 +73,16 @@ def layer_gradients(params, grads, lay, i, grad_z, h_in, exp, out, flush_below):
     if i < depth:  # BN gamma/beta and the prelu slope were written before renormalising
         for off in (g_off[i], be_off[i]):
             if off >= 0:
-                for k in range(off, off + n_out):
-                    grads[k] = grads[k] * factor
-                extra += sum_squares(grads[off:off + n_out])
+                tensor = grads[off - base:off - base + n_out]
+                for k in range(n_out):
+                    tensor[k] = tensor[k] * factor
+                extra += sum_squares(tensor)
         if s_off[i] >= 0:
-            grads[s_off[i]] = grads[s_off[i]] * factor
-            extra += np.float64(grads[s_off[i]]) ** 2
-    d_weight = grads[w_off[i]:w_off[i] + n_out * n_in].reshape((n_out, n_in))
+            grads[s_off[i] - base] = grads[s_off[i] - base] * factor
+            extra += np.float64(grads[s_off[i] - base]) ** 2
+    d_weight = grads[w_off[i] - base:w_off[i] - base + n_out * n_in].reshape((n_out, n_in))
     matmul(grad_z.T, h_in, d_weight)
-    d_bias = grads[b_off[i]:b_off[i] + n_out]
+    d_bias = grads[b_off[i] - base:b_off[i] - base + n_out]
     column_sums(grad_z, d_bias)
     weight_ss = sum_squares(d_weight)
     out[0, i] = weight_ss + sum_squares(d_bias) + extra
@@ -89,16 +92,32 @@ def layer_gradients(params, grads, lay, i, grad_z, h_in, exp, out, flush_below):
 
 
 @njit(**KERNEL)
-def fused_update(params, grads, update, layer, exp, out):
+def layer_grads(grads, scratch, update, layer):
+    """(where layer ``layer``'s gradients go, offset of its first tensor).
+
+    The whole gradient vector when it is kept (asked for, or needed by a separate update
+    pass); otherwise a scratch area reused by every layer, which stays in cache instead of
+    sending a deep net's full gradient through memory on every step.
+    """
+    segments, seg_start, keep = update[2], update[3], update[10]
+    base = segments[0, seg_start[layer]]
+    end = segments[1, seg_start[layer + 1] - 1]
+    if keep:
+        return grads[base:end], base
+    return scratch[:end - base], base
+
+
+@njit(**KERNEL)
+def fused_update(params, grads, base, update, layer, exp, out):
     """Apply the optimizer to ``layer`` right after its gradient is known (see backward).
 
     Returns False, and updates nothing, once a layer's gradient is not finite.
     """
-    state1, state2, segments, seg_start, clip_value, hyper, flush_min, sums, fused = update
+    state1, state2, segments, seg_start, clip_value, hyper, flush_min, sums = update[:8]
     if not math.isfinite(out[0, layer]):
         return False
-    update_layer(params, grads, state1, state2, segments, seg_start, layer, math.ldexp(1.0, exp),
-                 clip_value, hyper, flush_min, sums)
+    update_layer(params, grads, base, state1, state2, segments, seg_start, layer,
+                 math.ldexp(1.0, exp), clip_value, hyper, flush_min, sums)
     return True
 
 
@@ -115,23 +134,30 @@ def backward(params, grads, lay, hyper, h_buf, u_buf, xh_buf, inv_std, d_buf, gr
     its gradient is known and its old weight has carried the signal down, while its
     gradient is still in cache: one pass over the parameters instead of two.
     Returns True when every layer was updated that way.
+
+    ``update`` = (state1, state2, segments, seg_start, clip_value, optimizer hyper, flush_min,
+    sums, fused, scratch, keep): see optim.update_layer; ``scratch`` holds one layer's
+    gradients; ``keep`` says whether all of them are written to ``grads``.
     """
-    fused = update[8]
+    fused, scratch = update[8], update[9]
     dims, w_off, b_off, g_off, be_off, s_off, h_off, skip_from = lay
-    act_code, use_bn, bn_eps, alpha, fast_tanh, negative_slope, keep_u = hyper
+    act_code, use_bn, bn_eps, alpha, fast_tanh, negative_slope, keep_u, keep_deriv = hyper
     depth = dims.size - 2
     batch = grad_out.shape[0]
     out[4, depth] = log10_of(sum_squares(grad_out), 0)
     h_last = h_buf[h_off[depth]:h_off[depth] + batch * dims[depth]].reshape((batch, dims[depth]))
-    exp = layer_gradients(params, grads, lay, depth, grad_out, h_last, 0, out, flush_below)
+    lg, base = layer_grads(grads, scratch, update, depth)
+    exp = layer_gradients(lg, base, lay, depth, grad_out, h_last, 0, out, flush_below)
     weight = params[w_off[depth]:w_off[depth] + dims[depth + 1] * dims[depth]]
     g = signal[:batch * dims[depth]].reshape((batch, dims[depth]))
     matmul(grad_out, weight.reshape((dims[depth + 1], dims[depth])), g)
     if fused:
-        fused = fused_update(params, grads, update, depth, exp, out)
+        fused = fused_update(params, lg, base, update, depth, exp, out)
     carry_target, carry_exp = -1, 0
     for i in range(depth - 1, -1, -1):
         n_in, n_out = dims[i], dims[i + 1]
+        if i > 0:  # what layer i - 1 reads arrives while this layer computes
+            prefetch(params, w_off[i - 1], w_off[i - 1] + n_in * dims[i - 1])
         g = signal[:batch * n_out].reshape((batch, n_out))  # dL/dh_{i+1}, mantissa
         if carry_target == i + 1:
             exp = merge_carry(g, exp, carry, carry_exp, flush_below)
@@ -142,8 +168,8 @@ def backward(params, grads, lay, hyper, h_buf, u_buf, xh_buf, inv_std, d_buf, gr
             carry[:batch * n_out] = g.ravel()
             carry_exp, carry_target, branch = exp, skip_from[i], alpha
         cell = i * batch * n_out
-        deriv = d_buf[cell:cell + batch * n_out].reshape((batch, n_out))
         gz = grad_z[:batch * n_out].reshape((batch, n_out))
+        lg, base = layer_grads(grads, scratch, update, i)
         if s_off[i] >= 0:
             u_cell = cell if keep_u else 0
             u = u_buf[u_cell:u_cell + batch * n_out].ravel()
@@ -152,19 +178,25 @@ def backward(params, grads, lay, hyper, h_buf, u_buf, xh_buf, inv_std, d_buf, gr
             for k in range(u.size):
                 if u[k] <= 0:
                     slope_grad += branch * g_flat[k] * u[k]
-            grads[s_off[i]] = slope_grad
-        for r in range(batch):
-            for c in range(n_out):
-                gz[r, c] = branch * g[r, c] * deriv[r, c]
+            lg[s_off[i] - base] = slope_grad
+        if keep_deriv:
+            deriv = d_buf[cell:cell + batch * n_out].reshape((batch, n_out))
+            for r in range(batch):
+                for c in range(n_out):
+                    gz[r, c] = branch * g[r, c] * deriv[r, c]
+        else:  # phi'(u) from this layer's output, which the layer above just read
+            y = h_buf[h_off[i + 1]:h_off[i + 1] + batch * n_out].reshape((batch, n_out))
+            through_activation(act_code, g, y, gz, branch, negative_slope)
         if use_bn:
             batchnorm_backward(gz, xh_buf[cell:cell + batch * n_out].reshape((batch, n_out)),
                                inv_std[i], params[g_off[i]:g_off[i] + n_out],
-                               grads[g_off[i]:g_off[i] + n_out], grads[be_off[i]:be_off[i] + n_out])
+                               lg[g_off[i] - base:g_off[i] - base + n_out],
+                               lg[be_off[i] - base:be_off[i] - base + n_out])
         h_in = h_buf[h_off[i]:h_off[i] + batch * n_in].reshape((batch, n_in))
-        exp = layer_gradients(params, grads, lay, i, gz, h_in, exp, out, flush_below)
+        exp = layer_gradients(lg, base, lay, i, gz, h_in, exp, out, flush_below)
         if i > 0:
             weight = params[w_off[i]:w_off[i] + n_out * n_in].reshape((n_out, n_in))
             matmul(gz, weight, signal[:batch * n_in].reshape((batch, n_in)))
         if fused:
-            fused = fused_update(params, grads, update, i, exp, out)
+            fused = fused_update(params, lg, base, update, i, exp, out)
     return fused

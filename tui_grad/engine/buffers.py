@@ -20,20 +20,23 @@ class Buffers:
     xhat: np.ndarray  # BN-normalised pre-activations, every layer (size 1 without BN)
     inv_std: np.ndarray  # (depth, width) BN 1/std
     a: np.ndarray  # one layer's activation scratch
-    deriv: np.ndarray  # phi'(u), every layer
+    deriv: np.ndarray  # phi'(u), every layer's if kept (see Simulator._keep_deriv), else one's
     logits: np.ndarray  # (B, D_out)
     grad_out: np.ndarray  # (B, D_out) dL/dlogits
     signal: np.ndarray  # backpropagated dL/dh scratch
     grad_z: np.ndarray  # dL/dz scratch
     carry: np.ndarray  # the residual shortcut's pending signal
+    grad_scratch: np.ndarray  # one layer's gradients, when the full gradient is not kept
     stats: np.ndarray  # (4, L) act mean, std, saturation, dead fraction
     out: np.ndarray  # (5, L) backward results, see backprop.backward
 
     @classmethod
-    def allocate(cls, layout: Layout, batch: int, width: int, dtype: type, *, keep_u: bool,
-                 batch_norm: bool) -> Buffers:
+    def allocate(cls, layout: Layout, batch: int, dtype: type, *, keep_u: bool,
+                 keep_deriv: bool, batch_norm: bool) -> Buffers:
         """Buffers for ``layout`` and ``batch`` examples."""
         depth, n_out = layout.depth, int(layout.dims[-1])
+        width = int(layout.dims[1:-1].max())
+        layer_sizes = layout.segments[1, layout.seg_start[1:] - 1] - layout.segments[0, layout.seg_start[:-1]]
         cells = depth * batch * width
         widest = batch * int(max(layout.dims.max(), 1))
         return cls(
@@ -42,9 +45,11 @@ class Buffers:
             u=np.zeros(cells if keep_u else batch * width, dtype=dtype),
             xhat=np.zeros(cells if batch_norm else 1, dtype=dtype),
             inv_std=np.ones((depth, width), dtype=dtype),
-            a=np.zeros(batch * width, dtype=dtype), deriv=np.zeros(cells, dtype=dtype),
+            a=np.zeros(batch * width, dtype=dtype),
+            deriv=np.zeros(cells if keep_deriv else batch * width, dtype=dtype),
             logits=np.zeros((batch, n_out), dtype=dtype),
             grad_out=np.zeros((batch, n_out), dtype=dtype),
             signal=np.zeros(widest, dtype=dtype), grad_z=np.zeros(widest, dtype=dtype),
-            carry=np.zeros(widest, dtype=dtype), stats=np.zeros((4, layout.n_layers)),
+            carry=np.zeros(widest, dtype=dtype),
+            grad_scratch=np.zeros(int(layer_sizes.max()), dtype=dtype), stats=np.zeros((4, layout.n_layers)),
             out=np.zeros((5, layout.n_layers)))

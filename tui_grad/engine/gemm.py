@@ -29,12 +29,16 @@ def _fits(array):
 
 
 @njit(**KERNEL)
-def matmul_nt(a, w, out):
-    """out = a @ w.T for row-major a (M, K), w (N, K) and out (M, N): a layer's forward."""
+def matmul_nt(a, w, bias, out):
+    """out = a @ w.T + bias for row-major a (M, K), w (N, K), out (M, N): a layer's forward."""
     if _fits(a) and _fits(w):
-        _dot_blocked(a, w, out)
-    else:
-        np.dot(a, w.T, out)
+        _dot_blocked(a, w, bias, out)
+        return
+    np.dot(a, w.T, out)
+    rows, cols = out.shape
+    for r in range(rows):
+        for c in range(cols):
+            out[r, c] += bias[c]
 
 
 @njit(**KERNEL)
@@ -48,8 +52,9 @@ def matmul(a, b, out):
 
 
 @njit(**_DOT)
-def _dot_blocked(a, w, out):
-    """out[i, j] = dot(a[i], w[j]) in 4 x 4 blocks: 16 dot products share every load."""
+def _dot_blocked(a, w, bias, out):
+    """out[i, j] = dot(a[i], w[j]) + bias[j] in 4 x 4 blocks: 16 dot products share every
+    load."""
     m, k_dim = a.shape
     n = w.shape[0]
     zero = out.dtype.type(0.0)
@@ -60,6 +65,7 @@ def _dot_blocked(a, w, out):
             w0, w1, w2, w3 = w[j], w[j + 1], w[j + 2], w[j + 3]
             s00 = s01 = s02 = s03 = s10 = s11 = s12 = s13 = zero
             s20 = s21 = s22 = s23 = s30 = s31 = s32 = s33 = zero
+            c0, c1, c2, c3 = bias[j], bias[j + 1], bias[j + 2], bias[j + 3]
             for k in range(k_dim):
                 p0, p1, p2, p3 = x0[k], x1[k], x2[k], x3[k]
                 q0, q1, q2, q3 = w0[k], w1[k], w2[k], w3[k]
@@ -79,16 +85,20 @@ def _dot_blocked(a, w, out):
                 s31 += p3 * q1
                 s32 += p3 * q2
                 s33 += p3 * q3
-            out[i, j], out[i, j + 1], out[i, j + 2], out[i, j + 3] = s00, s01, s02, s03
-            out[i + 1, j], out[i + 1, j + 1], out[i + 1, j + 2], out[i + 1, j + 3] = s10, s11, s12, s13
-            out[i + 2, j], out[i + 2, j + 1], out[i + 2, j + 2], out[i + 2, j + 3] = s20, s21, s22, s23
-            out[i + 3, j], out[i + 3, j + 1], out[i + 3, j + 2], out[i + 3, j + 3] = s30, s31, s32, s33
+            out[i, j], out[i, j + 1] = s00 + c0, s01 + c1
+            out[i, j + 2], out[i, j + 3] = s02 + c2, s03 + c3
+            out[i + 1, j], out[i + 1, j + 1] = s10 + c0, s11 + c1
+            out[i + 1, j + 2], out[i + 1, j + 3] = s12 + c2, s13 + c3
+            out[i + 2, j], out[i + 2, j + 1] = s20 + c0, s21 + c1
+            out[i + 2, j + 2], out[i + 2, j + 3] = s22 + c2, s23 + c3
+            out[i + 3, j], out[i + 3, j + 1] = s30 + c0, s31 + c1
+            out[i + 3, j + 2], out[i + 3, j + 3] = s32 + c2, s33 + c3
         for j in range(n4, n):
             for row in range(i, i + 4):
-                out[row, j] = _dot(a[row], w[j], zero)
+                out[row, j] = _dot(a[row], w[j], zero) + bias[j]
     for row in range(m4, m):
         for j in range(n):
-            out[row, j] = _dot(a[row], w[j], zero)
+            out[row, j] = _dot(a[row], w[j], zero) + bias[j]
 
 
 @njit(**_DOT)

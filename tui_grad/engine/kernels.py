@@ -14,7 +14,10 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit
+from llvmlite import ir
+from numba import njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 from tui_grad.engine.activations import KERNEL, PRELU, SATURATED_DERIVATIVE, activate
 from tui_grad.engine.gemm import matmul_nt
@@ -36,6 +39,35 @@ def reduce_add(total, value):
     arithmetic stays exact IEEE.
     """
     return total + value
+
+
+@intrinsic
+def _prefetch_line(typingctx, array, index):
+    """LLVM's prefetch hint for the cache line holding array[index] (read, keep in cache)."""
+    def codegen(context, builder, signature, args):
+        data = context.make_array(signature.args[0])(context, builder, args[0]).data
+        byte_ptr = ir.IntType(8).as_pointer()
+        hint = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.VoidType(), [byte_ptr] + [ir.IntType(32)] * 3),
+            "llvm.prefetch.p0")
+        i32 = ir.IntType(32)
+        builder.call(hint, [builder.bitcast(builder.gep(data, [args[1]]), byte_ptr),
+                            i32(0), i32(3), i32(1)])
+        return context.get_dummy_value()
+    return types.void(array, index), codegen
+
+
+@njit(**KERNEL)
+def prefetch(array, start, stop):
+    """Ask for array[start:stop] to be brought into cache while other work runs.
+
+    A deep net's parameters and activations do not fit in cache; each layer's are fetched
+    from memory in short runs the hardware prefetcher ramps up on too late. Hinting the next
+    layer's data during this layer's arithmetic hides that latency.
+    """
+    step = max(64 // array.itemsize, 1)
+    for k in range(max(start, 0), min(stop, array.size), step):
+        _prefetch_line(array, k)
 
 
 @njit(**KERNEL)
@@ -176,30 +208,43 @@ def layer_statistics(h, a, deriv, stats, i):
         total = reduce_add(total, value)
         total_sq = reduce_add(total_sq, value * value)
     saturated = 0
+    threshold = d_flat.dtype.type(SATURATED_DERIVATIVE)  # same verdicts: no float32 lies between
     for k in range(d_flat.size):
-        saturated += abs(d_flat[k]) < SATURATED_DERIVATIVE
-    alive = np.zeros(width, np.int64)  # rows where each unit's output is not 0
-    for r in range(batch):
-        for c in range(width):
-            alive[c] += a[r, c] != 0
-    dead = 0
-    for c in range(width):
-        dead += alive[c] == 0
+        saturated += np.int32(abs(d_flat[k]) < threshold)
     n = batch * width
     mean = total / n
     stats[0, i] = mean
     stats[1, i] = math.sqrt(max(total_sq / n - mean * mean, 0.0))
     stats[2, i] = saturated / n
-    stats[3, i] = dead / width
+    stats[3, i] = dead_units(a) / width
 
 
 @njit(**KERNEL)
-def add_bias(z, bias):
-    """z[r, c] += bias[c] for a (B, W) block."""
-    rows, cols = z.shape
-    for r in range(rows):
-        for c in range(cols):
-            z[r, c] += bias[c]
+def dead_units(a):
+    """Columns of the (B, W) block ``a`` that are 0 (or -0) in every row.
+
+    ORs the rows' bit patterns with the sign cleared, which vectorises.
+    """
+    batch, width = a.shape
+    if a.itemsize == 4:
+        bits32 = a.view(np.uint32)
+        seen32 = np.zeros(width, np.uint32)
+        for r in range(batch):
+            for c in range(width):
+                seen32[c] |= bits32[r, c]
+        dead = 0
+        for c in range(width):
+            dead += (seen32[c] & np.uint32(0x7FFFFFFF)) == 0
+        return dead
+    bits64 = a.view(np.uint64)
+    seen64 = np.zeros(width, np.uint64)
+    for r in range(batch):
+        for c in range(width):
+            seen64[c] |= bits64[r, c]
+    dead = 0
+    for c in range(width):
+        dead += (seen64[c] & np.uint64(0x7FFFFFFFFFFFFFFF)) == 0
+    return dead
 
 
 @njit(**KERNEL)
@@ -219,12 +264,14 @@ def forward(params, lay, hyper, h_buf, u_buf, xh_buf, inv_std, a_buf, d_buf, log
     """Run every layer on h_0 (already in h_buf); write logits (B, D_out) and stats (4+, L).
 
     ``lay`` = (dims, w_off, b_off, g_off, be_off, s_off, h_off, skip_from), see layout.py.
-    ``hyper`` = (act_code, use_bn, bn_eps, alpha, fast_tanh, negative_slope, keep_u).
-    Keeps for backward: h_i, phi'(u) per layer in d_buf, BN's xhat and 1/std, and u when
-    ``keep_u`` (prelu needs it for its slope gradient).
+    ``hyper`` = (act_code, use_bn, bn_eps, alpha, fast_tanh, negative_slope, keep_u,
+    keep_deriv).
+    Keeps for backward: h_i, BN's xhat and 1/std, u when ``keep_u`` (prelu needs it for its
+    slope gradient) and phi'(u) per layer in d_buf when ``keep_deriv`` (otherwise d_buf is
+    one layer's scratch and backward recomputes phi' from h, see through_activation).
     """
     dims, w_off, b_off, g_off, be_off, s_off, h_off, skip_from = lay
-    act_code, use_bn, bn_eps, alpha, fast_tanh, negative_slope, keep_u = hyper
+    act_code, use_bn, bn_eps, alpha, fast_tanh, negative_slope, keep_u, keep_deriv = hyper
     depth = dims.size - 2
     batch = logits.shape[0]
     for i in range(depth + 1):
@@ -232,22 +279,23 @@ def forward(params, lay, hyper, h_buf, u_buf, xh_buf, inv_std, a_buf, d_buf, log
         weight = params[w_off[i]:w_off[i] + n_out * n_in].reshape((n_out, n_in))  # (out, in)
         h_in = h_buf[h_off[i]:h_off[i] + batch * n_in].reshape((batch, n_in))
         if i == depth:
-            matmul_nt(h_in, weight, logits)
-            add_bias(logits, params[b_off[i]:b_off[i] + n_out])
+            matmul_nt(h_in, weight, params[b_off[i]:b_off[i] + n_out], logits)
             stats[0, i] = np.mean(logits)
             stats[1, i] = np.std(logits)
             return
+        # the next layer's weights arrive while this one computes
+        prefetch(params, w_off[i + 1], w_off[i + 1] + dims[i + 2] * n_out)
         cell = i * batch * n_out
         u_cell = cell if keep_u else 0
         u = u_buf[u_cell:u_cell + batch * n_out].reshape((batch, n_out))
-        matmul_nt(h_in, weight, u)
-        add_bias(u, params[b_off[i]:b_off[i] + n_out])
+        matmul_nt(h_in, weight, params[b_off[i]:b_off[i] + n_out], u)
         if use_bn:
             batchnorm_forward(u, xh_buf[cell:cell + batch * n_out].reshape((batch, n_out)),
                               inv_std[i], params[g_off[i]:g_off[i] + n_out],
                               params[be_off[i]:be_off[i] + n_out], bn_eps)
         slope = params[s_off[i]] if act_code == PRELU else negative_slope
-        deriv = d_buf[cell:cell + batch * n_out].reshape((batch, n_out))
+        d_cell = cell if keep_deriv else 0
+        deriv = d_buf[d_cell:d_cell + batch * n_out].reshape((batch, n_out))
         h_out = h_buf[h_off[i + 1]:h_off[i + 1] + batch * n_out].reshape((batch, n_out))
         source = skip_from[i]
         if source < 0:  # phi(u) is the layer's output: write it there directly

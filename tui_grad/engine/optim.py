@@ -49,15 +49,17 @@ def apply_update(params, grads, state1, state2, segments, seg_start, factors, cl
     (clip_grad_norm); otherwise the backward pass calls ``update_layer`` itself.
     """
     for layer in range(seg_start.size - 1):
-        update_layer(params, grads, state1, state2, segments, seg_start, layer, factors[layer],
-                     clip_value, hyper, flush_min, sums)
+        base = segments[0, seg_start[layer]]
+        update_layer(params, grads[base:], base, state1, state2, segments, seg_start, layer,
+                     factors[layer], clip_value, hyper, flush_min, sums)
 
 
 @njit(**KERNEL)
-def update_layer(params, grads, state1, state2, segments, seg_start, layer, factor, clip_value,
-                 hyper, flush_min, sums):
+def update_layer(params, grads, base, state1, state2, segments, seg_start, layer, factor,
+                 clip_value, hyper, flush_min, sums):
     """Update one layer's tensors in place from gradient mantissas times ``factor``.
 
+    ``grads`` starts at offset ``base`` of the flat vector (the layer's own gradients).
     ``segments`` rows: start offset, end offset, layer, is_weight (1/0) of each tensor;
     layer i's tensors are segments seg_start[i]..seg_start[i+1]-1.
     ``hyper`` = (optimizer code, step t (1-based), lr, momentum, beta1, beta2, eps,
@@ -69,8 +71,9 @@ def update_layer(params, grads, state1, state2, segments, seg_start, layer, fact
     bound = clip_value / factor if factor > 0 else np.inf
     for s in range(seg_start[layer], seg_start[layer + 1]):
         start, end, is_weight = segments[0, s], segments[1, s], segments[3, s]
-        weight_ss, change_ss, grad_ss = _update_segment(params, grads, state1, state2, start, end,
-                                                        factor, bound, hyper, flush_min)
+        weight_ss, change_ss, grad_ss = _update_segment(params, grads[start - base:end - base],
+                                                        state1, state2, start, end, factor, bound,
+                                                        hyper, flush_min)
         if is_weight:
             sums[0, layer] += weight_ss
             sums[1, layer] += change_ss
@@ -78,8 +81,9 @@ def update_layer(params, grads, state1, state2, segments, seg_start, layer, fact
 
 
 @njit(**KERNEL)
-def _update_segment(params, grads, state1, state2, start, end, factor, bound, hyper, flush_min):
-    """Update params[start:end]; returns (||p||^2 before, ||change||^2, clipped mantissa^2).
+def _update_segment(params, g_seg, state1, state2, start, end, factor, bound, hyper, flush_min):
+    """Update params[start:end] from ``g_seg``, their gradient mantissas; returns (||p||^2
+    before, ||change||^2, clipped mantissa^2).
 
     One loop per optimizer so each is branch-free. The loops run over slices from index 0
     (a loop from ``start`` makes numba check for negative indices and stops vectorising)
@@ -88,7 +92,7 @@ def _update_segment(params, grads, state1, state2, start, end, factor, bound, hy
     optimizer, t, lr, momentum, beta1, beta2, eps, weight_decay = hyper
     correction1 = 1.0 - beta1 ** t
     correction2 = 1.0 - beta2 ** t
-    p_seg, g_seg = params[start:end], grads[start:end]
+    p_seg = params[start:end]
     weight_ss = change_ss = grad_ss = 0.0
     if optimizer == SGD:
         for k in range(p_seg.size):
