@@ -24,9 +24,13 @@ KERNEL = {"cache": True, "nogil": True, "error_model": "numpy"}
 FROM_OUTPUT = (LINEAR, SIGMOID, TANH, RELU, LEAKY_RELU, ELU)
 
 
-@njit(**KERNEL)
+@njit(**{**KERNEL, "fastmath": {"contract"}})
 def tanh_f32(x):
-    """Rational approximation of tanh for float32 (Eigen's fast tanh), within a few ulps."""
+    """Rational approximation of tanh for float32 (Eigen's fast tanh), within a few ulps.
+
+    Fused multiply-adds for the polynomials: faster and more accurate (at most 4.4 ulps
+    instead of 5.5 over [-12, 12]); the input is clamped, so nothing can overflow.
+    """
     clamp = np.float32(7.905311107635498)
     x = min(max(x, -clamp), clamp)
     x2 = x * x
@@ -105,31 +109,31 @@ def activate(code, u, a, deriv, slope, fast_tanh):
 
 
 @njit(**KERNEL)
-def through_activation(code, g, y, gz, branch, slope):
-    """gz = branch * g * phi'(u) for a code in FROM_OUTPUT, with phi'(u) recomputed from the
-    output y = phi(u): the same bits ``activate`` writes into ``deriv``, NaN included."""
+def through_activation(code, g, y, gz, slope):
+    """gz = g * phi'(u) for a code in FROM_OUTPUT, with phi'(u) recomputed from the output
+    y = phi(u): the same bits ``activate`` writes into ``deriv``, NaN included. In the
+    arrays' own dtype: the product of two floats is correctly rounded either way."""
     g_flat, y_flat, z_flat = g.ravel(), y.ravel(), gz.ravel()
     one = y_flat.dtype.type(1.0)
     zero = y_flat.dtype.type(0.0)
     if code == LINEAR:
-        for k in range(z_flat.size):
-            z_flat[k] = branch * g_flat[k] * one
+        z_flat[:] = g_flat
     elif code == SIGMOID:
         for k in range(z_flat.size):
             v = y_flat[k]
-            z_flat[k] = branch * g_flat[k] * (v * (one - v))
+            z_flat[k] = g_flat[k] * (v * (one - v))
     elif code == TANH:
         for k in range(z_flat.size):
             v = y_flat[k]
-            z_flat[k] = branch * g_flat[k] * (one - v * v)
+            z_flat[k] = g_flat[k] * (one - v * v)
     elif code == RELU:  # output <= 0 exactly where the input was <= 0; NaN passes as slope 1
         for k in range(z_flat.size):
-            z_flat[k] = branch * g_flat[k] * (zero if y_flat[k] <= zero else one)
+            z_flat[k] = g_flat[k] * (zero if y_flat[k] <= zero else one)
     elif code == LEAKY_RELU:
         s = y_flat.dtype.type(slope)
         for k in range(z_flat.size):
-            z_flat[k] = branch * g_flat[k] * (s if y_flat[k] <= zero else one)
+            z_flat[k] = g_flat[k] * (s if y_flat[k] <= zero else one)
     else:  # ELU: phi = expm1(u) <= 0 for u <= 0, and phi' = phi + 1 there
         for k in range(z_flat.size):
             v = y_flat[k]
-            z_flat[k] = branch * g_flat[k] * (v + one if v <= zero else one)
+            z_flat[k] = g_flat[k] * (v + one if v <= zero else one)

@@ -118,6 +118,8 @@ def fused_update(params, grads, base, update, layer, exp, out):
         return False
     update_layer(params, grads, base, state1, state2, segments, seg_start, layer,
                  math.ldexp(1.0, exp), clip_value, hyper, flush_min, sums)
+    if clip_value == np.inf:  # nothing was clipped: the applied sum of squares is the layer's
+        sums[2, layer] = out[0, layer]
     return True
 
 
@@ -158,6 +160,7 @@ def backward(params, grads, lay, hyper, h_buf, u_buf, xh_buf, inv_std, d_buf, gr
         n_in, n_out = dims[i], dims[i + 1]
         if i > 0:  # what layer i - 1 reads arrives while this layer computes
             prefetch(params, w_off[i - 1], w_off[i - 1] + n_in * dims[i - 1])
+            prefetch(h_buf, h_off[i - 1], h_off[i - 1] + batch * dims[i - 1])
         g = signal[:batch * n_out].reshape((batch, n_out))  # dL/dh_{i+1}, mantissa
         if carry_target == i + 1:
             exp = merge_carry(g, exp, carry, carry_exp, flush_below)
@@ -184,9 +187,10 @@ def backward(params, grads, lay, hyper, h_buf, u_buf, xh_buf, inv_std, d_buf, gr
             for r in range(batch):
                 for c in range(n_out):
                     gz[r, c] = branch * g[r, c] * deriv[r, c]
-        else:  # phi'(u) from this layer's output, which the layer above just read
+        else:  # phi'(u) from this layer's output, which the layer above just read (no
+            # residual nets here: they keep phi', so the branch scale is 1)
             y = h_buf[h_off[i + 1]:h_off[i + 1] + batch * n_out].reshape((batch, n_out))
-            through_activation(act_code, g, y, gz, branch, negative_slope)
+            through_activation(act_code, g, y, gz, negative_slope)
         if use_bn:
             batchnorm_backward(gz, xh_buf[cell:cell + batch * n_out].reshape((batch, n_out)),
                                inv_std[i], params[g_off[i]:g_off[i] + n_out],

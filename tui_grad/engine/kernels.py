@@ -203,13 +203,12 @@ def layer_statistics(h, a, deriv, stats, i):
     h_flat, d_flat = h.ravel(), deriv.ravel()
     total = 0.0
     total_sq = 0.0
+    saturated = 0
+    threshold = d_flat.dtype.type(SATURATED_DERIVATIVE)  # same verdicts: no float32 lies between
     for k in range(h_flat.size):
         value = np.float64(h_flat[k])
         total = reduce_add(total, value)
         total_sq = reduce_add(total_sq, value * value)
-    saturated = 0
-    threshold = d_flat.dtype.type(SATURATED_DERIVATIVE)  # same verdicts: no float32 lies between
-    for k in range(d_flat.size):
         saturated += np.int32(abs(d_flat[k]) < threshold)
     n = batch * width
     mean = total / n
@@ -249,14 +248,13 @@ def dead_units(a):
 
 @njit(**KERNEL)
 def column_sums(block, out):
-    """out[c] = sum over rows of block[:, c], accumulated in float64 (row by row, vectorised)."""
+    """out[c] = sum over rows of block[:, c], row by row (vectorised), in the block's dtype as
+    in any float32 framework: a bias gradient, not a norm (whose squares would underflow)."""
     rows, cols = block.shape
-    totals = np.zeros(cols)
+    out[:] = 0
     for r in range(rows):
         for c in range(cols):
-            totals[c] += block[r, c]
-    for c in range(cols):
-        out[c] = totals[c]
+            out[c] += block[r, c]
 
 
 @njit(**KERNEL)

@@ -66,7 +66,8 @@ def update_layer(params, grads, base, state1, state2, segments, seg_start, layer
     weight_decay). ``clip_value`` bounds every element (inf: no value clipping).
     Gradients below ``flush_min`` after scaling count as 0, as in float32 training with
     flush-to-zero. Accumulates into ``sums`` (3, L): row 0 ||W||^2 before the update,
-    row 1 ||delta W||^2, row 2 the clipped gradient's sum of squares in mantissa units.
+    row 1 ||delta W||^2, row 2 (with value clipping only: otherwise it is the layer's own
+    sum of squares, which the caller has) the clipped gradient's, in mantissa units.
     """
     bound = clip_value / factor if factor > 0 else np.inf
     for s in range(seg_start[layer], seg_start[layer + 1]):
@@ -77,7 +78,8 @@ def update_layer(params, grads, base, state1, state2, segments, seg_start, layer
         if is_weight:
             sums[0, layer] += weight_ss
             sums[1, layer] += change_ss
-        sums[2, layer] += grad_ss
+        if clip_value < np.inf:
+            sums[2, layer] += grad_ss
 
 
 @njit(**KERNEL)
@@ -90,10 +92,19 @@ def _update_segment(params, g_seg, state1, state2, start, end, factor, bound, hy
     and sum with ``reduce_add``.
     """
     optimizer, t, lr, momentum, beta1, beta2, eps, weight_decay = hyper
-    correction1 = 1.0 - beta1 ** t
-    correction2 = 1.0 - beta2 ** t
     p_seg = params[start:end]
     weight_ss = change_ss = grad_ss = 0.0
+    if optimizer == SGD and bound == np.inf:  # the common case, without the clamp's work
+        for k in range(p_seg.size):
+            g = np.float64(g_seg[k]) * factor
+            g = g if abs(g) >= flush_min else 0.0
+            p = np.float64(p_seg[k])
+            new = p_seg.dtype.type(p - lr * (g + weight_decay * p))
+            p_seg[k] = new
+            change = np.float64(new) - p
+            weight_ss = reduce_add(weight_ss, p * p)
+            change_ss = reduce_add(change_ss, change * change)
+        return weight_ss, change_ss, grad_ss
     if optimizer == SGD:
         for k in range(p_seg.size):
             mantissa = min(max(np.float64(g_seg[k]), -bound), bound)
@@ -108,6 +119,9 @@ def _update_segment(params, g_seg, state1, state2, start, end, factor, bound, hy
             grad_ss = reduce_add(grad_ss, mantissa * mantissa)
         return weight_ss, change_ss, grad_ss
     m_seg, v_seg = state1[start:end], state2[start:end]  # state2: a placeholder unless adam
+    correction1 = correction2 = 1.0
+    if optimizer == ADAM:
+        correction1, correction2 = 1.0 - beta1 ** t, 1.0 - beta2 ** t
     for k in range(p_seg.size):
         mantissa = min(max(np.float64(g_seg[k]), -bound), bound)
         g = mantissa * factor
