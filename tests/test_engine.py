@@ -164,6 +164,20 @@ def test_optimizer_updates_match_torch_formulas(make_sim, optimizer):
         assert np.allclose(params_copy(sim), p, rtol=1e-12, atol=1e-14)
 
 
+def test_float32_sgd_update_is_float32_arithmetic(make_sim):
+    """A float32 run updates as float32 training does: p - lr * (g + wd * p), each operation
+    rounded to float32, from the true gradient."""
+    sim = make_sim(keep_grads=True, network__depth=5, network__width=12, training__lr=0.03,
+                   training__weight_decay=0.01)
+    before = [{k: v.copy() for k, v in t.items()} for t in sim.params]
+    sim.step()
+    lr, wd = np.float32(0.03), np.float32(0.01)
+    for old, new, grad in zip(before, sim.params, sim.grads(), strict=True):
+        for name, p in old.items():
+            g = grad[name].astype(np.float32)
+            assert np.array_equal(new[name], p - lr * (g + wd * p)), name
+
+
 def test_float32_tanh_approximation_stays_within_a_few_ulps():
     """The fast float32 tanh is within 8 float32 ulps of the exact value over the whole range."""
     xs = np.concatenate([np.linspace(-12, 12, 200001), np.geomspace(1e-8, 1, 1000)]).astype(np.float32)

@@ -16,6 +16,7 @@ from tui_grad.engine.activations import KERNEL
 from tui_grad.engine.kernels import reduce_add
 
 SGD, MOMENTUM, ADAM = 0, 1, 2
+FLOAT32_SCALES = (2.0 ** -100, 2.0 ** 100)  # gradient scales float32 arithmetic holds exactly
 OPTIMIZER_CODES = {"sgd": SGD, "momentum": MOMENTUM, "adam": ADAM}
 
 
@@ -94,7 +95,24 @@ def _update_segment(params, g_seg, state1, state2, start, end, factor, bound, hy
     optimizer, t, lr, momentum, beta1, beta2, eps, weight_decay = hyper
     p_seg = params[start:end]
     weight_ss = change_ss = grad_ss = 0.0
-    if optimizer == SGD and bound == np.inf:  # the common case, without the clamp's work
+    low, high = FLOAT32_SCALES
+    if optimizer == SGD and bound == np.inf and p_seg.itemsize == 4 and low <= factor <= high:
+        # the common case, in float32 like any float32 framework (twice the lanes of
+        # float64): scaling by factor is exact, and a product below float32's normal range
+        # is flushed to 0 exactly as in the float64 loop below
+        f32 = p_seg.dtype.type
+        f, rate, decay, tiny, zero = f32(factor), f32(lr), f32(weight_decay), f32(flush_min), f32(0)
+        for k in range(p_seg.size):
+            g = g_seg[k] * f
+            g = g if abs(g) >= tiny else zero
+            p = p_seg[k]
+            new = p - rate * (g + decay * p)
+            p_seg[k] = new
+            change = np.float64(new) - np.float64(p)
+            weight_ss = reduce_add(weight_ss, np.float64(p) * np.float64(p))
+            change_ss = reduce_add(change_ss, change * change)
+        return weight_ss, change_ss, grad_ss
+    if optimizer == SGD and bound == np.inf:  # without the clamp's work
         for k in range(p_seg.size):
             g = np.float64(g_seg[k]) * factor
             g = g if abs(g) >= flush_min else 0.0
