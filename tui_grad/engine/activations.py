@@ -19,6 +19,21 @@ _INV_SQRT2 = 0.7071067811865476
 _INV_SQRT_2PI = 0.3989422804014327
 
 KERNEL = {"cache": True, "nogil": True, "error_model": "numpy"}
+# Reductions only: a sum that may be reassociated vectorises (~5x faster). The order is still
+# fixed by the compiled code, so runs stay bit-reproducible; inf and NaN still propagate.
+REASSOC = {**KERNEL, "fastmath": {"reassoc"}}
+
+
+@njit(**REASSOC)
+def reduce_add(total, value):
+    """``total + value``, reassociable: a loop that sums with it vectorises.
+
+    LLVM inlines it with its flag, so only the sum is reassociated and the caller's other
+    arithmetic stays exact IEEE.
+    """
+    return total + value
+
+
 # phi'(u) is a function of phi(u) for these: the backward pass recomputes it from the layer's
 # output instead of storing it (leaky_relu's slope is never negative here)
 FROM_OUTPUT = (LINEAR, SIGMOID, TANH, RELU, LEAKY_RELU, ELU)
@@ -112,28 +127,43 @@ def activate(code, u, a, deriv, slope, fast_tanh):
 def through_activation(code, g, y, gz, slope):
     """gz = g * phi'(u) for a code in FROM_OUTPUT, with phi'(u) recomputed from the output
     y = phi(u): the same bits ``activate`` writes into ``deriv``, NaN included. In the
-    arrays' own dtype: the product of two floats is correctly rounded either way."""
+    arrays' own dtype: the product of two floats is correctly rounded either way.
+
+    Returns the sum of squares of g (float64), read on the way.
+    """
     g_flat, y_flat, z_flat = g.ravel(), y.ravel(), gz.ravel()
     one = y_flat.dtype.type(1.0)
     zero = y_flat.dtype.type(0.0)
+    total = 0.0
     if code == LINEAR:
-        z_flat[:] = g_flat
+        for k in range(z_flat.size):
+            v = g_flat[k]
+            z_flat[k] = v
+            total = reduce_add(total, np.float64(v) * np.float64(v))
     elif code == SIGMOID:
         for k in range(z_flat.size):
-            v = y_flat[k]
-            z_flat[k] = g_flat[k] * (v * (one - v))
+            v, out = g_flat[k], y_flat[k]
+            z_flat[k] = v * (out * (one - out))
+            total = reduce_add(total, np.float64(v) * np.float64(v))
     elif code == TANH:
         for k in range(z_flat.size):
-            v = y_flat[k]
-            z_flat[k] = g_flat[k] * (one - v * v)
+            v, out = g_flat[k], y_flat[k]
+            z_flat[k] = v * (one - out * out)
+            total = reduce_add(total, np.float64(v) * np.float64(v))
     elif code == RELU:  # output <= 0 exactly where the input was <= 0; NaN passes as slope 1
         for k in range(z_flat.size):
-            z_flat[k] = g_flat[k] * (zero if y_flat[k] <= zero else one)
+            v = g_flat[k]
+            z_flat[k] = v * (zero if y_flat[k] <= zero else one)
+            total = reduce_add(total, np.float64(v) * np.float64(v))
     elif code == LEAKY_RELU:
         s = y_flat.dtype.type(slope)
         for k in range(z_flat.size):
-            z_flat[k] = g_flat[k] * (s if y_flat[k] <= zero else one)
+            v = g_flat[k]
+            z_flat[k] = v * (s if y_flat[k] <= zero else one)
+            total = reduce_add(total, np.float64(v) * np.float64(v))
     else:  # ELU: phi = expm1(u) <= 0 for u <= 0, and phi' = phi + 1 there
         for k in range(z_flat.size):
-            v = y_flat[k]
-            z_flat[k] = g_flat[k] * (v + one if v <= zero else one)
+            v, out = g_flat[k], y_flat[k]
+            z_flat[k] = v * (out + one if out <= zero else one)
+            total = reduce_add(total, np.float64(v) * np.float64(v))
+    return total

@@ -16,7 +16,14 @@ from numba import njit
 
 from tui_grad.engine.activations import KERNEL, through_activation
 from tui_grad.engine.gemm import matmul
-from tui_grad.engine.kernels import column_sums, log10_of, prefetch, renormalize, sum_squares
+from tui_grad.engine.kernels import (
+    column_sums,
+    log10_of,
+    max_abs,
+    prefetch,
+    renormalize,
+    sum_squares,
+)
 from tui_grad.engine.optim import update_layer
 
 
@@ -55,6 +62,30 @@ def merge_carry(signal, exp, carry, carry_exp, flush_below):
 
 
 @njit(**KERNEL)
+def renormalize_with_column_sums(grad_z, flush_below, column_sums_out):
+    """kernels.renormalize(grad_z) and its column sums (the bias gradient, in grad_z's dtype)
+    in one pass over the (B, W) block; returns the shift."""
+    largest = max_abs(grad_z.ravel())
+    shift = math.frexp(largest)[1] if largest != 0.0 and math.isfinite(largest) else 0
+    if shift == 0 or abs(shift) > 100:  # nothing to scale, or scales only float64 holds
+        shift = renormalize(grad_z, flush_below)
+        column_sums(grad_z, column_sums_out)
+        return shift
+    factor = grad_z.dtype.type(math.ldexp(1.0, -shift))
+    threshold = grad_z.dtype.type(flush_below)
+    zero = grad_z.dtype.type(0.0)
+    rows, cols = grad_z.shape
+    column_sums_out[:] = 0
+    for r in range(rows):
+        for c in range(cols):
+            value = grad_z[r, c] * factor
+            value = value if abs(value) >= threshold else zero
+            grad_z[r, c] = value
+            column_sums_out[c] += value
+    return shift
+
+
+@njit(**KERNEL)
 def layer_gradients(grads, base, lay, i, grad_z, h_in, exp, out, flush_below):
     """From dL/dz of layer i (mantissa, exponent exp) write dW, db; fill out[:, i]; return exp.
 
@@ -65,7 +96,8 @@ def layer_gradients(grads, base, lay, i, grad_z, h_in, exp, out, flush_below):
     """
     dims, w_off, b_off, g_off, be_off, s_off, h_off, skip_from = lay
     n_in, n_out = dims[i], dims[i + 1]
-    shift = renormalize(grad_z, flush_below)
+    d_bias = grads[b_off[i] - base:b_off[i] - base + n_out]
+    shift = renormalize_with_column_sums(grad_z, flush_below, d_bias)
     exp += shift
     factor = math.ldexp(1.0, -shift)
     depth = dims.size - 2
@@ -82,8 +114,6 @@ def layer_gradients(grads, base, lay, i, grad_z, h_in, exp, out, flush_below):
             extra += np.float64(grads[s_off[i] - base]) ** 2
     d_weight = grads[w_off[i] - base:w_off[i] - base + n_out * n_in].reshape((n_out, n_in))
     matmul(grad_z.T, h_in, d_weight)
-    d_bias = grads[b_off[i] - base:b_off[i] - base + n_out]
-    column_sums(grad_z, d_bias)
     weight_ss = sum_squares(d_weight)
     out[0, i] = weight_ss + sum_squares(d_bias) + extra
     out[1, i] = weight_ss
@@ -165,7 +195,6 @@ def backward(params, grads, lay, hyper, h_buf, u_buf, xh_buf, inv_std, d_buf, gr
         if carry_target == i + 1:
             exp = merge_carry(g, exp, carry, carry_exp, flush_below)
             carry_target = -1
-        out[4, i] = log10_of(sum_squares(g), exp)
         branch = 1.0
         if skip_from[i] >= 0:  # h_{i+1} = h_s + alpha * a: dL/dh_s gets g unchanged
             carry[:batch * n_out] = g.ravel()
@@ -183,6 +212,7 @@ def backward(params, grads, lay, hyper, h_buf, u_buf, xh_buf, inv_std, d_buf, gr
                     slope_grad += branch * g_flat[k] * u[k]
             lg[s_off[i] - base] = slope_grad
         if keep_deriv:
+            out[4, i] = log10_of(sum_squares(g), exp)
             deriv = d_buf[cell:cell + batch * n_out].reshape((batch, n_out))
             for r in range(batch):
                 for c in range(n_out):
@@ -190,7 +220,7 @@ def backward(params, grads, lay, hyper, h_buf, u_buf, xh_buf, inv_std, d_buf, gr
         else:  # phi'(u) from this layer's output, which the layer above just read (no
             # residual nets here: they keep phi', so the branch scale is 1)
             y = h_buf[h_off[i + 1]:h_off[i + 1] + batch * n_out].reshape((batch, n_out))
-            through_activation(act_code, g, y, gz, negative_slope)
+            out[4, i] = log10_of(through_activation(act_code, g, y, gz, negative_slope), exp)
         if use_bn:
             batchnorm_backward(gz, xh_buf[cell:cell + batch * n_out].reshape((batch, n_out)),
                                inv_std[i], params[g_off[i]:g_off[i] + n_out],

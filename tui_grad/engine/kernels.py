@@ -19,26 +19,11 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from tui_grad.engine.activations import KERNEL, PRELU, SATURATED_DERIVATIVE, activate
+from tui_grad.engine.activations import KERNEL, PRELU, SATURATED_DERIVATIVE, activate, reduce_add
 from tui_grad.engine.gemm import matmul_nt
 
 LOG10_2 = 0.30102999566398120
 MSE, CROSS_ENTROPY = 0, 1
-
-
-# Reductions only: a sum that may be reassociated vectorises (~5x faster). The order is still
-# fixed by the compiled code, so runs stay bit-reproducible; inf and NaN still propagate.
-REASSOC = {**KERNEL, "fastmath": {"reassoc"}}
-
-
-@njit(**REASSOC)
-def reduce_add(total, value):
-    """``total + value``, reassociable: a loop that sums with it vectorises.
-
-    LLVM inlines it with its flag, so only the sum is reassociated and the caller's other
-    arithmetic stays exact IEEE.
-    """
-    return total + value
 
 
 @intrinsic
@@ -195,55 +180,48 @@ def batchnorm_forward(z, xhat, inv_std, gamma, beta, eps):
 
 @njit(**KERNEL)
 def layer_statistics(h, a, deriv, stats, i):
-    """Fill stats[:, i] = mean, std of h; saturated fraction of phi'; dead-unit fraction of a.
+    """Fill stats[:, i] = mean, std of h; saturated fraction of phi'; dead-unit fraction of a
+    (units 0 or -0 in every row), in one pass over the block.
 
-    Whole-block loops with float64 sums and integer counts, so each one vectorises.
+    Dead units are found by OR-ing the rows' bit patterns, sign cleared, which vectorises.
     """
     batch, width = h.shape
-    h_flat, d_flat = h.ravel(), deriv.ravel()
-    total = 0.0
-    total_sq = 0.0
-    saturated = 0
-    threshold = d_flat.dtype.type(SATURATED_DERIVATIVE)  # same verdicts: no float32 lies between
-    for k in range(h_flat.size):
-        value = np.float64(h_flat[k])
-        total = reduce_add(total, value)
-        total_sq = reduce_add(total_sq, value * value)
-        saturated += np.int32(abs(d_flat[k]) < threshold)
+    if a.itemsize == 4:
+        seen32 = np.zeros(width, np.uint32)
+        total, total_sq, saturated = _statistics_pass(h, deriv, a.view(np.uint32), seen32)
+        dead = 0
+        for c in range(width):
+            dead += (seen32[c] & np.uint32(0x7FFFFFFF)) == 0
+    else:
+        seen64 = np.zeros(width, np.uint64)
+        total, total_sq, saturated = _statistics_pass(h, deriv, a.view(np.uint64), seen64)
+        dead = 0
+        for c in range(width):
+            dead += (seen64[c] & np.uint64(0x7FFFFFFFFFFFFFFF)) == 0
     n = batch * width
     mean = total / n
     stats[0, i] = mean
     stats[1, i] = math.sqrt(max(total_sq / n - mean * mean, 0.0))
     stats[2, i] = saturated / n
-    stats[3, i] = dead_units(a) / width
+    stats[3, i] = dead / width
 
 
 @njit(**KERNEL)
-def dead_units(a):
-    """Columns of the (B, W) block ``a`` that are 0 (or -0) in every row.
-
-    ORs the rows' bit patterns with the sign cleared, which vectorises.
-    """
-    batch, width = a.shape
-    if a.itemsize == 4:
-        bits32 = a.view(np.uint32)
-        seen32 = np.zeros(width, np.uint32)
-        for r in range(batch):
-            for c in range(width):
-                seen32[c] |= bits32[r, c]
-        dead = 0
-        for c in range(width):
-            dead += (seen32[c] & np.uint32(0x7FFFFFFF)) == 0
-        return dead
-    bits64 = a.view(np.uint64)
-    seen64 = np.zeros(width, np.uint64)
+def _statistics_pass(h, deriv, a_bits, seen):
+    """(sum of h, sum of h^2 in float64, count of |phi'| < 0.05); seen[c] |= a's bits."""
+    batch, width = h.shape
+    total = 0.0
+    total_sq = 0.0
+    saturated = 0
+    threshold = deriv.dtype.type(SATURATED_DERIVATIVE)  # same verdicts: no float32 lies between
     for r in range(batch):
         for c in range(width):
-            seen64[c] |= bits64[r, c]
-    dead = 0
-    for c in range(width):
-        dead += (seen64[c] & np.uint64(0x7FFFFFFFFFFFFFFF)) == 0
-    return dead
+            value = np.float64(h[r, c])
+            total = reduce_add(total, value)
+            total_sq = reduce_add(total_sq, value * value)
+            saturated += np.int32(abs(deriv[r, c]) < threshold)
+            seen[c] |= a_bits[r, c]
+    return total, total_sq, saturated
 
 
 @njit(**KERNEL)

@@ -12,8 +12,7 @@ import math
 import numpy as np
 from numba import njit
 
-from tui_grad.engine.activations import KERNEL
-from tui_grad.engine.kernels import reduce_add
+from tui_grad.engine.activations import KERNEL, reduce_add
 
 SGD, MOMENTUM, ADAM = 0, 1, 2
 FLOAT32_SCALES = (2.0 ** -100, 2.0 ** 100)  # gradient scales float32 arithmetic holds exactly
