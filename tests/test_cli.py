@@ -40,6 +40,17 @@ def test_bad_input_is_one_line_exit_2_no_traceback(tmp_path):
     assert result.stderr.strip() == "tui-grad: error: --set: training.lr: must be 0..1000 (got '-3')"
 
 
+def test_ui_without_a_terminal_or_with_file_options_is_a_clear_error():
+    """The UI refuses to start where it cannot work (no terminal: it would spin unseen) and
+    refuses options only a headless run honours, instead of silently ignoring them."""
+    result = run_cli("run", "default", "--csv", "out.csv")
+    assert result.returncode == 2
+    assert result.stderr == "tui-grad: error: --csv needs --headless (the UI writes no files)\n"
+    result = run_cli("default")  # run_cli's stdin and stdout are pipes, not a terminal
+    assert result.returncode == 2
+    assert result.stderr.startswith("tui-grad: error: the UI needs a terminal; add --headless")
+
+
 def test_csv_is_long_format_complete_and_reproducible(tmp_path, capsys):
     """One row per (step, layer) with the documented columns; same seed => identical bytes."""
     outputs = []

@@ -248,6 +248,17 @@ def _write_summary(path: str | None, results: list, checks: list) -> None:
 
 def cmd_ui(args: argparse.Namespace) -> int:
     """Open the terminal UI on the scenario."""
+    headless_only = [flag for flag, given in (("--csv", getattr(args, "csv", None)),
+                                              ("--summary", getattr(args, "summary", None)),
+                                              ("--check", getattr(args, "check", False)),
+                                              ("--every", getattr(args, "every", 1) != 1)) if given]
+    if headless_only:
+        verb = "needs" if len(headless_only) == 1 else "need"
+        raise ConfigError(f"{', '.join(headless_only)} {verb} --headless (the UI writes no files)")
+    # textual-serve runs the app without a terminal, through its web driver
+    if not (sys.stdin.isatty() and sys.stdout.isatty()) and "TEXTUAL_DRIVER" not in os.environ:
+        raise ConfigError("the UI needs a terminal; add --headless to run without one "
+                          "(tui-grad run SCENARIO --headless --csv -)")
     scenario = load(args.scenario, args)
     from tui_grad.tui.app import GradApp
 
