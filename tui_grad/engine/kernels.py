@@ -63,20 +63,20 @@ def max_abs(flat):
     NaN above inf), which vectorises where a float max with NaN semantics does not.
     """
     if flat.itemsize == 4:
-        bits32 = flat.view(np.uint32)
-        top32 = np.uint32(0)
-        for k in range(bits32.size):
-            top32 = max(top32, bits32[k] & np.uint32(0x7FFFFFFF))
         box32 = np.empty(1, np.uint32)
-        box32[0] = top32
+        box32[0] = _largest_magnitude_bits(flat.view(np.uint32), np.uint32(0x7FFFFFFF))
         return np.float64(box32.view(np.float32)[0])
-    bits64 = flat.view(np.uint64)
-    top64 = np.uint64(0)
-    for k in range(bits64.size):
-        top64 = max(top64, bits64[k] & np.uint64(0x7FFFFFFFFFFFFFFF))
     box64 = np.empty(1, np.uint64)
-    box64[0] = top64
+    box64[0] = _largest_magnitude_bits(flat.view(np.uint64), np.uint64(0x7FFFFFFFFFFFFFFF))
     return box64.view(np.float64)[0]
+
+
+@njit(**KERNEL)
+def _largest_magnitude_bits(bits, magnitude_mask):
+    top = bits.dtype.type(0)
+    for k in range(bits.size):
+        top = max(top, bits[k] & magnitude_mask)
+    return top
 
 
 @njit(**KERNEL)
@@ -187,17 +187,12 @@ def layer_statistics(h, a, deriv, stats, i):
     """
     batch, width = h.shape
     if a.itemsize == 4:
-        seen32 = np.zeros(width, np.uint32)
-        total, total_sq, saturated = _statistics_pass(h, deriv, a.view(np.uint32), seen32)
-        dead = 0
-        for c in range(width):
-            dead += (seen32[c] & np.uint32(0x7FFFFFFF)) == 0
+        total, total_sq, saturated, dead = _statistics_pass(
+            h, deriv, a.view(np.uint32), np.zeros(width, np.uint32), np.uint32(0x7FFFFFFF))
     else:
-        seen64 = np.zeros(width, np.uint64)
-        total, total_sq, saturated = _statistics_pass(h, deriv, a.view(np.uint64), seen64)
-        dead = 0
-        for c in range(width):
-            dead += (seen64[c] & np.uint64(0x7FFFFFFFFFFFFFFF)) == 0
+        total, total_sq, saturated, dead = _statistics_pass(
+            h, deriv, a.view(np.uint64), np.zeros(width, np.uint64),
+            np.uint64(0x7FFFFFFFFFFFFFFF))
     n = batch * width
     mean = total / n
     stats[0, i] = mean
@@ -207,8 +202,9 @@ def layer_statistics(h, a, deriv, stats, i):
 
 
 @njit(**KERNEL)
-def _statistics_pass(h, deriv, a_bits, seen):
-    """(sum of h, sum of h^2 in float64, count of |phi'| < 0.05); seen[c] |= a's bits."""
+def _statistics_pass(h, deriv, a_bits, seen, magnitude_mask):
+    """(sum of h, sum of h^2 in float64, count of |phi'| < 0.05, dead units), with ``seen``
+    (zeros) collecting each unit's bits OR-ed over the batch."""
     batch, width = h.shape
     total = 0.0
     total_sq = 0.0
@@ -221,7 +217,10 @@ def _statistics_pass(h, deriv, a_bits, seen):
             total_sq = reduce_add(total_sq, value * value)
             saturated += np.int32(abs(deriv[r, c]) < threshold)
             seen[c] |= a_bits[r, c]
-    return total, total_sq, saturated
+    dead = 0
+    for c in range(width):
+        dead += (seen[c] & magnitude_mask) == 0
+    return total, total_sq, saturated, dead
 
 
 @njit(**KERNEL)

@@ -98,7 +98,8 @@ def _update_segment(params, g_seg, state1, state2, start, end, factor, bound, hy
     if optimizer == SGD and bound == np.inf and p_seg.itemsize == 4 and low <= factor <= high:
         # the common case, in float32 like any float32 framework (twice the lanes of
         # float64): scaling by factor is exact, and a product below float32's normal range
-        # is flushed to 0 exactly as in the float64 loop below
+        # is flushed to 0 exactly as in the float64 loop below; no clipping, so grad_ss is
+        # not needed (see update_layer)
         f32 = p_seg.dtype.type
         f, rate, decay, tiny, zero = f32(factor), f32(lr), f32(weight_decay), f32(flush_min), f32(0)
         for k in range(p_seg.size):
@@ -111,18 +112,7 @@ def _update_segment(params, g_seg, state1, state2, start, end, factor, bound, hy
             weight_ss = reduce_add(weight_ss, np.float64(p) * np.float64(p))
             change_ss = reduce_add(change_ss, change * change)
         return weight_ss, change_ss, grad_ss
-    if optimizer == SGD and bound == np.inf:  # without the clamp's work
-        for k in range(p_seg.size):
-            g = np.float64(g_seg[k]) * factor
-            g = g if abs(g) >= flush_min else 0.0
-            p = np.float64(p_seg[k])
-            new = p_seg.dtype.type(p - lr * (g + weight_decay * p))
-            p_seg[k] = new
-            change = np.float64(new) - p
-            weight_ss = reduce_add(weight_ss, p * p)
-            change_ss = reduce_add(change_ss, change * change)
-        return weight_ss, change_ss, grad_ss
-    if optimizer == SGD:
+    if optimizer == SGD:  # float64 runs, value clipping, and scales float32 cannot hold
         for k in range(p_seg.size):
             mantissa = min(max(np.float64(g_seg[k]), -bound), bound)
             g = mantissa * factor
