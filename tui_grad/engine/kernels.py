@@ -258,14 +258,14 @@ def forward(params, lay, hyper, h_buf, u_buf, xh_buf, inv_std, a_buf, d_buf, log
             stats[0, i] = np.mean(logits)
             stats[1, i] = np.std(logits)
             return
-        # the next layer's weights, and the lines this layer's output goes to, arrive while
-        # this layer computes
-        prefetch(params, w_off[i + 1], w_off[i + 1] + dims[i + 2] * n_out)
-        prefetch(h_buf, h_off[i + 1], h_off[i + 1] + batch * n_out)
+        prefetch(h_buf, h_off[i + 1], h_off[i + 1] + batch * n_out)  # where the output goes
         cell = i * batch * n_out
         u_cell = cell if keep_u else 0
         u = u_buf[u_cell:u_cell + batch * n_out].reshape((batch, n_out))
         matmul_nt(h_in, weight, params[b_off[i]:b_off[i] + n_out], u)
+        # the next layer's weights arrive during this layer's activation and statistics;
+        # asked for before the product above, they pushed its own operands out of L1
+        prefetch(params, w_off[i + 1], w_off[i + 1] + dims[i + 2] * n_out)
         if use_bn:
             batchnorm_forward(u, xh_buf[cell:cell + batch * n_out].reshape((batch, n_out)),
                               inv_std[i], params[g_off[i]:g_off[i] + n_out],
