@@ -87,9 +87,10 @@ def _update_segment(params, g_seg, state1, state2, start, end, factor, bound, hy
     """Update params[start:end] from ``g_seg``, their gradient mantissas; returns (||p||^2
     before, ||change||^2, clipped mantissa^2).
 
-    One loop per optimizer so each is branch-free. The loops run over slices from index 0
-    (a loop from ``start`` makes numba check for negative indices and stops vectorising)
-    and sum with ``reduce_add``.
+    float32 SGD without value clipping, the speed path, has a loop of its own; everything
+    else shares one (the optimizer test is loop-invariant). Loops run over slices from
+    index 0 (a loop from ``start`` makes numba check for negative indices and stops
+    vectorising) and sum with ``reduce_add``.
     """
     optimizer, t, lr, momentum, beta1, beta2, eps, weight_decay = hyper
     p_seg = params[start:end]
@@ -112,19 +113,6 @@ def _update_segment(params, g_seg, state1, state2, start, end, factor, bound, hy
             weight_ss = reduce_add(weight_ss, np.float64(p) * np.float64(p))
             change_ss = reduce_add(change_ss, change * change)
         return weight_ss, change_ss, grad_ss
-    if optimizer == SGD:  # float64 runs, value clipping, and scales float32 cannot hold
-        for k in range(p_seg.size):
-            mantissa = min(max(np.float64(g_seg[k]), -bound), bound)
-            g = mantissa * factor
-            g = g if abs(g) >= flush_min else 0.0
-            p = np.float64(p_seg[k])
-            new = p_seg.dtype.type(p - lr * (g + weight_decay * p))
-            p_seg[k] = new
-            change = np.float64(new) - p
-            weight_ss = reduce_add(weight_ss, p * p)
-            change_ss = reduce_add(change_ss, change * change)
-            grad_ss = reduce_add(grad_ss, mantissa * mantissa)
-        return weight_ss, change_ss, grad_ss
     m_seg, v_seg = state1[start:end], state2[start:end]  # state2: a placeholder unless adam
     correction1 = correction2 = 1.0
     if optimizer == ADAM:
@@ -135,7 +123,9 @@ def _update_segment(params, g_seg, state1, state2, start, end, factor, bound, hy
         g = g if abs(g) >= flush_min else 0.0
         p = np.float64(p_seg[k])
         g += weight_decay * p
-        if optimizer == MOMENTUM:
+        if optimizer == SGD:  # float64 runs, value clipping, scales float32 cannot hold
+            delta = lr * g
+        elif optimizer == MOMENTUM:
             m_seg[k] = momentum * m_seg[k] + g
             delta = lr * m_seg[k]
         else:
