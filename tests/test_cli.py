@@ -40,15 +40,21 @@ def test_bad_input_is_one_line_exit_2_no_traceback(tmp_path):
     assert result.stderr.strip() == "tui-grad: error: --set: training.lr: must be 0..1000 (got '-3')"
 
 
-def test_ui_without_a_terminal_or_with_file_options_is_a_clear_error():
+def test_ui_without_a_terminal_or_with_file_options_is_a_clear_error(tmp_path):
     """The UI refuses to start where it cannot work (no terminal: it would spin unseen) and
-    refuses options only a headless run honours, instead of silently ignoring them."""
+    refuses options only a headless run honours, instead of silently ignoring them. A bad
+    scenario file is still the error reported first."""
     result = run_cli("run", "default", "--csv", "out.csv")
     assert result.returncode == 2
     assert result.stderr == "tui-grad: error: --csv needs --headless (the UI writes no files)\n"
     result = run_cli("default")  # run_cli's stdin and stdout are pipes, not a terminal
     assert result.returncode == 2
     assert result.stderr.startswith("tui-grad: error: the UI needs a terminal; add --headless")
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[network]\ndepth = "deep"\n')
+    result = run_cli(str(bad))
+    assert result.returncode == 2
+    assert result.stderr == f"tui-grad: error: {bad}:2: network.depth: must be an integer (got 'deep')\n"
 
 
 def test_csv_is_long_format_complete_and_reproducible(tmp_path, capsys):

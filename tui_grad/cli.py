@@ -255,11 +255,11 @@ def cmd_ui(args: argparse.Namespace) -> int:
     if headless_only:
         verb = "needs" if len(headless_only) == 1 else "need"
         raise ConfigError(f"{', '.join(headless_only)} {verb} --headless (the UI writes no files)")
+    scenario = load(args.scenario, args)  # a bad file is reported first, terminal or not
     # textual-serve runs the app without a terminal, through its web driver
     if not (sys.stdin.isatty() and sys.stdout.isatty()) and "TEXTUAL_DRIVER" not in os.environ:
         raise ConfigError("the UI needs a terminal; add --headless to run without one "
                           "(tui-grad run SCENARIO --headless --csv -)")
-    scenario = load(args.scenario, args)
     from tui_grad.tui.app import GradApp
 
     GradApp(scenario).run()
