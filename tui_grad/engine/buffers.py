@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from tui_grad.engine.gemm import BLOCKED_MAX_BYTES
 from tui_grad.engine.layout import Layout
 
 
@@ -27,6 +28,7 @@ class Buffers:
     grad_z: np.ndarray  # dL/dz scratch
     carry: np.ndarray  # the residual shortcut's pending signal
     grad_scratch: np.ndarray  # one layer's gradients, when the full gradient is not kept
+    weight_t: np.ndarray  # one layer's weight transposed, for the forward product (gemm.py)
     stats: np.ndarray  # (4, L) act mean, std, saturation, dead fraction
     out: np.ndarray  # (5, L) backward results, see backprop.backward
 
@@ -37,6 +39,7 @@ class Buffers:
         depth, n_out = layout.depth, int(layout.dims[-1])
         width = int(layout.dims[1:-1].max())
         layer_sizes = layout.segments[1, layout.seg_start[1:] - 1] - layout.segments[0, layout.seg_start[:-1]]
+        weights = layout.dims[:-1] * layout.dims[1:]
         cells = depth * batch * width
         widest = batch * int(max(layout.dims.max(), 1))
         return cls(
@@ -51,5 +54,8 @@ class Buffers:
             grad_out=np.zeros((batch, n_out), dtype=dtype),
             signal=np.zeros(widest, dtype=dtype), grad_z=np.zeros(widest, dtype=dtype),
             carry=np.zeros(widest, dtype=dtype),
-            grad_scratch=np.zeros(int(layer_sizes.max()), dtype=dtype), stats=np.zeros((4, layout.n_layers)),
+            grad_scratch=np.zeros(int(layer_sizes.max()), dtype=dtype),
+            weight_t=np.zeros(min(int(weights.max()), BLOCKED_MAX_BYTES // np.dtype(dtype).itemsize),
+                              dtype=dtype),
+            stats=np.zeros((4, layout.n_layers)),
             out=np.zeros((5, layout.n_layers)))

@@ -235,7 +235,8 @@ def column_sums(block, out):
 
 
 @njit(**KERNEL)
-def forward(params, lay, hyper, h_buf, u_buf, xh_buf, inv_std, a_buf, d_buf, logits, stats):
+def forward(params, lay, hyper, h_buf, u_buf, xh_buf, inv_std, a_buf, d_buf, logits, stats,
+            w_t):
     """Run every layer on h_0 (already in h_buf); write logits (B, D_out) and stats (4+, L).
 
     ``lay`` = (dims, w_off, b_off, g_off, be_off, s_off, h_off, skip_from), see layout.py.
@@ -244,6 +245,7 @@ def forward(params, lay, hyper, h_buf, u_buf, xh_buf, inv_std, a_buf, d_buf, log
     Keeps for backward: h_i, BN's xhat and 1/std, u when ``keep_u`` (prelu needs it for its
     slope gradient) and phi'(u) per layer in d_buf when ``keep_deriv`` (otherwise d_buf is
     one layer's scratch and backward recomputes phi' from h, see through_activation).
+    ``w_t`` is scratch for a transposed weight (see gemm.matmul_nt).
     """
     dims, w_off, b_off, g_off, be_off, s_off, h_off, skip_from = lay
     act_code, use_bn, bn_eps, alpha, fast_tanh, negative_slope, keep_u, keep_deriv = hyper
@@ -254,7 +256,7 @@ def forward(params, lay, hyper, h_buf, u_buf, xh_buf, inv_std, a_buf, d_buf, log
         weight = params[w_off[i]:w_off[i] + n_out * n_in].reshape((n_out, n_in))  # (out, in)
         h_in = h_buf[h_off[i]:h_off[i] + batch * n_in].reshape((batch, n_in))
         if i == depth:
-            matmul_nt(h_in, weight, params[b_off[i]:b_off[i] + n_out], logits)
+            matmul_nt(h_in, weight, params[b_off[i]:b_off[i] + n_out], logits, w_t)
             stats[0, i] = np.mean(logits)
             stats[1, i] = np.std(logits)
             return
@@ -262,7 +264,7 @@ def forward(params, lay, hyper, h_buf, u_buf, xh_buf, inv_std, a_buf, d_buf, log
         cell = i * batch * n_out
         u_cell = cell if keep_u else 0
         u = u_buf[u_cell:u_cell + batch * n_out].reshape((batch, n_out))
-        matmul_nt(h_in, weight, params[b_off[i]:b_off[i] + n_out], u)
+        matmul_nt(h_in, weight, params[b_off[i]:b_off[i] + n_out], u, w_t)
         # the next layer's weights arrive during this layer's activation and statistics;
         # asked for before the product above, they pushed its own operands out of L1
         prefetch(params, w_off[i + 1], w_off[i + 1] + dims[i + 2] * n_out)

@@ -201,7 +201,7 @@ class Simulator:
         buf.h[:x.size] = x.ravel()
         hyper = self._kernel_hyper()
         kernels.forward(self._params, buf.lay, hyper, buf.h, buf.u, buf.xhat, buf.inv_std, buf.a,
-                        buf.deriv, buf.logits, buf.stats)
+                        buf.deriv, buf.logits, buf.stats, buf.weight_t)
         loss_code = kernels.CROSS_ENTROPY if self.config.training.loss == "cross_entropy" else kernels.MSE
         loss = float(kernels.loss_and_output_grad(loss_code, buf.logits, y_reg, y_cls, buf.grad_out))
         flush = FLUSH_BELOW[self.dtype]
