@@ -4,7 +4,7 @@ A training step multiplies small matrices (batch x width by width x width) a few
 times. OpenBLAS packs both operands into scratch buffers on every call, which at width 64
 costs more than the arithmetic, and its one-thread kernel here uses half the vector width
 the machine has. The products below run in register tiles (simd.py) on the operands where
-they lie, at 1.6-2.2x OpenBLAS's one-thread rate from width 64 to 256. Beyond a few MiB per
+they lie, at 1.7-2.2x OpenBLAS's one-thread rate from width 64 to 256. Beyond a few MiB per
 operand they would stream it from memory too often, so those products go to BLAS.
 
 Every product is a sum over k in increasing order of fused multiply-adds, started from the
