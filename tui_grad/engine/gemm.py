@@ -20,14 +20,10 @@ from tui_grad.engine.activations import KERNEL
 from tui_grad.engine.simd import make_tile, transpose_tile
 
 BLOCKED_MAX_BYTES = 4 << 20  # larger operands go to BLAS
-_tile_8x2 = make_tile(8, 2, with_bias=False, masked=False)
-_tile_1x2 = make_tile(1, 2, with_bias=False, masked=False)
-_tile_8x1 = make_tile(8, 1, with_bias=False, masked=True)
-_tile_1x1 = make_tile(1, 1, with_bias=False, masked=True)
-_bias_tile_8x2 = make_tile(8, 2, with_bias=True, masked=False)
-_bias_tile_1x2 = make_tile(1, 2, with_bias=True, masked=False)
-_bias_tile_8x1 = make_tile(8, 1, with_bias=True, masked=True)
-_bias_tile_1x1 = make_tile(1, 1, with_bias=True, masked=True)
+_tile_8x2 = make_tile(8, 2, masked=False)
+_tile_1x2 = make_tile(1, 2, masked=False)
+_tile_8x1 = make_tile(8, 1, masked=True)
+_tile_1x1 = make_tile(1, 1, masked=True)
 
 
 @njit(**KERNEL)
@@ -77,27 +73,15 @@ def _tiled(a, b, bias, out, add_bias):
     m8, n_pairs = m - m % 8, n - n % width
     for j in range(0, n_pairs, width):
         for i in range(0, m8, 8):
-            if add_bias:
-                _bias_tile_8x2(a, b, bias, out, i, j, width)
-            else:
-                _tile_8x2(a, b, bias, out, i, j, width)
+            _tile_8x2(a, b, bias, add_bias, out, i, j, width)
         for i in range(m8, m):
-            if add_bias:
-                _bias_tile_1x2(a, b, bias, out, i, j, width)
-            else:
-                _tile_1x2(a, b, bias, out, i, j, width)
+            _tile_1x2(a, b, bias, add_bias, out, i, j, width)
     for j in range(n_pairs, n, lanes):
         cols = min(lanes, n - j)
         for i in range(0, m8, 8):
-            if add_bias:
-                _bias_tile_8x1(a, b, bias, out, i, j, cols)
-            else:
-                _tile_8x1(a, b, bias, out, i, j, cols)
+            _tile_8x1(a, b, bias, add_bias, out, i, j, cols)
         for i in range(m8, m):
-            if add_bias:
-                _bias_tile_1x1(a, b, bias, out, i, j, cols)
-            else:
-                _tile_1x1(a, b, bias, out, i, j, cols)
+            _tile_1x1(a, b, bias, add_bias, out, i, j, cols)
 
 
 @njit(**KERNEL)

@@ -82,19 +82,20 @@ def _lane_mask(builder, lanes, count):
     return builder.icmp_signed("<", ir.Constant(index_type, list(range(lanes))), counts)
 
 
-def make_tile(rows: int, vectors: int, *, with_bias: bool, masked: bool):
-    """An intrinsic ``tile(a, b, bias, out, i, j, cols)``: for r < rows and the columns
-    c = j .. j + vectors * lanes - 1 (only the first ``cols`` of the last vector when
-    ``masked``), out[i + r, c] = bias[c] (or 0) + sum over k of a[i + r, k] * b[k, c].
+def make_tile(rows: int, vectors: int, *, masked: bool):
+    """An intrinsic ``tile(a, b, bias, add_bias, out, i, j, cols)``: for r < rows and the
+    columns c = j .. j + vectors * lanes - 1 (only the first ``cols`` of the last vector when
+    ``masked``), out[i + r, c] = bias[c] (0 unless ``add_bias``) + sum over k of
+    a[i + r, k] * b[k, c], the sum in increasing k.
 
     ``a`` (M, K) may have any strides (a transposed view is fine); ``b`` (K, N), ``bias``
     and ``out`` (M, N) must be contiguous along their last axis. Nothing is checked: the
     caller keeps every index in range.
     """
     @intrinsic
-    def tile(typingctx, a, b, bias, out, i, j, cols):
+    def tile(typingctx, a, b, bias, add_bias, out, i, j, cols):
         def codegen(context, builder, signature, args):
-            a_type, b_type, bias_type, out_type = signature.args[:4]
+            a_type, b_type, bias_type, _, out_type = signature.args[:5]
             itemsize = a_type.dtype.bitwidth // 8
             lanes = lanes_of(a_type.dtype)
             element = context.get_data_type(a_type.dtype)
@@ -102,9 +103,10 @@ def make_tile(rows: int, vectors: int, *, with_bias: bool, masked: bool):
             intp = context.get_value_type(types.intp)
             a_arr, b_arr, bias_arr, out_arr = (
                 context.make_array(t)(context, builder, v)
-                for t, v in zip(signature.args[:4], args[:4], strict=True))
+                for t, v in ((a_type, args[0]), (b_type, args[1]), (bias_type, args[2]),
+                             (out_type, args[4])))
             i_, j_, cols_ = (context.cast(builder, v, t, types.intp)
-                             for v, t in zip(args[4:], signature.args[4:], strict=True))
+                             for v, t in zip(args[5:], signature.args[5:], strict=True))
             a_row_stride, a_k_stride = cgutils.unpack_tuple(builder, a_arr.strides, 2)
             k_dim = cgutils.unpack_tuple(builder, a_arr.shape, 2)[1]
             b_row_stride = cgutils.unpack_tuple(builder, b_arr.strides, 2)[0]
@@ -119,13 +121,14 @@ def make_tile(rows: int, vectors: int, *, with_bias: bool, masked: bool):
             column = builder.mul(j_, ir.Constant(intp, itemsize))
             shifts = [builder.add(column, ir.Constant(intp, v * lanes * itemsize))
                       for v in range(vectors)]
-            if with_bias:
+            tiles = [[cgutils.alloca_once_value(builder, ir.Constant(vector_type, None))
+                      for _ in range(vectors)] for _ in range(rows)]
+            with builder.if_then(context.cast(builder, args[3], signature.args[3], types.boolean)):
                 bias_base = builder.bitcast(bias_arr.data, _I8P)
-                start = [vec.load(bias_base, shifts[v], is_masked(v)) for v in range(vectors)]
-            else:
-                start = [ir.Constant(vector_type, None)] * vectors
-            tiles = [[cgutils.alloca_once_value(builder, start[v]) for v in range(vectors)]
-                     for _ in range(rows)]
+                for v in range(vectors):
+                    start = vec.load(bias_base, shifts[v], is_masked(v))
+                    for r in range(rows):
+                        builder.store(start, tiles[r][v])
             a_base = builder.bitcast(a_arr.data, _I8P)
             a_rows = [_offset(builder, a_base, builder.mul(
                 builder.add(i_, ir.Constant(intp, r)), a_row_stride)) for r in range(rows)]
@@ -151,7 +154,7 @@ def make_tile(rows: int, vectors: int, *, with_bias: bool, masked: bool):
                     vec.store(builder.load(tiles[r][v]), out_base,
                               builder.add(row_offset, shifts[v]), is_masked(v))
             return context.get_dummy_value()
-        return types.void(a, b, bias, out, i, j, cols), codegen
+        return types.void(a, b, bias, add_bias, out, i, j, cols), codegen
     return tile
 
 
