@@ -17,7 +17,7 @@ import numpy as np
 from numba import njit
 
 from tui_grad.engine.activations import KERNEL
-from tui_grad.engine.simd import make_tile, transpose_tile
+from tui_grad.engine.simd import FROM_BIAS, FROM_OUT, FROM_ZERO, make_tile, transpose_tile
 
 BLOCKED_MAX_BYTES = 4 << 20  # larger operands go to BLAS
 _tile_8x2 = make_tile(8, 2, masked=False)
@@ -43,9 +43,18 @@ def matmul_nt(a, w, bias, out, w_t):
         n, k = w.shape
         w_transposed = w_t[:k * n].reshape((k, n))
         transpose_into(w, w_transposed)
-        _tiled(a, w_transposed, bias, out, True)
+        _tiled(a, w_transposed, bias, out, FROM_BIAS)
         return
-    np.dot(a, w.T, out)
+    matmul_bias(a, w.T, bias, out)
+
+
+@njit(**KERNEL)
+def matmul_bias(a, b, bias, out):
+    """out = a @ b + bias, operands as in ``matmul``, bias (N,)."""
+    if fits(a) and fits(b) and b.strides[1] == b.itemsize:
+        _tiled(a, b, bias, out, FROM_BIAS)
+        return
+    np.dot(a, b, out)
     rows, cols = out.shape
     for r in range(rows):
         for c in range(cols):
@@ -57,14 +66,24 @@ def matmul(a, b, out):
     """out = a @ b for b (K, N) and out (M, N) row-major; a (M, K) in any layout (a
     transposed view is fine): the backward pass's dL/dh and dL/dW."""
     if fits(a) and fits(b):
-        _tiled(a, b, b, out, False)
+        _tiled(a, b, b, out, FROM_ZERO)
     else:
         np.dot(a, b, out)
 
 
 @njit(**KERNEL)
-def _tiled(a, b, bias, out, add_bias):
-    """out = a @ b (+ bias when ``add_bias``) in register tiles of 8 rows x 2 vectors (see
+def matmul_add(a, b, out):
+    """out += a @ b, operands as in ``matmul``: sums carried across calls (a weight gradient
+    summed over time steps)."""
+    if fits(a) and fits(b) and fits(out):
+        _tiled(a, b, b, out, FROM_OUT)
+    else:
+        out += np.dot(a, b)
+
+
+@njit(**KERNEL)
+def _tiled(a, b, bias, out, start):
+    """out = s + a @ b, s from ``start`` (see simd.make_tile), in register tiles of 8 rows x 2 vectors (see
     simd.py); rows past the last multiple of 8 one at a time, columns past the last whole
     pair of vectors one lane-masked vector at a time."""
     m, n = out.shape
@@ -73,15 +92,15 @@ def _tiled(a, b, bias, out, add_bias):
     m8, n_pairs = m - m % 8, n - n % width
     for j in range(0, n_pairs, width):
         for i in range(0, m8, 8):
-            _tile_8x2(a, b, bias, add_bias, out, i, j, width)
+            _tile_8x2(a, b, bias, start, out, i, j, width)
         for i in range(m8, m):
-            _tile_1x2(a, b, bias, add_bias, out, i, j, width)
+            _tile_1x2(a, b, bias, start, out, i, j, width)
     for j in range(n_pairs, n, lanes):
         cols = min(lanes, n - j)
         for i in range(0, m8, 8):
-            _tile_8x1(a, b, bias, add_bias, out, i, j, cols)
+            _tile_8x1(a, b, bias, start, out, i, j, cols)
         for i in range(m8, m):
-            _tile_1x1(a, b, bias, add_bias, out, i, j, cols)
+            _tile_1x1(a, b, bias, start, out, i, j, cols)
 
 
 @njit(**KERNEL)

@@ -133,7 +133,7 @@ class RecurrentSimulator(Simulator):
                            np.zeros((steps, batch, 4 * hidden), dtype=dt),
                            np.zeros((steps, batch, hidden), dtype=dt))
             rnn.lstm_forward(seq, cell["weight_ih"], cell["weight_hh"], cell["bias"], h,
-                             *self._cache, stats)
+                             *self._cache, stats, dt is np.float32)
         else:
             net = self.config.network
             self._cache = (np.zeros((steps, batch, hidden), dtype=dt),)

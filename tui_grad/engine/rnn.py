@@ -17,13 +17,9 @@ import math
 import numpy as np
 from numba import njit
 
-from tui_grad.engine.activations import KERNEL, SATURATED_DERIVATIVE, activate
+from tui_grad.engine.activations import KERNEL, SATURATED_DERIVATIVE, activate, tanh_f32
+from tui_grad.engine.gemm import matmul, matmul_add, matmul_bias
 from tui_grad.engine.kernels import log10_of, renormalize, sum_squares
-
-
-@njit(**KERNEL)
-def _sigmoid(x):
-    return 1.0 / (1.0 + math.exp(-x))
 
 
 @njit(**KERNEL)
@@ -31,8 +27,10 @@ def rnn_forward(x, w_ih, w_hh, bias, act_code, slope, fast_tanh, h, deriv, stats
     """Vanilla RNN: h_t = phi(x_t W_ih^T + h_{t-1} W_hh^T + b). Fill h (T+1, B, H) and
     deriv (T, B, H) = phi'; stats (3, T) rows: mean and std of h_t, saturated fraction."""
     steps = x.shape[0]
+    w_ih_t, w_hh_t = np.ascontiguousarray(w_ih.T), np.ascontiguousarray(w_hh.T)
+    z = np.empty(h[0].shape, h.dtype)
     for t in range(steps):
-        z = np.dot(x[t], w_ih.T) + np.dot(h[t], w_hh.T) + bias
+        _pre_activation(x[t], w_ih_t, h[t], w_hh_t, bias, z)
         activate(act_code, z, h[t + 1], deriv[t], slope, fast_tanh)
         _moments(h[t + 1], stats, t)
         saturated = 0
@@ -40,6 +38,13 @@ def rnn_forward(x, w_ih, w_hh, bias, act_code, slope, fast_tanh, h, deriv, stats
             if abs(v) < SATURATED_DERIVATIVE:
                 saturated += 1
         stats[2, t] = saturated / deriv[t].size
+
+
+@njit(**KERNEL)
+def _pre_activation(x_t, w_ih_t, h_t, w_hh_t, bias, z):
+    """z = x_t W_ih^T + h_t W_hh^T + b, from the weights transposed once per sequence."""
+    matmul_bias(x_t, w_ih_t, bias, z)
+    matmul_add(h_t, w_hh_t, z)
 
 
 @njit(**KERNEL)
@@ -55,26 +60,43 @@ def _moments(block, stats, t):
 
 
 @njit(**KERNEL)
-def lstm_forward(x, w_ih, w_hh, bias, h, c, gates, tanh_c, stats):
+def _gate(z, one):
+    """The logistic sigmoid in z's own dtype, as the MLP's sigmoid (activations.activate)."""
+    return one / (one + np.exp(-z))
+
+
+@njit(**KERNEL)
+def _tanh(value, fast_tanh):
+    return tanh_f32(value) if fast_tanh else np.tanh(value)
+
+
+@njit(**KERNEL)
+def lstm_forward(x, w_ih, w_hh, bias, h, c, gates, tanh_c, stats, fast_tanh):
     """LSTM (torch gate order i, f, g, o). Fill h, c (T+1, B, H), gates (T, B, 4H) after their
     nonlinearities, tanh_c (T, B, H); stats rows: h mean, h std, saturated fraction of the
-    cell's tanh, then the mean of the forget, input and output gates."""
+    cell's tanh, then the mean of the forget, input and output gates.
+
+    Gates are computed in the run's dtype; ``fast_tanh`` (float32 runs only) uses the
+    float32 tanh approximation, float64 runs the exact functions."""
     steps, batch = x.shape[0], x.shape[1]
     hidden = h.shape[2]
+    one = h.dtype.type(1.0)
+    w_ih_t, w_hh_t = np.ascontiguousarray(w_ih.T), np.ascontiguousarray(w_hh.T)
+    z = np.empty((batch, 4 * hidden), h.dtype)
     for t in range(steps):
-        z = np.dot(x[t], w_ih.T) + np.dot(h[t], w_hh.T) + bias
+        _pre_activation(x[t], w_ih_t, h[t], w_hh_t, bias, z)
         forget_total = 0.0
         input_total = 0.0
         output_total = 0.0
         saturated = 0
         for r in range(batch):
             for k in range(hidden):
-                i = _sigmoid(z[r, k])
-                f = _sigmoid(z[r, hidden + k])
-                g = math.tanh(z[r, 2 * hidden + k])
-                o = _sigmoid(z[r, 3 * hidden + k])
+                i = _gate(z[r, k], one)
+                f = _gate(z[r, hidden + k], one)
+                g = _tanh(z[r, 2 * hidden + k], fast_tanh)
+                o = _gate(z[r, 3 * hidden + k], one)
                 cell = f * c[t, r, k] + i * g
-                tc = math.tanh(cell)
+                tc = _tanh(cell, fast_tanh)
                 gates[t, r, k], gates[t, r, hidden + k] = i, f
                 gates[t, r, 2 * hidden + k], gates[t, r, 3 * hidden + k] = g, o
                 c[t + 1, r, k] = cell
@@ -93,12 +115,28 @@ def lstm_forward(x, w_ih, w_hh, bias, h, c, gates, tanh_c, stats):
 
 
 @njit(**KERNEL)
-def _accumulate(acc, contribution, exp, acc_exp):
-    """acc * 2**acc_exp += contribution * 2**exp (float64); return the accumulator's exponent."""
+def _accumulate(d_ih, d_hh, d_b, gz, x_t, h_t, exp, acc_exp):
+    """Add this time step's weight gradients, gz (B, G*H) at exponent ``exp``, into the
+    float64 sums d_ih, d_hh, d_b held at exponent ``acc_exp``; return the sums' exponent.
+
+    ``gz`` is scaled in place to the sums' exponent (by a power of two)."""
     if exp > acc_exp:  # a larger term arrived (exploding): rescale what was summed so far
-        acc *= math.ldexp(1.0, acc_exp - exp)
+        factor = math.ldexp(1.0, acc_exp - exp)
+        for acc in (d_ih.ravel(), d_hh.ravel(), d_b):
+            for k in range(acc.size):
+                acc[k] *= factor
         acc_exp = exp
-    acc += contribution * math.ldexp(1.0, exp - acc_exp)
+    if exp < acc_exp:
+        factor = math.ldexp(1.0, exp - acc_exp)
+        flat = gz.ravel()
+        for k in range(flat.size):
+            flat[k] *= factor
+    matmul_add(gz.T, x_t, d_ih)
+    matmul_add(gz.T, h_t, d_hh)
+    rows, cols = gz.shape
+    for r in range(rows):
+        for c in range(cols):
+            d_b[c] += gz[r, c]
     return acc_exp
 
 
@@ -114,15 +152,17 @@ def rnn_backward(x, w_hh, h, deriv, grad_h, d_ih, d_hh, d_b, signal_log10, flush
     d_ih[:] = 0.0
     d_hh[:] = 0.0
     d_b[:] = 0.0
+    w = w_hh.astype(np.float64)
+    gz = np.empty_like(grad_h)
+    x_t, h_t = np.empty((x.shape[1], x.shape[2])), np.empty(grad_h.shape)
     for t in range(steps - 1, -1, -1):
         signal_log10[t] = log10_of(sum_squares(grad_h), exp)
-        gz = grad_h * deriv[t]
+        gz[:] = grad_h * deriv[t]
         shift = renormalize(gz, flush_below)
         exp += shift
-        acc_exp = _accumulate(d_ih, np.dot(gz.T, x[t].astype(np.float64)), exp, acc_exp)
-        acc_exp = _accumulate(d_hh, np.dot(gz.T, h[t].astype(np.float64)), exp, acc_exp)
-        acc_exp = _accumulate(d_b, gz.sum(axis=0), exp, acc_exp)
-        grad_h[:] = np.dot(gz, w_hh.astype(np.float64))
+        matmul(gz, w, grad_h)
+        x_t[:], h_t[:] = x[t], h[t]
+        acc_exp = _accumulate(d_ih, d_hh, d_b, gz, x_t, h_t, exp, acc_exp)
     return acc_exp
 
 
@@ -139,6 +179,7 @@ def lstm_backward(x, w_hh, h, c, gates, tanh_c, grad_h, d_ih, d_hh, d_b, signal_
     d_b[:] = 0.0
     dz = np.zeros((batch, 4 * hidden))
     w = w_hh.astype(np.float64)
+    x_t, h_t = np.empty((batch, x.shape[2])), np.empty((batch, hidden))
     for t in range(steps - 1, -1, -1):
         signal_log10[t] = log10_of(sum_squares(grad_h), exp)
         for r in range(batch):
@@ -153,10 +194,9 @@ def lstm_backward(x, w_hh, h, c, gates, tanh_c, grad_h, d_ih, d_hh, d_b, signal_
                 dz[r, 2 * hidden + k] = dc * i * (1.0 - g * g)
                 dz[r, 3 * hidden + k] = dh * tc * o * (1.0 - o)
                 grad_c[r, k] = dc * f
-        acc_exp = _accumulate(d_ih, np.dot(dz.T, x[t].astype(np.float64)), exp, acc_exp)
-        acc_exp = _accumulate(d_hh, np.dot(dz.T, h[t].astype(np.float64)), exp, acc_exp)
-        acc_exp = _accumulate(d_b, dz.sum(axis=0), exp, acc_exp)
-        grad_h[:] = np.dot(dz, w)
+        matmul(dz, w, grad_h)
+        x_t[:], h_t[:] = x[t], h[t]
+        acc_exp = _accumulate(d_ih, d_hh, d_b, dz, x_t, h_t, exp, acc_exp)
         shift = _renormalize_pair(grad_h, grad_c, flush_below)
         exp += shift
     return acc_exp

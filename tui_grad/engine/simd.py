@@ -82,20 +82,24 @@ def _lane_mask(builder, lanes, count):
     return builder.icmp_signed("<", ir.Constant(index_type, list(range(lanes))), counts)
 
 
+FROM_ZERO, FROM_BIAS, FROM_OUT = 0, 1, 2  # what a tile's sums start from
+
+
 def make_tile(rows: int, vectors: int, *, masked: bool):
-    """An intrinsic ``tile(a, b, bias, add_bias, out, i, j, cols)``: for r < rows and the
+    """An intrinsic ``tile(a, b, bias, start, out, i, j, cols)``: for r < rows and the
     columns c = j .. j + vectors * lanes - 1 (only the first ``cols`` of the last vector when
-    ``masked``), out[i + r, c] = bias[c] (0 unless ``add_bias``) + sum over k of
-    a[i + r, k] * b[k, c], the sum in increasing k.
+    ``masked``), out[i + r, c] = s + sum over k of a[i + r, k] * b[k, c], the sum in
+    increasing k from s = 0, bias[c] or out[i + r, c] itself (``start`` = FROM_ZERO,
+    FROM_BIAS, FROM_OUT).
 
     ``a`` (M, K) may have any strides (a transposed view is fine); ``b`` (K, N), ``bias``
     and ``out`` (M, N) must be contiguous along their last axis. Nothing is checked: the
     caller keeps every index in range.
     """
     @intrinsic
-    def tile(typingctx, a, b, bias, add_bias, out, i, j, cols):
+    def tile(typingctx, a, b, bias, start, out, i, j, cols):
         def codegen(context, builder, signature, args):
-            a_type, b_type, bias_type, _, out_type = signature.args[:5]
+            a_type, b_type, bias_type, start_type, out_type = signature.args[:5]
             itemsize = a_type.dtype.bitwidth // 8
             lanes = lanes_of(a_type.dtype)
             element = context.get_data_type(a_type.dtype)
@@ -107,6 +111,7 @@ def make_tile(rows: int, vectors: int, *, masked: bool):
                              (out_type, args[4])))
             i_, j_, cols_ = (context.cast(builder, v, t, types.intp)
                              for v, t in zip(args[5:], signature.args[5:], strict=True))
+            start_ = context.cast(builder, args[3], start_type, types.intp)
             a_row_stride, a_k_stride = cgutils.unpack_tuple(builder, a_arr.strides, 2)
             k_dim = cgutils.unpack_tuple(builder, a_arr.shape, 2)[1]
             b_row_stride = cgutils.unpack_tuple(builder, b_arr.strides, 2)[0]
@@ -123,12 +128,20 @@ def make_tile(rows: int, vectors: int, *, masked: bool):
                       for v in range(vectors)]
             tiles = [[cgutils.alloca_once_value(builder, ir.Constant(vector_type, None))
                       for _ in range(vectors)] for _ in range(rows)]
-            with builder.if_then(context.cast(builder, args[3], signature.args[3], types.boolean)):
+            out_base = builder.bitcast(out_arr.data, _I8P)
+            out_rows = [builder.mul(builder.add(i_, ir.Constant(intp, r)), out_row_stride)
+                        for r in range(rows)]
+            with builder.if_then(builder.icmp_signed("==", start_, ir.Constant(intp, FROM_BIAS))):
                 bias_base = builder.bitcast(bias_arr.data, _I8P)
                 for v in range(vectors):
-                    start = vec.load(bias_base, shifts[v], is_masked(v))
+                    value = vec.load(bias_base, shifts[v], is_masked(v))
                     for r in range(rows):
-                        builder.store(start, tiles[r][v])
+                        builder.store(value, tiles[r][v])
+            with builder.if_then(builder.icmp_signed("==", start_, ir.Constant(intp, FROM_OUT))):
+                for r in range(rows):
+                    for v in range(vectors):
+                        builder.store(vec.load(out_base, builder.add(out_rows[r], shifts[v]),
+                                               is_masked(v)), tiles[r][v])
             a_base = builder.bitcast(a_arr.data, _I8P)
             a_rows = [_offset(builder, a_base, builder.mul(
                 builder.add(i_, ir.Constant(intp, r)), a_row_stride)) for r in range(rows)]
@@ -147,14 +160,12 @@ def make_tile(rows: int, vectors: int, *, masked: bool):
                         total = builder.call(vec.fma, [broadcast, b_values[v],
                                                        builder.load(tiles[r][v])])
                         builder.store(total, tiles[r][v])
-            out_base = builder.bitcast(out_arr.data, _I8P)
             for r in range(rows):
-                row_offset = builder.mul(builder.add(i_, ir.Constant(intp, r)), out_row_stride)
                 for v in range(vectors):
                     vec.store(builder.load(tiles[r][v]), out_base,
-                              builder.add(row_offset, shifts[v]), is_masked(v))
+                              builder.add(out_rows[r], shifts[v]), is_masked(v))
             return context.get_dummy_value()
-        return types.void(a, b, bias, add_bias, out, i, j, cols), codegen
+        return types.void(a, b, bias, start, out, i, j, cols), codegen
     return tile
 
 
