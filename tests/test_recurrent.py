@@ -116,3 +116,20 @@ async def test_recurrent_panel_switches_model_and_axis():
             deadline -= 1
         await pilot.pause(0.3)
         assert "time step" in app._charts["chart-grad"].title_text
+
+
+async def test_rnn_scenario_draws_every_chart():
+    """The vanilla RNN has no gates: its activation chart shows the saturated fraction
+    (the LSTM's forget-gate series would be empty, which plotext cannot draw)."""
+    from tui_grad.scenario import load_scenario
+    from tui_grad.tui.app import GradApp
+    app = GradApp(load_scenario("rnn-vs-lstm"))
+    async with app.run_test(size=(160, 48)) as pilot:  # wide: every chart on screen
+        for _ in range(300):
+            latest = app.session.history.latest
+            if latest is not None and latest.step >= 2:
+                break
+            await pilot.pause(0.1)
+        await pilot.pause(0.5)
+        assert app.session.sim.config.network.model == "rnn"
+        assert "saturated (right)" in app._charts["chart-act"].plt.build()

@@ -165,10 +165,13 @@ class ActivationChart(Chart):
             plt.plot(x, y, marker="*", color="yellow", label="std (log10)")
         fraction_name = "dead" if options.get("activation", "") in ("relu",) else "saturated"
         fraction = latest.dead_fraction if fraction_name == "dead" else latest.saturation
-        if latest.forget_gate_mean is not None:  # LSTM: the forget gate is the story
-            fraction_name, fraction = "forget gate", latest.forget_gate_mean
+        gates = latest.forget_gate_mean
+        if gates is not None and np.isfinite(gates).any():  # LSTM: the forget gate is the story
+            fraction_name, fraction = "forget gate", gates
         x, y = finite_series(layers[pick], fraction[:-1][pick])
-        plt.plot(x, y, marker="+", color="magenta", label=f"{fraction_name} (right)", yside="right")
+        if y:  # plotext's legend fails on an empty series
+            plt.plot(x, y, marker="+", color="magenta", label=f"{fraction_name} (right)",
+                     yside="right")
         plt.ylim(0, 1, yside="right")
         plt.xlabel(_axis(options))
 
