@@ -262,8 +262,9 @@ def cmd_ui(args: argparse.Namespace) -> int:
                           "(tui-grad run SCENARIO --headless --csv -)")
     from tui_grad.tui.app import GradApp
 
-    GradApp(scenario).run()
-    return 0
+    app = GradApp(scenario)
+    app.run()
+    return app.return_code or 0  # 1 after a crash inside the app, which Textual reports
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
