@@ -214,6 +214,17 @@ def test_float32_tanh_approximation_stays_within_a_few_ulps():
     assert np.max(np.abs(got - exact[::7]) / ulp) <= 8
 
 
+def test_float32_tanh_saturates_exactly_where_float32_tanh_does():
+    """Where float32's rounded tanh is +-1, so is the fast one: a saturated unit's
+    derivative 1 - y^2 is then exactly 0, as in float32 frameworks; NaN stays NaN."""
+    xs = np.float32([9.010971, 9.5, 12.0, 1e30, np.inf])
+    for x in xs:
+        assert np.float32(np.tanh(np.float64(x))) == 1.0
+        assert tanh_f32(x) == 1.0 and tanh_f32(-x) == -1.0
+    assert tanh_f32(np.float32(9.0)) < 1.0
+    assert np.isnan(tanh_f32(np.float32(np.nan)))
+
+
 def test_float64_runs_use_exact_elementary_functions(make_sim):
     """In float64 the loss equals a plain NumPy forward pass with exact tanh (to 1e-13)."""
     sim = make_sim(network__depth=3, network__width=8, network__activation="tanh",

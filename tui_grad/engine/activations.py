@@ -44,11 +44,12 @@ def tanh_f32(x):
     """Rational approximation of tanh for float32 (Eigen's fast tanh), within a few ulps.
 
     Fused multiply-adds for the polynomials: faster and more accurate (at most 4.4 ulps
-    instead of 5.5 over [-12, 12]); the input is clamped, so nothing can overflow.
+    instead of 5.5 over [-12, 12]); the input is clamped, so nothing can overflow. Where
+    the exact value rounds to +-1 in float32 the result is exactly +-1; NaN stays NaN.
     """
     clamp = np.float32(7.905311107635498)
-    x = min(max(x, -clamp), clamp)
-    x2 = x * x
+    c = min(max(x, -clamp), clamp)
+    x2 = c * c
     p = np.float32(-2.76076847742355e-16)
     p = x2 * p + np.float32(2.00018790482477e-13)
     p = x2 * p + np.float32(-8.60467152213735e-11)
@@ -56,11 +57,15 @@ def tanh_f32(x):
     p = x2 * p + np.float32(1.48572235717979e-05)
     p = x2 * p + np.float32(6.37261928875436e-04)
     p = x2 * p + np.float32(4.89352455891786e-03)
-    p = x * p
+    p = c * p
     q = np.float32(1.19825839466702e-06)
     q = x2 * q + np.float32(1.18534705686654e-04)
     q = x2 * q + np.float32(2.26843463243900e-03)
     q = x2 * q + np.float32(4.89352518554385e-03)
+    # from here on float32's correctly rounded tanh is exactly +-1 (its derivative 1 - y^2
+    # exactly 0, as in float32 frameworks); the clamped rational form stops 4 ulps short
+    if abs(x) >= np.float32(9.010971):
+        return np.float32(1.0) if x > 0 else np.float32(-1.0)
     return p / q
 
 
