@@ -165,11 +165,13 @@ def test_optimizer_updates_match_torch_formulas(make_sim, optimizer):
 
 
 @pytest.mark.parametrize(("width", "dtype", "tolerance"), [
-    (37, "float64", 1e-12), (37, "float32", 1e-5), (1100, "float64", 1e-12)])
+    (37, "float64", 1e-12), (37, "float32", 1e-5), (400, "float64", 1e-12),
+    (1100, "float64", 1e-12)])
 def test_gradients_match_closed_form_on_both_product_paths(make_sim, width, dtype, tolerance):
-    """A linear network's gradients equal the closed form, at a width whose products run in
+    """A linear network's gradients equal the closed form, at widths whose products run in
     the engine's register tiles (37 wide, batch 11: whole and lane-masked vectors, 8-row
-    and single-row tiles, in both dtypes) and one whose 9.7 MB weight goes to BLAS (1100)."""
+    and single-row tiles, in both dtypes; 400: the shared dimension in two blocks) and one
+    whose 9.7 MB weight goes to BLAS (1100)."""
     sim = make_sim(keep_grads=True, network__depth=2, network__width=width,
                    network__activation="linear", network__dtype=dtype,
                    network__bias_init=0.1, data__input_dim=5, training__lr=0.0)

@@ -4,8 +4,8 @@ A matrix product runs fastest when a tile of the output stays in vector register
 the shared dimension streams past: per step, one row of ``b`` is loaded, one value of each
 of the tile's rows of ``a`` is broadcast, and every register gets one fused multiply-add.
 Written as numba loops, the tile lives in memory (LLVM cannot prove the output does not
-alias the inputs), so every step also loads and stores it; that ran at about 55-60% of
-the machine's multiply-add rate. Here the tile is explicit: ``rows`` x ``vectors`` SIMD
+alias the inputs), so every step also loads and stores it; that ran at about half the
+machine's multiply-add rate. Here the tile is explicit: ``rows`` x ``vectors`` SIMD
 registers of 64 bytes (16 float32 or 8 float64 lanes), the shape BLAS micro-kernels use.
 
 The kernels are numba intrinsics, inlined into their numba callers and cached with them.
