@@ -9,7 +9,7 @@ import pytest
 
 from tui_grad.config import Config
 from tui_grad.engine import Simulator
-from tui_grad.engine.activations import tanh_f32
+from tui_grad.engine.activations import exp_f32, sigmoid_f32, tanh_f32
 
 
 def test_linear_orthogonal_network_keeps_signal_norm_constant_over_200_layers(make_sim):
@@ -214,6 +214,29 @@ def test_float32_tanh_approximation_stays_within_a_few_ulps():
     got = np.array([tanh_f32(x) for x in xs[::7]], dtype=np.float32)
     ulp = np.spacing(np.abs(exact[::7]).astype(np.float32)).astype(np.float64)
     assert np.max(np.abs(got - exact[::7]) / ulp) <= 8
+
+
+def test_float32_exp_and_sigmoid_approximations_stay_within_a_few_ulps():
+    """exp_f32 is within 1 ulp of e**x over float32's whole range (subnormal results within
+    one subnormal step, overflow inf, NaN NaN); the sigmoid built on it within 3 ulps."""
+    xs = np.concatenate([np.linspace(-110, 95, 20001), np.geomspace(1e-8, 1, 300),
+                         -np.geomspace(1e-8, 1, 300)]).astype(np.float32)
+    with np.errstate(all="ignore"):
+        exact = np.exp(xs.astype(np.float64))
+        exact_sigmoid = 1.0 / (1.0 + np.exp(-xs.astype(np.float64)))
+        rounded = exact.astype(np.float32)  # inf beyond float32's range
+    got = np.array([exp_f32(x) for x in xs], dtype=np.float32)
+    tiny = np.finfo(np.float32).tiny
+    normal = np.isfinite(rounded) & (rounded >= tiny)
+    assert np.max(np.abs(got[normal] - exact[normal]) / np.spacing(rounded[normal])) <= 1
+    below = rounded < tiny
+    assert np.max(np.abs(got[below] - exact[below])) <= 2.0 ** -149
+    assert np.array_equal(np.isinf(got), np.isinf(rounded))
+    assert exp_f32(np.float32(-np.inf)) == 0 and np.isnan(exp_f32(np.float32(np.nan)))
+    sig = np.array([sigmoid_f32(x) for x in xs], dtype=np.float32)
+    rounded = exact_sigmoid.astype(np.float32)
+    normal = rounded >= tiny
+    assert np.max(np.abs(sig[normal] - exact_sigmoid[normal]) / np.spacing(rounded[normal])) <= 3
 
 
 def test_float32_tanh_saturates_exactly_where_float32_tanh_does():

@@ -173,7 +173,7 @@ def backward(params, grads, lay, hyper, h_buf, u_buf, xh_buf, inv_std, d_buf, gr
     """
     fused, scratch = update[8], update[9]
     dims, w_off, b_off, g_off, be_off, s_off, h_off, skip_from = lay
-    act_code, use_bn, bn_eps, alpha, fast_tanh, negative_slope, keep_u, keep_deriv = hyper
+    act_code, use_bn, bn_eps, alpha, float32_approx, negative_slope, keep_u, keep_deriv = hyper
     depth = dims.size - 2
     batch = grad_out.shape[0]
     out[4, depth] = log10_of(sum_squares(grad_out), 0)

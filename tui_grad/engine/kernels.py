@@ -240,7 +240,7 @@ def forward(params, lay, hyper, h_buf, u_buf, xh_buf, inv_std, a_buf, d_buf, log
     """Run every layer on h_0 (already in h_buf); write logits (B, D_out) and stats (4+, L).
 
     ``lay`` = (dims, w_off, b_off, g_off, be_off, s_off, h_off, skip_from), see layout.py.
-    ``hyper`` = (act_code, use_bn, bn_eps, alpha, fast_tanh, negative_slope, keep_u,
+    ``hyper`` = (act_code, use_bn, bn_eps, alpha, float32_approx, negative_slope, keep_u,
     keep_deriv).
     Keeps for backward: h_i, BN's xhat and 1/std, u when ``keep_u`` (prelu needs it for its
     slope gradient) and phi'(u) per layer in d_buf when ``keep_deriv`` (otherwise d_buf is
@@ -248,7 +248,7 @@ def forward(params, lay, hyper, h_buf, u_buf, xh_buf, inv_std, a_buf, d_buf, log
     ``w_t`` is scratch for a transposed weight (see gemm.matmul_nt).
     """
     dims, w_off, b_off, g_off, be_off, s_off, h_off, skip_from = lay
-    act_code, use_bn, bn_eps, alpha, fast_tanh, negative_slope, keep_u, keep_deriv = hyper
+    act_code, use_bn, bn_eps, alpha, float32_approx, negative_slope, keep_u, keep_deriv = hyper
     depth = dims.size - 2
     batch = logits.shape[0]
     for i in range(depth + 1):
@@ -278,11 +278,11 @@ def forward(params, lay, hyper, h_buf, u_buf, xh_buf, inv_std, a_buf, d_buf, log
         h_out = h_buf[h_off[i + 1]:h_off[i + 1] + batch * n_out].reshape((batch, n_out))
         source = skip_from[i]
         if source < 0:  # phi(u) is the layer's output: write it there directly
-            activate(act_code, u, h_out, deriv, slope, fast_tanh)
+            activate(act_code, u, h_out, deriv, slope, float32_approx)
             layer_statistics(h_out, h_out, deriv, stats, i)
             continue
         a = a_buf[:batch * n_out].reshape((batch, n_out))
-        activate(act_code, u, a, deriv, slope, fast_tanh)
+        activate(act_code, u, a, deriv, slope, float32_approx)
         h_skip = h_buf[h_off[source]:h_off[source] + batch * n_out]
         a_flat, h_flat = a.ravel(), h_out.ravel()
         for k in range(h_flat.size):

@@ -17,13 +17,20 @@ import math
 import numpy as np
 from numba import njit
 
-from tui_grad.engine.activations import KERNEL, SATURATED_DERIVATIVE, activate, tanh_f32
+from tui_grad.engine.activations import (
+    KERNEL,
+    SATURATED_DERIVATIVE,
+    activate,
+    reduce_add,
+    sigmoid_f32,
+    tanh_f32,
+)
 from tui_grad.engine.gemm import matmul, matmul_add, matmul_bias
 from tui_grad.engine.kernels import log10_of, renormalize, sum_squares
 
 
 @njit(**KERNEL)
-def rnn_forward(x, w_ih, w_hh, bias, act_code, slope, fast_tanh, h, deriv, stats):
+def rnn_forward(x, w_ih, w_hh, bias, act_code, slope, float32_approx, h, deriv, stats):
     """Vanilla RNN: h_t = phi(x_t W_ih^T + h_{t-1} W_hh^T + b). Fill h (T+1, B, H) and
     deriv (T, B, H) = phi'; stats (3, T) rows: mean and std of h_t, saturated fraction."""
     steps = x.shape[0]
@@ -31,7 +38,7 @@ def rnn_forward(x, w_ih, w_hh, bias, act_code, slope, fast_tanh, h, deriv, stats
     z = np.empty(h[0].shape, h.dtype)
     for t in range(steps):
         _pre_activation(x[t], w_ih_t, h[t], w_hh_t, bias, z)
-        activate(act_code, z, h[t + 1], deriv[t], slope, fast_tanh)
+        activate(act_code, z, h[t + 1], deriv[t], slope, float32_approx)
         _moments(h[t + 1], stats, t)
         saturated = 0
         for v in deriv[t].ravel():
@@ -60,24 +67,37 @@ def _moments(block, stats, t):
 
 
 @njit(**KERNEL)
-def _gate(z, one):
+def _gate(z, one, float32_approx):
     """The logistic sigmoid in z's own dtype, as the MLP's sigmoid (activations.activate)."""
-    return one / (one + np.exp(-z))
+    return sigmoid_f32(z) if float32_approx else one / (one + np.exp(-z))
 
 
 @njit(**KERNEL)
-def _tanh(value, fast_tanh):
-    return tanh_f32(value) if fast_tanh else np.tanh(value)
+def _tanh(value, float32_approx):
+    return tanh_f32(value) if float32_approx else np.tanh(value)
 
 
 @njit(**KERNEL)
-def lstm_forward(x, w_ih, w_hh, bias, h, c, gates, tanh_c, stats, fast_tanh):
+def _gates(z, out, hidden, one, float32_approx):
+    """One example's gates from its pre-activations z (4H,): sigmoid for i, f, o, tanh for g."""
+    i_f, g, o = z[:2 * hidden], z[2 * hidden:3 * hidden], z[3 * hidden:]
+    i_f_out, g_out, o_out = out[:2 * hidden], out[2 * hidden:3 * hidden], out[3 * hidden:]
+    for k in range(i_f.size):
+        i_f_out[k] = _gate(i_f[k], one, float32_approx)
+    for k in range(g.size):
+        g_out[k] = _tanh(g[k], float32_approx)
+    for k in range(o.size):
+        o_out[k] = _gate(o[k], one, float32_approx)
+
+
+@njit(**KERNEL)
+def lstm_forward(x, w_ih, w_hh, bias, h, c, gates, tanh_c, stats, float32_approx):
     """LSTM (torch gate order i, f, g, o). Fill h, c (T+1, B, H), gates (T, B, 4H) after their
     nonlinearities, tanh_c (T, B, H); stats rows: h mean, h std, saturated fraction of the
     cell's tanh, then the mean of the forget, input and output gates.
 
-    Gates are computed in the run's dtype; ``fast_tanh`` (float32 runs only) uses the
-    float32 tanh approximation, float64 runs the exact functions."""
+    Gates are computed in the run's dtype; ``float32_approx`` (float32 runs) uses the
+    float32 approximations of the sigmoid and tanh, float64 runs the exact functions."""
     steps, batch = x.shape[0], x.shape[1]
     hidden = h.shape[2]
     one = h.dtype.type(1.0)
@@ -89,24 +109,22 @@ def lstm_forward(x, w_ih, w_hh, bias, h, c, gates, tanh_c, stats, fast_tanh):
         input_total = 0.0
         output_total = 0.0
         saturated = 0
-        for r in range(batch):
+        for r in range(batch):  # loops over whole slices from 0, so they vectorise
+            _gates(z[r], gates[t, r], hidden, one, float32_approx)
+            i, f = gates[t, r, :hidden], gates[t, r, hidden:2 * hidden]
+            g, o = gates[t, r, 2 * hidden:3 * hidden], gates[t, r, 3 * hidden:]
+            c_old, c_new, tc, h_new = c[t, r], c[t + 1, r], tanh_c[t, r], h[t + 1, r]
+            threshold = one - h.dtype.type(SATURATED_DERIVATIVE)
             for k in range(hidden):
-                i = _gate(z[r, k], one)
-                f = _gate(z[r, hidden + k], one)
-                g = _tanh(z[r, 2 * hidden + k], fast_tanh)
-                o = _gate(z[r, 3 * hidden + k], one)
-                cell = f * c[t, r, k] + i * g
-                tc = _tanh(cell, fast_tanh)
-                gates[t, r, k], gates[t, r, hidden + k] = i, f
-                gates[t, r, 2 * hidden + k], gates[t, r, 3 * hidden + k] = g, o
-                c[t + 1, r, k] = cell
-                tanh_c[t, r, k] = tc
-                h[t + 1, r, k] = o * tc
-                forget_total += f
-                input_total += i
-                output_total += o
-                if 1.0 - tc * tc < SATURATED_DERIVATIVE:
-                    saturated += 1
+                cell = f[k] * c_old[k] + i[k] * g[k]
+                tanh_cell = _tanh(cell, float32_approx)
+                c_new[k] = cell
+                tc[k] = tanh_cell
+                h_new[k] = o[k] * tanh_cell
+                forget_total = reduce_add(forget_total, np.float64(f[k]))
+                input_total = reduce_add(input_total, np.float64(i[k]))
+                output_total = reduce_add(output_total, np.float64(o[k]))
+                saturated += np.int32(tanh_cell * tanh_cell > threshold)
         _moments(h[t + 1], stats, t)
         stats[2, t] = saturated / (batch * hidden)
         stats[3, t] = forget_total / (batch * hidden)
