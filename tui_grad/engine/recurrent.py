@@ -63,6 +63,7 @@ class RecurrentSimulator(Simulator):
     def _build_network(self, init_rng: np.random.Generator) -> None:
         config, net = self.config, self.config.network
         self.is_lstm = net.model == "lstm"
+        self._work: tuple | None = None  # see _work_arrays
         self.layout = recurrent_layout(net.width, config.input_dim, config.n_outputs,
                                        4 if self.is_lstm else 1)
         self.theory = theory.not_covered(config.data.seq_len,
@@ -125,22 +126,35 @@ class RecurrentSimulator(Simulator):
 
     def _forward(self, seq: np.ndarray, cell: dict) -> tuple:
         steps, batch = seq.shape[0], seq.shape[1]
-        hidden, dt = self.layout.hidden, self.dtype
-        h = np.zeros((steps + 1, batch, hidden), dtype=dt)
+        h, self._cache = self._work_arrays(steps, batch)
         stats = np.full((6, steps), np.nan)
         if self.is_lstm:
-            self._cache = (np.zeros((steps + 1, batch, hidden), dtype=dt),
-                           np.zeros((steps, batch, 4 * hidden), dtype=dt),
-                           np.zeros((steps, batch, hidden), dtype=dt))
             rnn.lstm_forward(seq, cell["weight_ih"], cell["weight_hh"], cell["bias"], h,
-                             *self._cache, stats, dt is np.float32)
+                             *self._cache, stats, self.dtype is np.float32)
         else:
             net = self.config.network
-            self._cache = (np.zeros((steps, batch, hidden), dtype=dt),)
             rnn.rnn_forward(seq, cell["weight_ih"], cell["weight_hh"], cell["bias"],
                             ACTIVATIONS.index(net.activation), float(net.negative_slope),
-                            dt is np.float32, h, self._cache[0], stats)
+                            self.dtype is np.float32, h, self._cache[0], stats)
         return stats, h, np.zeros(steps + 1)
+
+    def _work_arrays(self, steps: int, batch: int) -> tuple[np.ndarray, tuple]:
+        """The hidden states and what backward needs, kept from step to step: allocated
+        anew, tens of MB would be page-faulted in on every step (about 40 ms of an LSTM
+        step at seq_len 500). The forward pass writes all of them but h_0 and c_0, which
+        stay 0."""
+        hidden, dt = self.layout.hidden, self.dtype
+        key = (steps, batch)
+        if self._work is None or self._work[0] != key:
+            h = np.zeros((steps + 1, batch, hidden), dtype=dt)
+            if self.is_lstm:
+                cache = (np.zeros((steps + 1, batch, hidden), dtype=dt),
+                         np.zeros((steps, batch, 4 * hidden), dtype=dt),
+                         np.zeros((steps, batch, hidden), dtype=dt))
+            else:
+                cache = (np.zeros((steps, batch, hidden), dtype=dt),)
+            self._work = (key, h, cache)
+        return self._work[1], self._work[2]
 
     def _backward(self, seq, cell, out, h, grad_out, signal_log10) -> tuple[np.ndarray, float]:
         """Gradients into self._grads as mantissas with exponents self._exps; returns each
