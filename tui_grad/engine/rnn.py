@@ -101,6 +101,7 @@ def lstm_forward(x, w_ih, w_hh, bias, h, c, gates, tanh_c, stats, float32_approx
     steps, batch = x.shape[0], x.shape[1]
     hidden = h.shape[2]
     one = h.dtype.type(1.0)
+    limit = h.dtype.type(SATURATED_DERIVATIVE)  # the cell's tanh counts as the MLP's does
     w_ih_t, w_hh_t = np.ascontiguousarray(w_ih.T), np.ascontiguousarray(w_hh.T)
     z = np.empty((batch, 4 * hidden), h.dtype)
     for t in range(steps):
@@ -114,7 +115,6 @@ def lstm_forward(x, w_ih, w_hh, bias, h, c, gates, tanh_c, stats, float32_approx
             i, f = gates[t, r, :hidden], gates[t, r, hidden:2 * hidden]
             g, o = gates[t, r, 2 * hidden:3 * hidden], gates[t, r, 3 * hidden:]
             c_old, c_new, tc, h_new = c[t, r], c[t + 1, r], tanh_c[t, r], h[t + 1, r]
-            threshold = one - h.dtype.type(SATURATED_DERIVATIVE)
             for k in range(hidden):
                 cell = f[k] * c_old[k] + i[k] * g[k]
                 tanh_cell = _tanh(cell, float32_approx)
@@ -124,7 +124,7 @@ def lstm_forward(x, w_ih, w_hh, bias, h, c, gates, tanh_c, stats, float32_approx
                 forget_total = reduce_add(forget_total, np.float64(f[k]))
                 input_total = reduce_add(input_total, np.float64(i[k]))
                 output_total = reduce_add(output_total, np.float64(o[k]))
-                saturated += np.int32(tanh_cell * tanh_cell > threshold)
+                saturated += np.int32(one - tanh_cell * tanh_cell < limit)
         _moments(h[t + 1], stats, t)
         stats[2, t] = saturated / (batch * hidden)
         stats[3, t] = forget_total / (batch * hidden)
