@@ -83,8 +83,8 @@ def _float32_from_bits(typingctx, bits):
 @njit(**{**KERNEL, "fastmath": {"contract"}})
 def exp_f32(x):
     """e**x for float32 in a form that vectorises (libm's expf is a scalar call, ~2 ns),
-    within 2 ulps; results below float32's normal range are rounded once to the subnormal
-    or 0 that expf gives, overflow is inf, NaN stays NaN.
+    within 1 ulp; a result below float32's normal range is within one subnormal step of
+    the exact value, overflow is inf, NaN stays NaN (all tested).
 
     e**x = 2**n * e**r with n = round(x / ln 2) and |r| <= ln(2) / 2 (Cody-Waite: ln 2 in
     two parts, the first exact times any n here); e**r by its Taylor series to r**7 (next
