@@ -18,7 +18,14 @@ import numpy as np
 from numba import njit
 
 from tui_grad.engine.activations import KERNEL
-from tui_grad.engine.simd import FROM_BIAS, FROM_OUT, FROM_ZERO, make_tile, transpose_tile
+from tui_grad.engine.simd import (
+    FROM_BIAS,
+    FROM_OUT,
+    FROM_ZERO,
+    VECTOR_BYTES,
+    make_tile,
+    transpose_tile,
+)
 
 BLOCKED_MAX_BYTES = 4 << 20  # larger operands go to BLAS
 K_BLOCK = 256  # shared-dimension block of the tiled products (see _tiled)
@@ -29,8 +36,15 @@ _tile_1x1 = make_tile(1, 1, masked=True)
 
 
 @njit(**KERNEL)
-def fits(array):
-    """Whether a product with this operand runs in the register tiles (else in BLAS)."""
+def _tileable(a, b, out):
+    """Whether out = a @ b runs in the register tiles (else in BLAS): every operand within
+    BLOCKED_MAX_BYTES, and b and out contiguous along their rows, as the tiles read them."""
+    return (_small(a) and _small(b) and _small(out)
+            and b.strides[1] == b.itemsize and out.strides[1] == out.itemsize)
+
+
+@njit(**KERNEL)
+def _small(array):
     return array.size * array.itemsize <= BLOCKED_MAX_BYTES
 
 
@@ -41,7 +55,7 @@ def matmul_nt(a, w, bias, out, w_t):
     The tiles need w.T row-major: it is written into ``w_t`` (at least N * K values; a
     16 KiB weight takes about a tenth of the product's time to transpose).
     """
-    if fits(a) and fits(w):
+    if _tileable(a, w, out):
         n, k = w.shape
         w_transposed = w_t[:k * n].reshape((k, n))
         transpose_into(w, w_transposed)
@@ -53,7 +67,7 @@ def matmul_nt(a, w, bias, out, w_t):
 @njit(**KERNEL)
 def matmul_bias(a, b, bias, out):
     """out = a @ b + bias, operands as in ``matmul``, bias (N,)."""
-    if fits(a) and fits(b) and b.strides[1] == b.itemsize:
+    if _tileable(a, b, out):
         _tiled(a, b, bias, out, FROM_BIAS)
         return
     np.dot(a, b, out)
@@ -67,7 +81,7 @@ def matmul_bias(a, b, bias, out):
 def matmul(a, b, out):
     """out = a @ b for b (K, N) and out (M, N) row-major; a (M, K) in any layout (a
     transposed view is fine): the backward pass's dL/dh and dL/dW."""
-    if fits(a) and fits(b):
+    if _tileable(a, b, out):
         _tiled(a, b, b, out, FROM_ZERO)
     else:
         np.dot(a, b, out)
@@ -77,7 +91,7 @@ def matmul(a, b, out):
 def matmul_add(a, b, out):
     """out += a @ b, operands as in ``matmul``: sums carried across calls (a weight gradient
     summed over time steps)."""
-    if fits(a) and fits(b) and fits(out):
+    if _tileable(a, b, out):
         _tiled(a, b, b, out, FROM_OUT)
     else:
         out += np.dot(a, b)
@@ -104,7 +118,7 @@ def _panels(a, b, bias, out, start):
     past the last multiple of 8 one at a time, columns past the last whole pair of vectors
     one lane-masked vector at a time."""
     m, n = out.shape
-    lanes = 64 // out.itemsize
+    lanes = VECTOR_BYTES // out.itemsize
     width = 2 * lanes
     m8, n_pairs = m - m % 8, n - n % width
     for j in range(0, n_pairs, width):
@@ -125,7 +139,7 @@ def transpose_into(src, dst):
     """dst (C, R) = src (R, C).T, both row-major: square blocks through registers, the
     edges one value at a time."""
     rows, cols = src.shape
-    lanes = 64 // src.itemsize
+    lanes = VECTOR_BYTES // src.itemsize
     rows_whole, cols_whole = rows - rows % lanes, cols - cols % lanes
     for r in range(0, rows_whole, lanes):
         for c in range(0, cols_whole, lanes):
