@@ -71,6 +71,18 @@ def test_clip_grad_norm_prevents_the_rnn_explosion():
     assert run("clip_grad_norm").diverged_at is None
 
 
+@pytest.mark.parametrize("model", ["rnn", "lstm"])
+def test_clip_scale_is_one_when_nothing_is_clipped(model):
+    """Without clipping, clip_scale is 1 (not clipped) and the applied norm is the global norm;
+    the UI's status bar shows it as "clip x1", not "clip x0"."""
+    metrics = recurrent(model, network__width=8, data__seq_len=5).step()
+    assert metrics.clip_scale == 1.0 and not metrics.clipped
+    assert metrics.clipped_grad_norm_log10 == metrics.global_grad_norm_log10
+    clipped = recurrent(model, network__width=8, data__seq_len=5, training__clipping="clip_grad_norm",
+                        training__max_norm=1e-3).step()
+    assert 0 < clipped.clip_scale < 1 and clipped.clipped
+
+
 def test_model_and_task_must_match():
     """A recurrent model needs a sequence task and the MLP a feed-forward one."""
     from tui_grad.config import ConfigError

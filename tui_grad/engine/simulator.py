@@ -284,7 +284,8 @@ class Simulator:
                 float(training.adam_beta2), float(training.adam_eps), float(training.weight_decay))
 
     def _update(self, log2_norm: float, sums: np.ndarray) -> tuple[float, float]:
-        """The separate update pass, after the global norm is known (clip_grad_norm)."""
+        """The separate update pass, after the global norm is known (clip_grad_norm; every
+        recurrent step)."""
         training = self.config.training
         coefficient = optim.clip_coefficient(log2_norm, training.clipping, training.max_norm)
         factors = np.ldexp(coefficient, self._exps.astype(np.int64))
@@ -293,9 +294,9 @@ class Simulator:
                            self.layout.segments, self.layout.seg_start, factors,
                            self._clip_value(), self._update_hyper(),
                            float(np.finfo(self.dtype).tiny), sums)
-        if training.clipping == "clip_grad_norm":
-            return coefficient, log2_norm + math.log2(coefficient)
-        return self._applied(log2_norm, sums)
+        if training.clipping == "clip_grad_value":  # only value clipping fills sums[2]
+            return self._applied(log2_norm, sums)
+        return coefficient, log2_norm + math.log2(coefficient)  # coefficient 1.0 without clipping
 
     def _applied(self, log2_norm: float, sums: np.ndarray) -> tuple[float, float]:
         """(clip scale, log2 of the applied norm) from the update's clipped sums of squares."""
