@@ -307,9 +307,71 @@ def test_prelu_slope_is_learned_and_reported(make_sim):
 
 def test_user_batch_with_wrong_shape_is_a_clear_error(make_sim):
     """step(batch=...) with the wrong input width says what shape it needs."""
-    from tui_grad.config import ConfigError
-    with pytest.raises(ConfigError, match=r"\(B, 16\)"):
+    with pytest.raises(ValueError, match=r"\(B, 16\)"):
         make_sim().step(batch=(np.zeros((3, 5)), np.zeros((3, 1))))
+
+
+@pytest.mark.parametrize("batch,message", [
+    ((np.zeros((0, 16)), np.zeros((0, 1))), r"batch is empty: x must be shaped \(B, 16\) with B >= 1"),
+    (np.zeros((4, 16)), r"batch must be a pair \(x, y\) with x shaped \(B, 16\) and y \(B, 1\) "
+                        r"\(got a ndarray\)"),
+    ((np.zeros((4, 16)), np.zeros((4, 1)), None), r"a pair \(x, y\).*\(got a tuple of 3 items\)"),
+    ((np.zeros((4, 16)), np.zeros((4, 3))), r"batch targets must be shaped \(4, 1\) \(got \(4, 3\)\)"),
+], ids=["empty", "array", "triple", "targets"])
+def test_a_batch_that_is_not_an_x_y_pair_says_what_is_expected(make_sim, batch, message):
+    """An empty batch, or something other than an (x, y) pair, is a ValueError naming the
+    shapes step(batch=...) expects, not numpy's reshape or unpacking error."""
+    with pytest.raises(ValueError, match=message):
+        make_sim(network__depth=2).step(batch=batch)
+
+
+def test_recurrent_batch_errors_name_the_sequence_shape():
+    """For rnn/lstm the expected inputs are (B, seq_len, features) and labels for cross_entropy."""
+    sim = Simulator(Config.from_overrides({"network.model": "rnn", "data.task": "copy_first",
+                                           "training.loss": "cross_entropy", "data.seq_len": 5}))
+    with pytest.raises(ValueError, match=r"x shaped \(B, 5, 3\) and y \(B,\) class indices in 0..2"):
+        sim.step(batch=[np.zeros((2, 5, 3))])
+    with pytest.raises(ValueError, match=r"batch is empty: x must be shaped \(B, 5, 3\)"):
+        sim.step(batch=(np.zeros((0, 5, 3)), np.zeros(0, dtype=int)))
+
+
+def test_assigning_a_parameter_tensor_changes_the_model(make_sim):
+    """``sim.params[i]["weight"] = array`` writes into the model (cast to its dtype): zero
+    first-layer weights make layer 1's activations constant on the next step."""
+    sim = make_sim(network__depth=3, network__width=8)
+    sim.params[0]["weight"] = np.zeros((8, 16))  # float64 in, float32 model
+    sim.params[0]["bias"] = np.full(8, 0.5)
+    assert sim.params[0]["weight"].dtype == np.float32 and not sim.params[0]["weight"].any()
+    metrics = sim.step()
+    assert metrics.act_std[0] == 0.0 and metrics.act_mean[0] == pytest.approx(np.tanh(0.5))
+
+
+def test_assigning_a_wrong_tensor_is_refused(make_sim):
+    """A wrong shape, a complex array or an unknown name is an error that says what fits;
+    NaN weights are data: the next step reports the run as diverged instead of raising."""
+    sim = make_sim(network__depth=3, network__width=8)
+    with pytest.raises(ValueError, match=r"params\[0\]\['weight'\] must be shaped \(8, 16\) "
+                                         r"\(got \(16, 8\)\)"):
+        sim.params[0]["weight"] = np.zeros((16, 8))
+    with pytest.raises(ValueError, match="real numbers"):
+        sim.params[1]["bias"] = np.zeros(8, dtype=complex)
+    with pytest.raises(KeyError, match="has no tensor 'gamma'"):
+        sim.params[1]["gamma"] = np.ones(8)
+    sim.params[1]["weight"] = np.full((8, 8), np.nan)
+    assert sim.step().status == "diverged"
+
+
+def test_grads_before_the_first_step_says_to_step_first(make_sim):
+    """grads() has nothing to give before a step (or after a reset): a RuntimeError says so
+    instead of returning zeros."""
+    sim = make_sim(keep_grads=True, network__depth=2)
+    with pytest.raises(RuntimeError, match=r"call step\(\) first"):
+        sim.grads()
+    sim.step()
+    assert any(t["weight"].any() for t in sim.grads())
+    sim.reset()
+    with pytest.raises(RuntimeError, match=r"call step\(\) first"):
+        sim.grads()
 
 
 def test_snapshot_into_recycled_memory_replays_identically(make_sim):

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tui_grad.config import ACTIVATIONS, ConfigError
+from tui_grad.config import ACTIVATIONS
 from tui_grad.engine import kernels, optim, rnn, theory
 from tui_grad.engine.init import init_weight, orthogonal
 from tui_grad.engine.metrics import FLOAT32_TINY_LOG10, StepMetrics
@@ -100,10 +100,7 @@ class RecurrentSimulator(Simulator):
         return [cell["weight_hh"], out["weight"]]
 
     def _user_batch(self, batch: tuple) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        x, y = (np.asarray(a) for a in batch)
-        steps, features = self.config.data.seq_len, self.config.input_dim
-        if x.ndim != 3 or x.shape[1:] != (steps, features):
-            raise ConfigError(f"batch inputs must be shaped (B, {steps}, {features}) (got {x.shape})")
+        x, y = self._batch_pair(batch, (self.config.data.seq_len, self.config.input_dim))
         return (x.astype(self.dtype), *self._user_targets(y, x.shape[0]))
 
     def step(self, batch: tuple[np.ndarray, np.ndarray] | None = None) -> StepMetrics:
@@ -121,6 +118,7 @@ class RecurrentSimulator(Simulator):
         loss = float(kernels.loss_and_output_grad(code, logits, y_reg, y_cls, grad_out))
         layer_ss, out_weight_log10 = self._backward(seq, cell, out, h, grad_out.astype(np.float64),
                                                     signal_log10)
+        self._grads_kept = True  # BPTT always writes the whole gradient
         return self._finish_recurrent(loss, started, stats, signal_log10, layer_ss,
                                       out_weight_log10)
 

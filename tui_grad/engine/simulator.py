@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tui_grad.config import ACTIVATIONS, Config, ConfigError
+from tui_grad.config import ACTIVATIONS, Config
 from tui_grad.engine import backprop, diagnose, kernels, optim, theory
 from tui_grad.engine.activations import FROM_OUTPUT
 from tui_grad.engine.buffers import Buffers
@@ -16,6 +16,7 @@ from tui_grad.engine.data import BatchStream, make_dataset
 from tui_grad.engine.init import init_weight
 from tui_grad.engine.layout import NONE, Layout, build_layout
 from tui_grad.engine.metrics import FLOAT32_TINY_LOG10, StepMetrics
+from tui_grad.engine.tensors import LayerTensors
 
 # After renormalising to a largest |value| near 1, elements below this are negligible.
 FLUSH_BELOW = {np.float32: 2.0 ** -100, np.float64: 2.0 ** -900}
@@ -69,6 +70,7 @@ class Simulator:
         self._stream = BatchStream(data.n_samples, batch_rng)
         self._build_network(init_rng)
         self._grads = np.zeros_like(self._params)
+        self._grads_kept = False  # whether _grads holds a step's full gradient (see grads)
         self._exps = np.zeros(self.layout.n_layers)
         self._reset_optimizer()
         self._buffers: Buffers | None = None
@@ -131,17 +133,20 @@ class Simulator:
         return layers
 
     @property
-    def params(self) -> list[dict[str, np.ndarray]]:
+    def params(self) -> list[LayerTensors]:
         """Per layer (input side first, output last): ``weight`` (out, in), ``bias``, and
-        ``gamma``, ``beta``, ``prelu_slope`` where present. Views: writing changes the model."""
-        return self._tensors(self._params)
+        ``gamma``, ``beta``, ``prelu_slope`` where present. Views: writing into them, or
+        assigning ``params[i]["weight"] = array`` of the same shape, changes the model."""
+        return [LayerTensors(layer, views) for layer, views in enumerate(self._tensors(self._params))]
 
     def grads(self) -> list[dict[str, np.ndarray]]:
         """The last step's true gradients (float64, before clipping), shaped like ``params``.
 
-        Needs ``Simulator(config, keep_grads=True)``."""
+        Needs ``Simulator(config, keep_grads=True)`` and a step taken with it."""
         if not self.keep_grads:
             raise RuntimeError("grads() needs the gradients kept: Simulator(config, keep_grads=True)")
+        if not self._grads_kept:
+            raise RuntimeError("grads() has no gradient yet: call step() first (with keep_grads on)")
         true = self._grads.astype(np.float64)
         for start, end, layer, _ in self.layout.segments.T:
             true[start:end] *= 2.0 ** self._exps[layer]
@@ -174,11 +179,29 @@ class Simulator:
         return self._inputs[index], self._targets_reg[index], self._labels[index]
 
     def _user_batch(self, batch: tuple) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        x, y = (np.asarray(a) for a in batch)
-        n_in = self.config.input_dim
-        if x.ndim != 2 or x.shape[1] != n_in:
-            raise ConfigError(f"batch inputs must be shaped (B, {n_in}) (got {x.shape})")
+        x_shape = (self.config.input_dim,)
+        x, y = self._batch_pair(batch, x_shape)
         return (x.astype(self.dtype), *self._user_targets(y, x.shape[0]))
+
+    def _batch_pair(self, batch: object, x_shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+        """(x, y) of a user's batch, x shaped (B, *x_shape) with B >= 1, or a ValueError that
+        says what was expected."""
+        x_text = "(B, " + ", ".join(map(str, x_shape)) + ")"
+        if self.config.training.loss == "cross_entropy":
+            y_text = f"(B,) class indices in 0..{self.config.n_outputs - 1}"
+        else:
+            y_text = f"(B, {self.config.n_outputs})"
+        expected = f"a pair (x, y) with x shaped {x_text} and y {y_text}"
+        if not isinstance(batch, (tuple, list)) or len(batch) != 2:
+            got = (f"a {type(batch).__name__} of {len(batch)} items"
+                   if isinstance(batch, (tuple, list)) else f"a {type(batch).__name__}")
+            raise ValueError(f"batch must be {expected} (got {got})")
+        x, y = (np.asarray(a) for a in batch)
+        if x.ndim != 1 + len(x_shape) or x.shape[1:] != x_shape:
+            raise ValueError(f"batch inputs must be shaped {x_text} (got {x.shape})")
+        if x.shape[0] == 0:
+            raise ValueError(f"batch is empty: x must be shaped {x_text} with B >= 1 (got {x.shape})")
+        return x, y
 
     def _user_targets(self, y: np.ndarray, rows: int) -> tuple[np.ndarray, np.ndarray]:
         """(regression targets, class labels) from a user's y, checked against the task."""
@@ -186,11 +209,12 @@ class Simulator:
         if self.config.training.loss == "cross_entropy":
             if y.shape != (rows,) or not np.issubdtype(y.dtype, np.integer) or (
                     y.size and (y.min() < 0 or y.max() >= n_out)):
-                raise ConfigError(f"batch targets must be {rows} class indices in 0..{n_out - 1}")
+                raise ValueError(f"batch targets must be {rows} class indices in 0..{n_out - 1} "
+                                 f"(got {y.dtype} shaped {y.shape})")
             return np.zeros((rows, n_out), self.dtype), y.astype(np.int64)
         y = y.reshape(rows, -1) if y.size == rows * n_out else y
         if y.shape != (rows, n_out):
-            raise ConfigError(f"batch targets must be shaped ({rows}, {n_out}) (got {y.shape})")
+            raise ValueError(f"batch targets must be shaped ({rows}, {n_out}) (got {y.shape})")
         return y.astype(self.dtype), np.zeros(rows, np.int64)
 
     def step(self, batch: tuple[np.ndarray, np.ndarray] | None = None) -> StepMetrics:
@@ -220,6 +244,7 @@ class Simulator:
         backprop.backward(self._params, self._grads, buf.lay, hyper, buf.h, buf.u, buf.xhat,
                          buf.inv_std, buf.deriv, buf.grad_out, buf.signal, buf.grad_z, buf.carry,
                          buf.out, flush, update)
+        self._grads_kept = self.keep_grads
         metrics = self._finish_step(loss, buf, started, sums, fused, slopes)
         self.step_index += 1
         return metrics
