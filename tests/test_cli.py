@@ -159,6 +159,34 @@ def test_export_writes_a_file_that_runs(tmp_path, capsys):
     assert load_scenario(out).config.network.depth == 9
 
 
+def test_export_keeps_an_existing_file_unless_forced(tmp_path):
+    """export -o FILE never overwrites someone's scenario by accident: one line, exit 2, the
+    file untouched; --force overwrites it."""
+    out = tmp_path / "mine.toml"
+    out.write_text("# my edited workshop file\n")
+    result = run_cli("export", "default", "-o", str(out))
+    assert result.returncode == 2
+    assert result.stderr == f"tui-grad: error: {out}: already exists; add --force to overwrite it\n"
+    assert out.read_text() == "# my edited workshop file\n"
+    assert main(["export", "default", "-o", str(out), "--force"]) == 0
+    assert out.read_text().startswith("[scenario]")
+
+
+def test_writing_files_sits_below_the_cli_and_the_ui():
+    """No module of the UI imports the command line (cli -> tui/app -> tui/screens -> cli was
+    a cycle): both write files through tui_grad.files."""
+    import ast
+    from pathlib import Path
+
+    import tui_grad
+    package = Path(tui_grad.__file__).parent
+    for path in sorted((package / "tui").glob("*.py")) + [package / "files.py"]:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = ([node.module] if isinstance(node, ast.ImportFrom)
+                     else [a.name for a in node.names] if isinstance(node, ast.Import) else [])
+            assert "tui_grad.cli" not in names, f"{path.name} imports tui_grad.cli"
+
+
 def test_engine_import_does_not_pull_in_the_ui():
     """The engine is usable from a notebook without Textual, Rich or plotext."""
     code = ("import sys, tui_grad.engine, tui_grad.headless, tui_grad.scenario; "

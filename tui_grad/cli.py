@@ -6,7 +6,6 @@ import argparse
 import json
 import os
 import sys
-from pathlib import Path
 from typing import TextIO
 
 from tui_grad import __version__
@@ -62,6 +61,7 @@ def build_parser(command: str | None) -> argparse.ArgumentParser:
     elif command == "export":
         parser.add_argument("scenario", help="scenario file or bundled scenario name")
         parser.add_argument("-o", "--output", metavar="PATH", help="file to write (default: stdout)")
+        parser.add_argument("--force", action="store_true", help="overwrite PATH if it exists")
         _common(parser)
     elif command == "serve":
         parser.add_argument("scenario", nargs="?", default="default")
@@ -162,7 +162,9 @@ def cmd_scenarios(out: TextIO) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    """Write the scenario's (overridden) base configuration as a scenario file."""
+    """Write the scenario's (overridden) base configuration as a scenario file; an existing
+    file is kept unless --force."""
+    from tui_grad.files import FileExists, write_new_file
     from tui_grad.scenario import to_toml
 
     scenario = load(args.scenario, args)
@@ -171,22 +173,12 @@ def cmd_export(args: argparse.Namespace) -> int:
     if args.output in (None, "-"):
         sys.stdout.write(text)
         return 0
-    write_new_file(args.output, text)
+    try:
+        write_new_file(args.output, text, overwrite=args.force)
+    except FileExists:
+        raise ConfigError("already exists; add --force to overwrite it", path=args.output) from None
     print(f"wrote {args.output}", file=sys.stderr)
     return 0
-
-
-def write_new_file(path: str, text: str) -> None:
-    """Write ``text`` to ``path`` via a temporary file, so a failure never leaves half a file."""
-    target = Path(path)
-    if target.is_dir():
-        raise ConfigError("is a directory", path=path)
-    temporary = target.with_name(f".{target.name}.tmp")
-    try:
-        temporary.write_text(text, encoding="utf-8")
-        temporary.replace(target)
-    except OSError as exc:
-        raise ConfigError(f"cannot write ({exc.strerror})", path=path) from None
 
 
 def cmd_headless(args: argparse.Namespace) -> int:
@@ -238,6 +230,8 @@ def _open_output(path: str | None) -> TextIO | None:
 
 
 def _write_summary(path: str | None, results: list, checks: list) -> None:
+    from tui_grad.files import write_new_file
+
     if not path:
         return
     summary = {"variants": [r.summary() for r in results],

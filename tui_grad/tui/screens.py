@@ -92,8 +92,8 @@ class ExportScreen(ModalScreen[str | None]):
 
     @on(Input.Submitted)
     def write(self, event: Input.Submitted) -> None:
-        from tui_grad.cli import write_new_file
         from tui_grad.config import ConfigError
+        from tui_grad.files import write_new_file
 
         path = event.value.strip()
         message = self.query_one("#export-message", Label)
