@@ -32,6 +32,17 @@ def test_bad_values_are_rejected_with_what_was_given(name, value, message):
     assert message in str(info.value)
 
 
+def test_integer_ranges_print_as_integers():
+    """The seed's range reads 0..4294967295 in errors, --help, the README and the UI's help,
+    not 0..4.29497e+09; float ranges stay short."""
+    with pytest.raises(ConfigError, match=r"must be 0\.\.4294967295 \(got -1\)"):
+        Config.from_overrides({"run.seed": -1})
+    ranges = {opt.name: opt.describe_range() for opt in OPTIONS}
+    assert ranges["data.n_samples"] == "1..1000000" and ranges["run.steps"] == "0..10000000"
+    assert ranges["training.max_norm"] == "(0..1e+12"
+    assert not any("e+" in ranges[opt.name] for opt in OPTIONS if opt.kind is int)
+
+
 def test_unknown_option_suggests_the_closest_name():
     """A typo in a key gets a did-you-mean."""
     with pytest.raises(ConfigError, match="did you mean 'network.depth'"):

@@ -60,6 +60,39 @@ def test_wrong_type_is_reported(tmp_path):
     assert error_of(path) == f"{path}:2: training.lr: must be a number (got 'fast')"
 
 
+@pytest.mark.parametrize("text,line,message", [
+    ('[network]\nbatch_norm = "yes"\n', 2,
+     "network.batch_norm: must be true or false, written without quotes: batch_norm = true (got 'yes')"),
+    ('[network]\nresidual = "off"\n', 2,
+     "network.residual: must be true or false, written without quotes: residual = false (got 'off')"),
+    ('[network]\ndepth = 3\nwidth = "20"\n', 3,
+     "network.width: must be an integer, written without quotes: width = 20 (got '20')"),
+    ("[network]\ndepth = 3\n[[compare]]\nname = 'bn'\nnetwork.batch_norm = 'on'\n", 3,
+     "compare[bn].network.batch_norm: must be true or false, written without quotes: "
+     "batch_norm = true (got 'on')"),
+], ids=["yes", "off", "quoted-number", "compare"])
+def test_quoted_booleans_and_numbers_in_a_file_are_refused(tmp_path, text, line, message):
+    """TOML has true/false and numbers: a file saying batch_norm = "yes" or "off" gets an
+    error that shows how to write it, not a guess (the command line's strings still work)."""
+    path = write(tmp_path, text)
+    assert error_of(path) == f"{path}:{line}: {message}"
+
+
+def test_command_line_strings_still_set_booleans(tmp_path):
+    """--set network.batch_norm=true (a string) works on top of a file that says true/false."""
+    path = write(tmp_path, "[network]\ndepth = 3\nbatch_norm = false\n")
+    assert main(["export", str(path), "--set", "network.batch_norm=true", "-o",
+                 str(tmp_path / "out.toml")]) == 0
+    assert load_scenario(tmp_path / "out.toml").config.network.batch_norm is True
+
+
+def test_unclosed_claim_says_the_bracket_is_missing(tmp_path):
+    """An [[expect]] claim with an unclosed [ says so, quoting the claim."""
+    path = write(tmp_path, '[[expect]]\ncheck = "grad_norm[layer=1 < 1e-3"\n')
+    assert error_of(path) == (f"{path}:1: expect[1]: missing ']' to close grad_norm[ in "
+                              "'grad_norm[layer=1 < 1e-3'")
+
+
 def test_malformed_toml_reports_its_line(tmp_path):
     path = write(tmp_path, "[network]\ndepth = 3\nwidth = = 4\n")
     message = error_of(path)

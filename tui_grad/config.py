@@ -68,7 +68,7 @@ class Option:
             return "true or false"
         if self.low is not None and self.high is not None:
             left = "(" if self.low_open else ""
-            return f"{left}{_fmt(self.low)}..{_fmt(self.high)}"
+            return f"{left}{_fmt(self.low, self.kind)}..{_fmt(self.high, self.kind)}"
         return self.kind.__name__
 
     def coerce(self, value: Any) -> Any:
@@ -100,13 +100,26 @@ class Option:
             raise ConfigError(f"must be {self.describe_range()} {got}", key=self.name)
         return number
 
+    def from_toml(self, value: Any) -> Any:
+        """``coerce`` for a value typed in a scenario file. TOML has booleans and numbers, so
+        a quoted ``"yes"`` or ``"20"`` is refused (strings are what the command line and the
+        UI's fields pass, and ``coerce`` reads them there)."""
+        meant = self.coerce(value)
+        if isinstance(value, str) and self.kind is not str:
+            words = {bool: "true or false", int: "an integer"}.get(self.kind, "a number")
+            literal = str(meant).lower() if self.kind is bool else repr(meant)
+            raise ConfigError(f"must be {words}, written without quotes: {self.key} = {literal} "
+                              f"(got {value!r})", key=self.name)
+        return meant
+
 
 _BOOL_WORDS = {"true": True, "on": True, "yes": True, "1": True,
                "false": False, "off": False, "no": False, "0": False}
 
 
-def _fmt(number: float) -> str:
-    return f"{number:g}"
+def _fmt(number: float, kind: type = float) -> str:
+    """A range bound as people write it: integers in full (4294967295), floats short (1e+12)."""
+    return str(int(number)) if kind is int else f"{number:g}"
 
 
 def _to_number(value: Any, kind: type, name: str) -> int | float:

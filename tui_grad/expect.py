@@ -39,7 +39,7 @@ COMPARISONS: dict[str, Callable[[object, object], bool]] = {
     "<=": operator.le, ">=": operator.ge, "==": operator.eq, "!=": operator.ne,
     "<": operator.lt, ">": operator.gt}
 _TOKEN = re.compile(r"\s*(?:(?P<number>[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)"
-                    r"|(?P<ref>[A-Za-z_][A-Za-z_0-9]*)(?:\[(?P<sel>[^\]]*)\])?"
+                    r"|(?P<ref>[A-Za-z_][A-Za-z_0-9]*)(?:\[(?P<sel>[^][<>!*/]*)(?P<close>\])?)?"
                     r"|(?P<op><=|>=|==|!=|<|>)|(?P<mul>[*/]))")
 LAST = -1
 
@@ -101,10 +101,12 @@ def _tokens(text: str) -> list[tuple[str, object]]:
         if not match or match.end() == pos:
             raise ConfigError(f"cannot read {text[pos:].strip()!r} in {text!r}")
         pos = match.end()
-        kind = match.lastgroup if match.lastgroup != "sel" else "ref"
+        kind = match.lastgroup
         if match.group("number") is not None:
             tokens.append(("number", float(match.group("number"))))
         elif match.group("ref") is not None:
+            if match.group("sel") is not None and match.group("close") is None:
+                raise ConfigError(f"missing ']' to close {match.group('ref')}[ in {text!r}")
             tokens.append(("ref", _ref(match.group("ref"), match.group("sel"), text)))
         else:
             tokens.append((kind, match.group(kind)))

@@ -218,7 +218,7 @@ def _overrides(data: Mapping[str, Any], lines: _Lines) -> dict[str, Any]:
             name = f"{section}.{key}"
             where = lines.of(section, key)
             try:
-                overrides[name] = option(name).coerce(value)
+                overrides[name] = option(name).from_toml(value)
             except ConfigError as exc:
                 raise ConfigError(exc.message, key=name, line=where) from None
     return overrides
@@ -237,7 +237,7 @@ def _variant(entry: Mapping[str, Any], index: int, base: Config, lines: _Lines) 
         pairs = {f"{key}.{k}": v for k, v in value.items()} if isinstance(value, dict) else {key: value}
         for dotted, raw in pairs.items():
             try:
-                overrides[dotted] = option(dotted).coerce(raw)
+                overrides[dotted] = option(dotted).from_toml(raw)
             except ConfigError as exc:
                 raise ConfigError(exc.message, key=f"compare[{name}].{dotted}", line=line) from None
     try:
