@@ -44,6 +44,24 @@ def test_bundled_scenario_claims_hold_headless(name, capsys):
     assert "FAIL" not in out and out.count("PASS") >= 1
 
 
+def test_bundled_scenarios_are_one_top_level_folder_shipped_in_the_wheel():
+    """Workshops find the bundled files in scenarios/ at the top of the repository (one copy),
+    and pyproject.toml ships that folder inside the wheel as tui_grad.scenarios, beside every
+    other subpackage, so `pip install .` still finds each one by name."""
+    import tomllib
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    assert sorted(p.stem for p in (root / "scenarios").glob("*.toml")) == BUNDLED
+    assert not list((root / "tui_grad").rglob("*.toml"))
+    setuptools = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"]
+    assert setuptools["package-dir"] == {"tui_grad.scenarios": "scenarios"}
+    assert setuptools["package-data"]["tui_grad.scenarios"] == ["*.toml"]
+    subpackages = {".".join(p.parent.relative_to(root).parts)
+                   for p in (root / "tui_grad").rglob("__init__.py")}
+    assert set(setuptools["packages"]) == subpackages | {"tui_grad.scenarios"}
+
+
 def test_unknown_key_reports_file_line_and_suggestion(tmp_path):
     path = write(tmp_path, "[scenario]\ntitle = 'x'\n\n[network]\ndepth = 3\nactivaton = 'relu'\n")
     assert error_of(path) == (f"{path}:6: network.activaton: unknown option; "

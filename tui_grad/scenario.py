@@ -139,13 +139,21 @@ def resolve(source: str | Path) -> Path:
 
 def bundled_paths() -> dict[str, Path]:
     """Bundled scenario names -> file paths, sorted by name."""
-    folder = resources.files(BUNDLED_PACKAGE)
-    return {Path(str(p)).stem: Path(str(p)) for p in sorted(folder.iterdir(), key=lambda p: p.name)
-            if p.name.endswith(".toml")}
+    return {p.stem: p for p in sorted(bundled_folder().glob("*.toml"), key=lambda p: p.name)}
+
+
+def bundled_folder() -> Path:
+    """Where the bundled scenarios are: the package tui_grad.scenarios of an installed wheel
+    (or an editable install), else the top-level ``scenarios/`` of the checkout this module
+    was imported from (run from source without installing)."""
+    try:
+        return Path(str(resources.files(BUNDLED_PACKAGE)))
+    except ModuleNotFoundError:
+        return Path(__file__).resolve().parent.parent / "scenarios"
 
 
 def _is_bundled(path: Path) -> bool:
-    return path.resolve().parent == Path(str(resources.files(BUNDLED_PACKAGE))).resolve()
+    return path.resolve().parent == bundled_folder().resolve()
 
 
 def _build(data: dict[str, Any], lines: _Lines, stem: str, path: str) -> Scenario:
