@@ -64,9 +64,12 @@ def build_parser(command: str | None) -> argparse.ArgumentParser:
         parser.add_argument("--force", action="store_true", help="overwrite PATH if it exists")
         _common(parser)
     elif command == "serve":
-        parser.add_argument("scenario", nargs="?", default="default")
-        parser.add_argument("--host", default="127.0.0.1")
-        parser.add_argument("--port", type=int, default=8000)
+        parser.add_argument("scenario", nargs="?", default="default",
+                            help="scenario file or bundled scenario name (default: default)")
+        parser.add_argument("--host", default="127.0.0.1",
+                            help="address to listen on (default: 127.0.0.1; 0.0.0.0 = every interface)")
+        parser.add_argument("--port", type=int, default=8000,
+                            help="port to listen on (default: 8000; 0 = any free port)")
         _common(parser)
     return parser
 
@@ -262,13 +265,10 @@ def cmd_ui(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    """Serve the UI to browsers through textual-serve."""
-    import shlex
+    """Serve the UI to browsers, one app process per tab, until Ctrl-C (tui_grad.serve)."""
+    from tui_grad import serve
 
+    serve.check_port(args.port)
     load(args.scenario, args)  # fail here, with a clear message, not in every browser tab
-    from textual_serve.server import Server
-
-    extra = " ".join(f"--set {shlex.quote(item)}" for item in args.overrides)
-    command = f"{shlex.quote(sys.executable)} -m tui_grad {shlex.quote(args.scenario)} {extra}".strip()
-    Server(command, host=args.host, port=args.port, title=PROG).serve()
-    return 0
+    argv = serve.app_command(args.scenario, args.overrides, args.steps, args.seed)
+    return serve.serve(argv, scenario=args.scenario, host=args.host, port=args.port)
