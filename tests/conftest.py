@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import time
+
+import psutil
 import pytest
 
 from tui_grad.config import Config
@@ -18,3 +23,46 @@ def make_sim():
     """Build a Simulator from ``section__key=value`` keyword overrides (``network__depth=3``);
     ``keep_grads=True`` as for Simulator."""
     return _make_sim
+
+
+SUITE_MARK = "TUI_GRAD_TEST_SUITE"
+"""Environment variable set to one value per test session: every process the suite starts,
+and every process those start, inherits it, even after leaving the suite's process tree."""
+
+
+def _suite_processes(mark: str) -> list[psutil.Process]:
+    """Live processes this session started: pytest's descendants and whoever carries ``mark``."""
+    found = {p.pid: p for p in psutil.Process().children(recursive=True)}
+    for process in psutil.process_iter():
+        if process.pid in found or process.pid == os.getpid():
+            continue
+        try:
+            if process.environ().get(SUITE_MARK) == mark:
+                found[process.pid] = process
+        except (psutil.Error, OSError):
+            continue  # gone, a kernel thread, or not ours to read
+    alive = []
+    for process in found.values():
+        try:
+            if process.status() != psutil.STATUS_ZOMBIE:
+                alive.append(process)
+        except psutil.Error:
+            continue
+    return alive
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_process_outlives_the_suite():
+    """Nothing the suite starts (servers, app processes, browsers, terminals) outlives it."""
+    mark = f"{os.getpid()}-{time.time_ns()}"
+    os.environ[SUITE_MARK] = mark
+    yield
+    deadline = time.monotonic() + 5.0  # a teardown's last process may be on its way out
+    while (leftovers := _suite_processes(mark)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if leftovers:
+        described = [f"{p.pid}: {' '.join(p.cmdline())[:120]}" for p in leftovers]
+        for process in leftovers:
+            with contextlib.suppress(psutil.Error):
+                process.kill()
+        pytest.fail("processes outlived the test suite (killed now):\n" + "\n".join(described))

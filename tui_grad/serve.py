@@ -251,15 +251,15 @@ class TabServer(Server):
         await runner.setup()
         try:
             site = web.TCPSite(runner, self.host, self.port)
-            stop = asyncio.Event()
-            loop = asyncio.get_running_loop()
-            for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-                loop.add_signal_handler(signum, stop.set)
             try:
                 await site.start()
             except (OSError, UnicodeError) as exc:  # UnicodeError: a name IDNA cannot encode
                 raise bind_error(exc, self.host, self.port) from None
-            self.on_listening(listening_url(runner, self.host))
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+                loop.add_signal_handler(signum, stop.set)
+            self.on_listening(listening_url(runner, self.host))  # signals are handled from here
             await stop.wait()
         finally:
             await runner.cleanup()
