@@ -96,6 +96,7 @@ class GradApp(App[None]):
         self.autostart = autostart
         self._drawn_version = -1
         self._report = ""
+        self.startup_text = ""  # what the worker is doing before the first step
 
     # ------------------------------------------------------------ composition
     def compose(self) -> ComposeResult:
@@ -139,8 +140,22 @@ class GradApp(App[None]):
     # ------------------------------------------------------------ the worker
     @work(thread=True, exclusive=True, exit_on_error=False, group="simulation")
     def simulate(self) -> None:
-        """Advance the session in short chunks until cancelled; report events as messages."""
+        """Compile the kernels first if numba's cache lacks them (in a child process, so the
+        app stays live and quits at once), then advance the session in short chunks until
+        cancelled; report events as messages."""
+        from tui_grad import warmup
+
         worker = get_current_worker()
+        configs = [variant.config for variant in self.scenario.variants]
+        if warmup.needed(configs):  # False: every kernel was cached, and is loaded now
+            with warmup.Warmup(configs) as warm:  # leaving the block ends the child
+                warm.start()
+                while not (progress := warm.poll()).done:
+                    self.startup_text = progress.text
+                    if worker.is_cancelled:
+                        return
+                    time.sleep(0.1)
+                self.startup_text = progress.text
         lower_thread_priority()
         frozen = False
         while not worker.is_cancelled:

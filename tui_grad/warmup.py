@@ -1,0 +1,418 @@
+"""Compiling the engine's kernels before the first step, in a child process, with progress.
+
+The first start compiles the numba kernels (about half a minute on 2 cores); numba caches
+them, so later starts only load them. Compiling in a child process keeps the app live and
+lets it quit at once (a thread inside numba cannot be stopped, a process can be killed);
+the app then loads what the child cached.
+
+The app's worker asks ``needed(configs)``: False means every kernel was found in the cache
+and is now loaded. True means ``Warmup(configs)``: ``start()``, ``poll()`` until ``done``,
+``cancel()`` on every path. ``preload(configs)`` starts ``needed``'s work in a thread early,
+while the UI is still starting. ``python -m tui_grad.warmup`` is the child: a JSON request
+on stdin, JSON lines on stdout. Knows nothing of Textual.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import json
+import os
+import pickle
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from tui_grad.config import OPTIONS, Config
+
+TEXT_WIDTH = 60  # columns of a progress line
+RECORD_NAME = "tui_grad-warmup.pickle"  # beside numba's cache files
+LOCK_NAME = "tui_grad-warmup.lock"  # one warm-up per cache directory at a time
+# Compile events of a cold start by the (model, dtype) pairs of a scenario's variants,
+# counted with numba 0.68 on this engine (kernels and numba's own helpers they call); the
+# count in the cache's record (from the last cold warm-up) is used instead once it exists.
+COLD_COMPILES = {frozenset({("mlp", "float32")}): 122, frozenset({("mlp", "float64")}): 122,
+                 frozenset({("rnn", "float32")}): 121, frozenset({("lstm", "float32")}): 132,
+                 frozenset({("rnn", "float32"), ("lstm", "float32")}): 136}
+
+
+@dataclass(frozen=True)
+class Progress:
+    """How far a warm-up got: a status line (at most 60 columns), whether it has finished,
+    and why it failed (None: it did not)."""
+
+    text: str
+    done: bool = False
+    error: str | None = None
+
+
+class CompileNeeded(Exception):
+    """A kernel was about to be compiled where only loading was allowed."""
+
+
+def family(config: Config) -> str:
+    """The options that can change which kernels a step compiles: choices and switches."""
+    return ",".join(f"{opt.key}={config[opt.name]}" for opt in OPTIONS
+                    if opt.choices or opt.kind is bool)
+
+
+def _key(configs: Iterable[Config]) -> str:
+    return ";".join(sorted({family(config) for config in configs}))
+
+
+# ------------------------------------------------------------------ the cache and its record
+def cache_dir() -> Path | None:
+    """Where numba caches the engine's kernels (None: caching is off)."""
+    from tui_grad.engine import kernels
+
+    path = getattr(getattr(kernels.forward, "_cache", None), "_cache_path", None)
+    return Path(path) if path else None
+
+
+def _fingerprint() -> tuple:
+    """Python, numba and the engine's sources: a record made with others is stale."""
+    import numba
+
+    from tui_grad.engine import kernels
+
+    sources = sorted(Path(kernels.__file__).parent.glob("*.py"))
+    stamps = tuple((p.name, p.stat().st_mtime_ns, p.stat().st_size) for p in sources)
+    return sys.version_info[:2], numba.__version__, stamps
+
+
+def _read_record(directory: Path) -> dict:
+    try:
+        with open(directory / RECORD_NAME, "rb") as stream:
+            record = pickle.load(stream)
+    except Exception:  # missing, half-written by a killed process, or from another numba
+        return {}
+    return record if record.get("fingerprint") == _fingerprint() else {}
+
+
+def _write_record(directory: Path, key: str, loads: list, compiles: int | None) -> None:
+    record = _read_record(directory) or {"fingerprint": _fingerprint(), "loads": {},
+                                         "compiles": {}}
+    record["loads"][key] = loads
+    if compiles is not None:
+        record["compiles"][key] = compiles
+    temporary = directory / f"{RECORD_NAME}.{os.getpid()}.tmp"
+    with open(temporary, "wb") as stream:
+        pickle.dump(record, stream)
+    os.replace(temporary, directory / RECORD_NAME)
+
+
+def expected_compiles(configs: list[Config]) -> tuple[int | None, bool]:
+    """How many compile events a cold warm-up of ``configs`` takes, and whether that was
+    counted on this machine and engine (False: an estimate)."""
+    directory = cache_dir()
+    counted = _read_record(directory).get("compiles", {}) if directory else {}
+    if _key(configs) in counted:
+        return counted[_key(configs)], True
+    kinds = frozenset((config.network.model, config.network.dtype) for config in configs)
+    return COLD_COMPILES.get(kinds), False
+
+
+# ------------------------------------------------------------------ is a warm-up needed?
+@contextlib.contextmanager
+def _compile_events(on_start, on_end=None):
+    """Call ``on_start(event)`` / ``on_end(event)`` around every numba compile (cache misses
+    only: loading from the cache is no compile) while the block runs."""
+    from numba.core import event
+
+    class Callbacks(event.Listener):
+        def on_start(self, item) -> None:
+            on_start(item)
+
+        def on_end(self, item) -> None:
+            if on_end is not None:
+                on_end(item)
+
+    listener = Callbacks()
+    event.register("numba:compile", listener)
+    try:
+        yield
+    finally:
+        event.unregister("numba:compile", listener)
+
+
+def _check(configs: list[Config]) -> bool:
+    try:
+        return _load_recorded(configs)
+    except Exception:  # whatever it is, a warm-up child meets it too and reports it
+        return True
+
+
+def _load_recorded(configs: list[Config]) -> bool:
+    directory = cache_dir()
+    if directory is None:
+        return False  # nothing would be cached: the app compiles as it always did
+    loads = _read_record(directory).get("loads", {}).get(_key(configs))
+    if not loads:
+        return True
+    this_thread = threading.get_ident()
+
+    def forbid(item) -> None:
+        if threading.get_ident() == this_thread:  # other threads may compile as they like
+            raise CompileNeeded(item.data["dispatcher"].py_func.__qualname__)
+
+    try:
+        with _compile_events(forbid):
+            for module, qualname, signature in loads:
+                getattr(importlib.import_module(module), qualname).compile(signature)
+    except Exception:  # a cache miss, or an entry the engine no longer has
+        return True
+    return False
+
+
+_preloads: dict[str, tuple[threading.Thread, dict]] = {}
+
+
+def preload(configs: list[Config]) -> None:
+    """Start ``needed(configs)``'s work (importing the engine, loading the cached kernels)
+    in a thread now, so it overlaps the UI's own start; ``needed`` then takes its answer."""
+    key = _key(configs)
+    if key in _preloads:
+        return
+    answer: dict = {}
+    thread = threading.Thread(target=lambda: answer.update(needed=_check(configs)),
+                              name="tui-grad-preload")
+    _preloads[key] = (thread, answer)
+    thread.start()
+
+
+def needed(configs: list[Config]) -> bool:
+    """True when a kernel ``configs`` need is not in numba's cache (or it is not known
+    which kernels they need), so a warm-up should run; False after loading them all."""
+    thread, answer = _preloads.pop(_key(configs), (None, {}))
+    if thread is not None:
+        thread.join()
+    return answer["needed"] if "needed" in answer else _check(configs)
+
+
+# ------------------------------------------------------------------ the warm-up (app side)
+def fit(text: str, name: str, width: int = TEXT_WIDTH) -> str:
+    """``text`` with ``{name}`` filled in, the name shortened with "..." to fit ``width``."""
+    room = width - len(text.format(name=""))
+    if len(name) > room:
+        name = name[:max(room - 3, 0)] + "..."
+    return text.format(name=name)
+
+
+class Warmup:
+    """A child process compiling the kernels of ``configs`` into numba's cache.
+
+    Only one warm-up per cache directory runs at a time (numba's cache files are not safe
+    for two processes adding entries to the same function); a second one waits for the
+    first, then mostly loads what it compiled. ``cancel`` ends the child at once.
+    """
+
+    command = (sys.executable, "-m", "tui_grad.warmup")  # the child (tests swap in a fake)
+
+    def __init__(self, configs: list[Config]) -> None:
+        self.configs = list(configs)
+        self.total, self.counted = expected_compiles(self.configs)
+        self._directory = cache_dir()
+        self._process: subprocess.Popen | None = None
+        self._reader: threading.Thread | None = None
+        self._lock_file = None
+        self._started = 0.0
+        self._waited = False  # another warm-up held the cache when this one looked
+        self._outcome: Progress | None = None  # finished without a child of its own
+        self._state: dict = {"k": 0, "name": "", "done": False, "error": None, "said": ""}
+        self._guard = threading.Lock()
+
+    def __enter__(self) -> Warmup:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.cancel()
+
+    @property
+    def pid(self) -> int | None:
+        """The child's process id while it runs (None before it started or once ended)."""
+        return self._process.pid if self._process is not None else None
+
+    def start(self) -> None:
+        """Start the child now, or as soon as no other warm-up holds the cache."""
+        self._started = time.monotonic()
+        self.poll()
+
+    def poll(self) -> Progress:
+        """What the child is doing; ``done`` once it finished (or failed: ``error``)."""
+        seconds = f"{time.monotonic() - self._started:.0f} s"
+        if self._outcome is not None:
+            return self._outcome
+        if self._process is None and not self._lock():
+            self._waited = True
+            return Progress(f"waiting: another tui-grad is compiling kernels, {seconds}")
+        if self._process is None and self._waited:
+            self._waited = False
+            self._unlock()  # let others look at the same time
+            if not _check(self.configs):  # the other one compiled all this app needs
+                self._outcome = Progress("loaded the kernels", done=True)
+                return self._outcome
+            return self.poll()
+        if self._process is None:
+            self._spawn()
+        return self._progress(seconds)
+
+    def _progress(self, seconds: str) -> Progress:
+        exited = self._process.poll() is not None
+        if exited:
+            self._reader.join(timeout=1.0)  # its last lines say how it ended
+        with self._guard:
+            state = dict(self._state)
+        if state["done"]:
+            return Progress("compiled; loading the kernels...", done=True)
+        if state["error"] or exited:
+            error = state["error"] or state["said"] or f"exit code {self._process.returncode}"
+            return Progress(fit("warm-up failed, compiling here: {name}", error), done=True,
+                            error=error)
+        if not state["k"]:
+            return Progress(f"looking for compiled kernels, {seconds}")
+        count = f"{state['k']}" if self.total is None or state["k"] > self.total else (
+            f"{state['k']} of {'' if self.counted else '~'}{self.total}")
+        return Progress(fit(f"first start: compiling {{name}} ({count}), {seconds}",
+                            state["name"] or "kernels"))
+
+    def cancel(self) -> None:
+        """End the child (killed if still running) and release the cache; safe to repeat."""
+        process, self._process = self._process, None
+        if process is not None:
+            if process.poll() is None:
+                process.kill()
+            process.wait()
+            with contextlib.suppress(OSError):
+                process.stdin.close()
+            if self._reader is not None:
+                self._reader.join(timeout=1.0)
+            with contextlib.suppress(OSError):
+                process.stdout.close()
+        self._unlock()
+
+    def _spawn(self) -> None:
+        request = {"configs": [config.as_dict() for config in self.configs]}
+        self._process = subprocess.Popen(
+            list(self.command), stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
+        self._process.stdin.write(json.dumps(request) + "\n")
+        self._process.stdin.flush()  # stdin stays open: the child ends when it closes
+        self._reader = threading.Thread(target=self._read, args=(self._process.stdout,),
+                                        name="tui-grad-warmup-reader", daemon=True)
+        self._reader.start()
+
+    def _unlock(self) -> None:
+        if self._lock_file is not None:
+            self._lock_file.close()  # closing releases the lock
+            self._lock_file = None
+
+    def _lock(self) -> bool:
+        try:
+            import fcntl
+        except ImportError:  # no advisory locks here: run without one
+            return True
+        if self._directory is None:
+            return True
+        try:
+            if self._lock_file is None:
+                self._directory.mkdir(parents=True, exist_ok=True)
+                self._lock_file = open(self._directory / LOCK_NAME, "a")  # noqa: SIM115
+        except OSError:  # a read-only cache: numba will not write there either
+            return True
+        try:
+            fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return False
+        return True
+
+    def _read(self, stream) -> None:
+        for line in stream:  # ends when the child ends
+            try:
+                message = json.loads(line)
+            except ValueError:
+                message = {"said": line.strip()[-200:]} if line.strip() else {}
+            if not isinstance(message, dict):
+                message = {"said": line.strip()[-200:]}
+            with self._guard:
+                self._state.update(message)
+
+
+# ------------------------------------------------------------------ the child
+def _exit_when_orphaned() -> None:
+    """End this process when the app's end of stdin closes (the app ended, however)."""
+    sys.stdin.read()
+    os._exit(3)
+
+
+def _say(**message) -> None:
+    print(json.dumps(message), flush=True)
+
+
+def _engine_dispatchers() -> list:
+    """(module, name, dispatcher) of every numba kernel the engine defines."""
+    from numba.core.registry import CPUDispatcher
+
+    return [(name, attribute, value) for name, module in list(sys.modules.items())
+            if name.startswith("tui_grad.engine")
+            for attribute, value in vars(module).items()
+            if isinstance(value, CPUDispatcher) and value.__module__ == name]
+
+
+def _compile(configs: list[Config]) -> tuple[list, int, bool]:
+    """One step of each config; returns what to load, the compile count, and whether the
+    cache was empty for all of it (then that count is a cold start's)."""
+    from tui_grad.engine import Simulator
+
+    stack: list[str] = []
+    nested: set = set()
+    count = 0
+
+    def started(item) -> None:
+        nonlocal count
+        dispatcher = item.data["dispatcher"]
+        if stack:
+            nested.add((id(dispatcher), tuple(item.data["args"])))
+        function = dispatcher.py_func
+        ours = function.__module__.startswith("tui_grad")
+        stack.append(function.__name__ if ours else (stack[-1] if stack else "numba"))
+        count += 1
+        _say(k=count, name=stack[-1])
+
+    def ended(item) -> None:
+        stack.pop()
+        _say(k=count, name=stack[-1] if stack else "")
+
+    with _compile_events(started, ended):
+        for config in configs:
+            Simulator(config).step()
+    kernels = _engine_dispatchers()
+    # kernels compiled only inside another one are linked into it: no need to load them
+    loads = [(module, name, signature) for module, name, kernel in kernels
+             for signature in kernel.overloads if (id(kernel), signature) not in nested]
+    hits = sum(sum(kernel.stats.cache_hits.values()) for _, _, kernel in kernels)
+    return loads, count, hits == 0
+
+
+def main() -> int:
+    """The child: compile what one step of each requested config needs, saying how far."""
+    request = json.loads(sys.stdin.readline())
+    threading.Thread(target=_exit_when_orphaned, daemon=True).start()
+    try:
+        configs = [Config(values) for values in request["configs"]]
+        loads, count, cold = _compile(configs)
+        directory = cache_dir()
+        if directory is not None:
+            _write_record(directory, _key(configs), loads, count if cold else None)
+    except Exception as exc:  # reported to the app, which compiles in-process instead
+        _say(error=f"{type(exc).__name__}: {exc}")
+        return 1
+    _say(done=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
