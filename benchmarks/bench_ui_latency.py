@@ -50,7 +50,7 @@ async def measure(width: int) -> None:
             answers.append((time.perf_counter() - started) * 1e3)
             await asyncio.sleep(0.2)
         p99 = sorted(lags)[int(0.99 * len(lags))]
-        print(f"depth 1000 width {width:3d} ({app.session.steps_per_second:.1f} steps/s): "
+        print(f"depth 1000 width {width:3d} ({app.session.steps_per_second or 0:.1f} steps/s): "
               f"loop lag p99 {p99:.0f} ms, max {max(lags):.0f} ms; key 'h' answered in "
               f"median {statistics.median(answers):.0f} ms, max {max(answers):.0f} ms "
               f"= {max(answers) / TARGET_MS:.2f} x the {TARGET_MS:.0f} ms target")

@@ -108,16 +108,20 @@ def test_recurrent_csv_rows_are_time_steps(tmp_path, capsys):
 
 
 async def test_recurrent_panel_switches_model_and_axis():
-    """k focuses the recurrent panel; switching mlp -> rnn needs a sequence task, which the
-    panel refuses inline; from an rnn scenario, v goes to the lstm and the chart says time."""
+    """k focuses the recurrent panel; switching mlp -> rnn brings a sequence task along (the
+    adding task); from an rnn scenario, v goes to the lstm and the chart says time."""
     from tui_grad.scenario import load_scenario
     from tui_grad.tui.app import GradApp
     app = GradApp(load_scenario("default"))
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.press("k", "right")
-        await pilot.pause()
+        for _ in range(300):
+            if app.session.sim is not None and app.session.sim.config.network.model == "rnn":
+                break
+            await pilot.pause(0.1)
+        assert app.session.sim.config.data.task == "adding"
         row = app.query_one("#opt-network-model")
-        assert "needs task adding or copy_first" in str(row.query_one(".error").render())
+        assert not str(row.query_one(".error").render())
     app = GradApp(load_scenario("rnn-vs-lstm"))
     async with app.run_test(size=(160, 48)) as pilot:
         await pilot.press("v")
@@ -127,7 +131,7 @@ async def test_recurrent_panel_switches_model_and_axis():
             await pilot.pause(0.1)
             deadline -= 1
         await pilot.pause(0.3)
-        assert "time step" in app._charts["chart-grad"].title_text
+        assert "time step" in app._charts["chart-grad"].border_title
 
 
 async def test_rnn_scenario_draws_every_chart():

@@ -2,39 +2,14 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
+from tui_helpers import endless_app, rendered, screen_text, status, step_of, wait_for
 
 from tui_grad.config import OPTIONS_BY_NAME
 from tui_grad.scenario import load_scenario
 from tui_grad.tui.app import CHARTS, GradApp
 from tui_grad.tui.panels import GROUPS, ChoiceValue, NumberValue, OptionRow
 from tui_grad.tui.screens import ExportScreen, HelpScreen, NotesScreen
-
-
-async def wait_for(pilot, condition, timeout: float = 30.0) -> None:
-    """Let the app run until ``condition()`` holds (the worker runs in real time)."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        await pilot.pause(0.05)
-
-
-def status(app) -> str:
-    return str(app._status.render())
-
-
-def step_of(app) -> int:
-    latest = app.session.history.latest
-    return -1 if latest is None else latest.step
-
-
-def endless_app(name: str = "default") -> GradApp:
-    """The scenario with no step limit, at the default 30 steps/s (tests wait for conditions;
-    at unlimited speed the app is never idle and Pilot waits 2 s after every key)."""
-    return GradApp(load_scenario(name).with_overrides({"run.steps": 10_000_000}))
 
 
 async def test_starts_running_and_shows_step_loss_verdict_and_rate():
@@ -44,7 +19,8 @@ async def test_starts_running_and_shows_step_loss_verdict_and_rate():
         await wait_for(pilot, lambda: step_of(app) >= 5)
         await pilot.pause(0.2)
         text = status(app)
-        assert text.startswith("default | step ") and "loss" in text and "steps/s" in text
+        assert text.startswith(" HEALTHY  step ") and "loss" in text and "steps/s" in text
+        assert text.endswith("| default")
         assert "HEALTHY" in text
 
 
@@ -93,7 +69,7 @@ async def test_invalid_typed_value_shows_inline_error_and_changes_nothing():
         row = app.query_one("#opt-network-depth", OptionRow)
         assert "must be 1..5000 (got '0')" in str(row.query_one(".error").render())
         assert app.session.config.network.depth == 20
-        await pilot.press("ctrl+a", "ctrl+k", *"abc", "enter")
+        await pilot.press("ctrl+a", "ctrl+k", *"2.5", "enter")
         await pilot.pause()
         assert "must be an integer" in str(row.query_one(".error").render())
 
@@ -122,15 +98,16 @@ async def test_space_pauses_n_steps_x_resets_s_new_seed():
         assert step_of(app) == paused_at and "PAUSED" in status(app)
         await pilot.press("n")
         await wait_for(pilot, lambda: step_of(app) == paused_at + 1)
-        await pilot.press("x")  # back to step 0, still paused (the user paused)
-        await wait_for(pilot, lambda: app.session.history.latest is None)
-        await pilot.press("n")
+        await pilot.press("x")  # back to step 0, still paused (the user paused), shown at once
         await wait_for(pilot, lambda: step_of(app) == 0)
         await pilot.pause(0.3)
-        assert step_of(app) == 0
+        assert step_of(app) == 0 and "PAUSED" in status(app)
         assert app.session.history.frame().loss[0] == first_loss  # same seed, same numbers
+        await pilot.press("n")  # the step on screen is taken, and the next one shown
+        await wait_for(pilot, lambda: step_of(app) == 1)
+        assert app.session.history.frame().loss[0] == first_loss
         await pilot.press("s")
-        await wait_for(pilot, lambda: app.session.sim.config.run.seed == 1)
+        await wait_for(pilot, lambda: app.session.sim.config.run.seed == 1 and step_of(app) == 0)
 
 
 async def test_divergence_pauses_reports_and_rewind_then_remedy_continues():
@@ -150,15 +127,37 @@ async def test_divergence_pauses_reports_and_rewind_then_remedy_continues():
         assert app.session.sim.diverged_at is None
 
 
-async def test_variant_key_switches_compare_entries():
-    """v cycles through the scenario's [[compare]] variants."""
+async def test_variant_key_shows_the_other_variant_at_the_same_step():
+    """v shows the next [[compare]] variant at the step the first one is at: the variants train
+    in lock-step, so switching compares them, and nothing restarts."""
     app = endless_app("relu-init")
     async with app.run_test(size=(100, 30)) as pilot:
         assert app.session.variant_name == "xavier"
+        await wait_for(pilot, lambda: step_of(app) >= 15)
+        await pilot.press("space")
+        await pilot.pause(0.3)
+        at = step_of(app)
         await pilot.press("v")
-        await wait_for(pilot, lambda: app.session.sim is not None
-                       and app.session.sim.config.network.init == "kaiming_normal")
-        assert "[kaiming]" in status(app)
+        await pilot.pause(0.3)
+        assert app.session.sim.config.network.init == "kaiming_normal"
+        assert step_of(app) == at and "[kaiming]" in status(app)
+        assert f"variant kaiming at step {at}" in screen_text(app)
+        first, second = (run.history.frame() for run in app.session.runs)
+        assert first.loss.size == second.loss.size == at + 1
+        assert first.latest.grad_norm_log10[0] < second.latest.grad_norm_log10[0]  # He init
+        await pilot.press("v")
+        await pilot.pause(0.2)
+        assert "[xavier]" in status(app) and step_of(app) == at
+
+
+async def test_variant_key_without_variants_says_so():
+    """A scenario without [[compare]] answers v with a message instead of nothing."""
+    app = endless_app("default")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: step_of(app) >= 1)
+        await pilot.press("v")
+        await pilot.pause(0.2)
+        assert "no [[compare]] variants" in screen_text(app)
 
 
 async def test_pin_keeps_a_baseline_and_g_switches_quantity():
@@ -183,11 +182,13 @@ async def test_notes_help_and_export_dialogs(tmp_path, monkeypatch):
         await pilot.press("escape")
         await pilot.press("question_mark")
         assert isinstance(app.screen, HelpScreen)
-        help_text = "\n".join(str(m._markdown) for m in app.screen.query("Markdown"))
+        options = app.screen.query_one("#help-options").render().plain
         for name in OPTIONS_BY_NAME:
-            assert name in help_text
-        for binding in app.BINDINGS:
-            assert f"`{binding.key}`" in help_text
+            assert name in options
+        keys = rendered(app.screen._keys_table(), 76)
+        for binding in app.BINDINGS:  # as a person types them: ?, [, ], not question_mark
+            assert f" {binding.key_display or binding.key} " in keys
+            assert "question_mark" not in keys and "square_bracket" not in keys
         await pilot.press("escape")
         await pilot.press("e")
         assert isinstance(app.screen, ExportScreen)
@@ -278,7 +279,7 @@ def different_value(opt, current):
 async def test_every_panel_option_reaches_the_engine():
     """Each option in every panel, changed from the keyboard, becomes the simulator's config
     (or, when the combination is invalid, is refused with the reason beside it)."""
-    from tui_grad.config import Config, ConfigError
+    from tui_grad.config import ConfigError, fit_change
     app = endless_app("default")
     async with app.run_test(size=(120, 40)) as pilot:
         await wait_for(pilot, lambda: step_of(app) >= 1)
@@ -292,8 +293,8 @@ async def test_every_panel_option_reaches_the_engine():
                 if value is None:
                     values = (False, True) if opt.kind is bool else opt.choices
                     value = values[(values.index(current) + 1) % len(values)]
-                try:
-                    expected = Config.from_overrides({name: value}, app.session.config)
+                try:  # model, task and loss bring along what fits them
+                    expected, _ = fit_change(app.session.config, name, value)
                 except ConfigError:
                     expected = None
                 widget = row.query_one("ChoiceValue, NumberValue")
@@ -306,4 +307,4 @@ async def test_every_panel_option_reaches_the_engine():
                     await pilot.pause()
                     assert str(row.query_one(".error").render()), name
                     continue
-                await wait_for(pilot, lambda n=name, e=expected: app.session.sim.config[n] == e[n])
+                await wait_for(pilot, lambda e=expected: app.session.sim.config == e)

@@ -383,3 +383,30 @@ def _check_consistency(values: Mapping[str, Any]) -> None:
             f"{values['data.task']!r}", key="training.loss")
     if values["data.task"] == "spirals" and values["data.input_dim"] < 2:
         raise ConfigError("spirals need input_dim >= 2 (got 1)", key="data.input_dim")
+
+
+# What a change of model, task or loss brings along so the three fit together (the UI's way
+# out of _check_consistency's refusals): keyed by (option, new value) -> companions to set.
+def fit_change(base: Config, name: str, value: Any) -> tuple[Config, dict[str, Any]]:
+    """``base`` with ``name`` set to ``value`` and, where the model, task and loss would no
+    longer fit together, the companions changed to ones that do; returns them too."""
+    values = {**base.as_dict(), name: option(name).coerce(value)}
+    model, task, loss = values["network.model"], values["data.task"], values["training.loss"]
+    recurrent = model != "mlp"
+    if name == "network.model" and recurrent != (task in SEQUENCE_TASKS):
+        task = ("copy_first" if loss == "cross_entropy" else "adding") if recurrent else \
+            {"adding": "teacher", "copy_first": "blobs"}[task]
+    elif name == "data.task" and recurrent != (task in SEQUENCE_TASKS):
+        model = "mlp" if recurrent else "rnn"
+    elif name == "training.loss":
+        if loss == "cross_entropy" and task not in CLASSIFICATION_TASKS:
+            task = "copy_first" if recurrent else "blobs"
+        elif loss == "mse" and task == "copy_first":
+            task = "adding"
+    if task == "adding" or task not in CLASSIFICATION_TASKS:
+        loss = "mse"
+    elif task == "copy_first":
+        loss = "cross_entropy"
+    fitted = {"network.model": model, "data.task": task, "training.loss": loss}
+    companions = {key: new for key, new in fitted.items() if key != name and new != values[key]}
+    return Config.from_overrides({name: values[name], **companions}, base), companions

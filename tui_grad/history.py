@@ -79,8 +79,9 @@ class History:
                     self._heat_stride *= 2
             self._version += 1
 
-    def truncate(self, step: int) -> None:
-        """Drop every record from ``step`` on (after rewinding the simulation)."""
+    def truncate(self, step: int, latest: StepMetrics | None = None) -> None:
+        """Drop every record from ``step`` on (after rewinding the simulation); ``latest`` is
+        the full record of the step before, when the caller kept it."""
         with self._lock:
             while self._steps and self._steps[-1] >= step:
                 self._steps.pop()
@@ -90,7 +91,7 @@ class History:
                 self._heat.pop()
             if self._first is not None and self._first.step >= step:
                 self._first = None
-            self._latest = None
+            self._latest = latest if latest is not None and latest.step < step else None
             self._version += 1
 
     def recent_norms(self, count: int) -> list[tuple[int, float]]:

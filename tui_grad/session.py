@@ -1,8 +1,9 @@
 """Session: one interactive run of a scenario, advanced in time-boxed chunks by a worker.
 
-Holds the Simulator, its History, the snapshots for rewinding and the config changes asked
-for by the UI. Knows nothing of Textual: the app's worker calls ``advance`` and turns the
-returned events into messages.
+Every [[compare]] variant of the scenario trains in lock-step, one Simulator and History
+each, so switching the variant shown (``v``) compares them at the same step. The session
+holds the rewind points and the config changes asked for by the UI. It knows nothing of
+Textual: the app's worker calls ``advance`` and turns the returned events into messages.
 """
 
 from __future__ import annotations
@@ -11,17 +12,21 @@ import math
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
-from tui_grad.config import Config
+from tui_grad.config import Config, ConfigError
 from tui_grad.engine import Simulator, Snapshot, StepMetrics
 from tui_grad.history import History
 from tui_grad.scenario import Scenario
 
 SPEEDS = (1.0, 3.0, 10.0, 30.0, 100.0, None)  # steps per second; None = as fast as it goes
 DEFAULT_SPEED = 3  # index into SPEEDS: 30 steps/s, watchable on a projector
+RATE_SLACK_STEPS = 2  # a late chunk may catch up this many steps, no more (no bursts)
+RATE_WINDOW_SECONDS = 2.0  # steps per second are measured over this much wall time
 SNAPSHOT_EVERY = 10  # steps between rewind points
 SNAPSHOT_BUDGET_BYTES = 256 * 2**20
 MAX_SNAPSHOTS = 12
@@ -50,10 +55,20 @@ class Rewound:
 
 @dataclass(frozen=True)
 class Diverged:
-    """The run diverged at ``step``; ``report`` says where and how."""
+    """The run shown diverged at ``step``; ``report`` says where and how."""
 
     step: int
     report: str
+
+
+def format_log10(value: float) -> str:
+    """A log10 magnitude written as people write numbers: 17.4 -> ``2.5e+17``."""
+    if math.isnan(value):
+        return "nan"
+    if math.isinf(value):
+        return "inf" if value > 0 else "0"
+    exponent = math.floor(value)
+    return f"{10 ** (value - exponent):.1f}e{exponent:+03d}"
 
 
 def forensics(metrics: StepMetrics, recent_norms: list[tuple[int, float]],
@@ -74,59 +89,118 @@ def forensics(metrics: StepMetrics, recent_norms: list[tuple[int, float]],
         where = f"the gradient became non-finite first at {unit} {grad_bad[-1] + 1} (backward pass)"
     else:
         where = f"the loss reached {metrics.loss:.3g}, past the divergence bound"
-    before = ", ".join(f"{step}: 1e{norm:.1f}" if math.isfinite(norm) else f"{step}: {norm}"
-                       for step, norm in recent_norms)
-    return (f"DIVERGED at step {metrics.step}: {where}. Global gradient norm in the steps "
-            f"before: {before or 'none'}.")
+    before = ", ".join(f"{format_log10(norm)} at step {step}" for step, norm in recent_norms)
+    return (f"DIVERGED at step {metrics.step}: {where}. Global gradient norm before: "
+            f"{before or 'none (it was the first step)'}.")
+
+
+@dataclass
+class Run:
+    """One [[compare]] variant: its config, simulator, history and rewind points."""
+
+    name: str
+    overrides: Mapping[str, Any]  # the options the variant itself sets
+    config: Config
+    sim: Simulator | None = None
+    history: History = field(default_factory=History)
+    snapshots: deque[tuple[Snapshot, StepMetrics | None]] = field(default_factory=deque)
+    report: str = ""  # how it diverged, once it has
+    preview: bool = False  # history's latest is a look at the next step, not yet taken
+
+    def restart(self) -> None:
+        """A new Simulator for the run's config at step 0 (same seed: identical numbers)."""
+        self.sim = Simulator(self.config)
+        self.history.clear()
+        self.snapshots.clear()
+        self.report, self.preview = "", False
 
 
 class Session:
-    """An interactive run: the scenario, the current config, the simulator and its history."""
+    """An interactive run: the scenario's variants, the one shown, and what the UI asked for."""
 
     def __init__(self, scenario: Scenario) -> None:
         self.scenario = scenario
-        self.variant_index = 0
-        self.config: Config = scenario.variants[0].config
-        self.history = History()
-        self.sim: Simulator | None = None
+        self.runs = [Run(v.name, v.overrides, v.config) for v in scenario.variants]
+        # options some variant sets itself: what the variants compare, changed only where shown
+        self.compared = frozenset(name for run in self.runs for name in run.overrides)
+        self.shown = 0  # index of the run the UI shows
         self.running = True
         self.speed_index = DEFAULT_SPEED
-        self.steps_per_second = 0.0  # measured over the last 2 s of wall time
+        self.steps_per_second: float | None = None  # None until a rate has been measured
         self._step_times: deque[float] = deque()
         self._next_step_at = 0.0
         self._pending_steps = 0
-        self._pending_config: tuple[Config, str] | None = None
-        self._snapshots: deque[Snapshot] = deque()
+        self._pending: tuple[list[Config], str] | None = None
         self._rewind_asked = False
         self._auto_paused = False
         self._lock = threading.Lock()
 
+    # ------------------------------------------------------------ what the UI reads
+    @property
+    def run(self) -> Run:
+        """The run shown."""
+        return self.runs[self.shown]
+
+    @property
+    def config(self) -> Config:
+        """The shown run's config, including changes not yet applied."""
+        return self.run.config
+
+    @property
+    def sim(self) -> Simulator | None:
+        """The shown run's simulator (None before the first advance)."""
+        return self.run.sim
+
+    @property
+    def history(self) -> History:
+        """The shown run's history."""
+        return self.run.history
+
     @property
     def variant_name(self) -> str:
-        """Name of the [[compare]] variant being run (the scenario name without variants)."""
-        return self.scenario.variants[self.variant_index].name
+        """Name of the [[compare]] variant shown (the scenario name without variants)."""
+        return self.run.name
+
+    @property
+    def max_rate(self) -> float | None:
+        """Steps per second the run is held to (None: unlimited)."""
+        return SPEEDS[self.speed_index]
 
     # ------------------------------------------------------------ requests from the UI
-    def request(self, config: Config, reason: str = "") -> None:
-        """Ask for ``config`` to be applied before the next step (thread-safe)."""
+    def request(self, config: Config, reason: str = "") -> int:
+        """Ask for ``config`` in the shown run before the next step (thread-safe).
+
+        ``reason`` is what a restart says; starting with ``!`` it restarts in any case.
+
+        The options that changed change in every variant too, except those the variants
+        compare (set by any of them), so the comparison stays one change apart. Returns how
+        many runs the change reaches.
+        """
         with self._lock:
-            self.config = config
-            self._pending_config = (config, reason)
+            changed = {name: config[name] for name in self.config.diff(config)}
+            configs, reached = [], 0
+            for index, run in enumerate(self.runs):
+                new = config if index == self.shown else self._carry(run, changed, self.compared)
+                reached += new != run.config
+                configs.append(new)
+            for run, new in zip(self.runs, configs, strict=True):
+                run.config = new
+            self._pending = (configs, reason)
+        return reached
 
-    def toggle_running(self) -> None:
-        """Pause or resume (the user's own pause, kept across restarts)."""
-        self.running = not self.running
-        self._auto_paused = False
-
-    def pause(self) -> None:
-        """Pause at the user's request."""
-        self.running = False
-        self._auto_paused = False
+    @staticmethod
+    def _carry(run: Run, changed: Mapping[str, Any], compared: frozenset[str]) -> Config:
+        """``run``'s config with the changes to options the variants do not compare."""
+        carried = {name: value for name, value in changed.items() if name not in compared}
+        try:
+            return Config.from_overrides(carried, run.config)
+        except ConfigError:  # the change does not fit this variant: it keeps its settings
+            return run.config
 
     def request_reset(self, reason: str = "reset") -> None:
-        """Start again from step 0 with the current config and seed."""
+        """Start every run again from step 0 with its current config and seed."""
         with self._lock:
-            self._pending_config = (self.config, f"!{reason}")
+            self._pending = ([run.config for run in self.runs], f"!{reason}")
 
     def request_rewind(self) -> None:
         """Go back to the newest rewind point before the current step (at the next advance)."""
@@ -138,42 +212,46 @@ class Session:
         with self._lock:
             self._pending_steps += 1
 
-    def next_variant(self) -> str:
-        """Switch to the next [[compare]] variant; returns its name."""
-        self.variant_index = (self.variant_index + 1) % len(self.scenario.variants)
-        variant = self.scenario.variants[self.variant_index]
-        self.request(variant.config, f"!variant {variant.name}")
-        return variant.name
+    def toggle_running(self) -> None:
+        """Pause or resume (the user's own pause, kept across restarts)."""
+        self.running = not self.running
+        self._auto_paused = False
 
-    @property
-    def max_rate(self) -> float | None:
-        """Steps per second the run is held to (None: unlimited)."""
-        return SPEEDS[self.speed_index]
+    def pause(self) -> None:
+        """Pause at the user's request."""
+        self.running = False
+        self._auto_paused = False
+
+    def next_variant(self) -> str:
+        """Show the next [[compare]] variant, at the same step; returns its name."""
+        self.shown = (self.shown + 1) % len(self.runs)
+        return self.run.name
 
     def change_speed(self, direction: int) -> float | None:
         """One notch slower (-1) or faster (+1); returns the new limit."""
         self.speed_index = min(max(self.speed_index + direction, 0), len(SPEEDS) - 1)
+        self._step_times.clear()  # the old rate no longer says anything
+        self.steps_per_second = None
         return self.max_rate
-
-    def can_rewind(self) -> bool:
-        """True when a snapshot older than the current step exists."""
-        return self.sim is not None and any(s.step < self.sim.step_index for s in self._snapshots)
 
     # ------------------------------------------------------------ worker side
     def advance(self, budget_seconds: float) -> list[object]:
         """Apply pending changes, then step for up to ``budget_seconds``; return events."""
         events: list[object] = []
         with self._lock:
-            pending, self._pending_config = self._pending_config, None
+            pending, self._pending = self._pending, None
             steps_asked, self._pending_steps = self._pending_steps, 0
             rewind, self._rewind_asked = self._rewind_asked, False
-        if self.sim is None:
-            self.sim = Simulator(self.config)
+        if any(run.sim is None for run in self.runs):
+            for run in self.runs:
+                run.restart()
             pending = None
         if pending is not None:
             events += self._apply(*pending)
         if rewind:
             events += self._rewind()
+        if self.run.preview and steps_asked:
+            steps_asked += 1  # the step on screen is taken for real, then the one asked for
         started = time.perf_counter()
         done = 0
         while (self.running or steps_asked > 0) and (
@@ -182,66 +260,106 @@ class Session:
             if steps_asked == 0 and self.max_rate is not None:
                 if now < self._next_step_at:
                     break
-                self._next_step_at = max(self._next_step_at, now - 0.5) + 1.0 / self.max_rate
+                slack = RATE_SLACK_STEPS / self.max_rate
+                self._next_step_at = max(self._next_step_at, now - slack) + 1.0 / self.max_rate
             events += self._step()
             done += 1
             steps_asked = max(steps_asked - 1, 0)
             if any(isinstance(e, (Diverged, Finished)) for e in events):
                 self.running, self._auto_paused = False, True
                 break
-        now = time.perf_counter()
-        self._step_times.extend([now] * done)
-        while len(self._step_times) > 1 and now - self._step_times[0] > 2.0:
-            self._step_times.popleft()
-        span = now - self._step_times[0] if self._step_times else 0.0
-        self.steps_per_second = (len(self._step_times) - 1) / span if span > 0.2 else 0.0
+        if not self.running and steps_asked == 0 and self.run.history.latest is None:
+            self._preview()  # paused with nothing on screen: show the step the run is at
+        self._measure_rate(done)
         return events
 
-    def _apply(self, config: Config, reason: str) -> list[object]:
-        assert self.sim is not None
-        forced = reason.startswith("!")
-        if not forced and not self.sim.config.needs_restart(config):
-            self.sim.apply(config)
+    def _measure_rate(self, done: int) -> None:
+        now = time.perf_counter()
+        self._step_times.extend([now] * done)
+        while self._step_times and now - self._step_times[0] > RATE_WINDOW_SECONDS:
+            self._step_times.popleft()
+        span = now - self._step_times[0] if self._step_times else 0.0
+        if not self.running:
+            self._step_times.clear()
+            self.steps_per_second = None
+        elif span >= 0.5:
+            self.steps_per_second = (len(self._step_times) - 1) / span
+
+    def _apply(self, configs: list[Config], reason: str) -> list[object]:
+        forced = reason.startswith("!")  # restart even when nothing structural changed
+        restart = forced or any(run.sim.config.needs_restart(config)
+                                for run, config in zip(self.runs, configs, strict=True))
+        if not restart:
+            for run, config in zip(self.runs, configs, strict=True):
+                run.sim.apply(config)
             return []
-        changed = ", ".join(self.sim.config.diff(config))
-        self.sim = Simulator(config)  # same seed: a reset reproduces the run exactly
-        self.history.clear()
-        self._snapshots.clear()
+        changed = ", ".join(self.sim.config.diff(configs[self.shown]))
+        for run in self.runs:
+            run.restart()
         # a new run lifts the automatic pauses (divergence, run.steps) but keeps the user's own
         self.running = self.running or self._auto_paused
         self._auto_paused = False
-        return [Restarted(reason.lstrip("!") if forced else f"restarted: {changed} changed")]
+        return [Restarted(reason.lstrip("!") or f"restarted: {changed} changed")]
 
     def _step(self) -> list[object]:
-        sim = self.sim
-        assert sim is not None
-        if sim.step_index % SNAPSHOT_EVERY == 0 and sim.diverged_at is None:
-            self._remember(sim)
-        metrics = sim.step()
-        recent = self.history.recent_norms(5)
-        self.history.append(metrics)
-        if metrics.diverged_at == metrics.step:
-            unit = "layer" if sim.config.network.model == "mlp" else "time step"
-            return [Diverged(metrics.step, forensics(metrics, recent, unit))]
-        if sim.step_index == self.config.run.steps:
-            return [Finished(sim.step_index)]
-        return []
+        """One step of every run, in lock-step; events concern the run shown."""
+        step = self.sim.step_index
+        if step % SNAPSHOT_EVERY == 0 and self.sim.diverged_at is None:
+            self._remember()
+        events: list[object] = []
+        for index, run in enumerate(self.runs):
+            if run.preview:
+                run.history.truncate(run.sim.step_index)
+                run.preview = False
+            recent = run.history.recent_norms(5)
+            metrics = run.sim.step()
+            if metrics.diverged_at == metrics.step:  # reported before the UI can see the step
+                unit = "layer" if run.config.network.model == "mlp" else "time step"
+                run.report = forensics(metrics, recent, unit)
+                if index == self.shown:
+                    events.append(Diverged(metrics.step, run.report))
+            run.history.append(metrics)
+        if self.sim.step_index == self.config.run.steps:
+            events.append(Finished(self.sim.step_index))
+        return events
 
-    def _remember(self, sim: Simulator) -> None:
-        """Keep a rewind point, recycling the oldest one's memory once the ring is full."""
-        size = sim.layout.n_params * np.dtype(sim.dtype).itemsize
-        limit = max(1, min(MAX_SNAPSHOTS, SNAPSHOT_BUDGET_BYTES // max(size * 2, 1)))
-        oldest = self._snapshots.popleft() if len(self._snapshots) >= limit else None
-        self._snapshots.append(sim.snapshot(reuse=oldest))
+    def _preview(self) -> None:
+        """Show the step each run is at without taking it: step, record, restore."""
+        for run in self.runs:
+            snap = run.sim.snapshot()
+            run.history.truncate(run.sim.step_index)
+            run.history.append(run.sim.step())
+            run.sim.restore(snap)
+            run.preview = True
+
+    def _remember(self) -> None:
+        """Keep a rewind point of every run, recycling the oldest ones once the ring is full."""
+        for run in self.runs:
+            reuse = None
+            while run.snapshots and run.snapshots[-1][0].step >= run.sim.step_index:
+                reuse = run.snapshots.pop()[0]  # rewound to and now passed again
+            size = run.sim.layout.n_params * np.dtype(run.sim.dtype).itemsize
+            budget = SNAPSHOT_BUDGET_BYTES // len(self.runs)
+            limit = max(1, min(MAX_SNAPSHOTS, budget // max(size * 2, 1)))
+            if reuse is None and len(run.snapshots) >= limit:
+                reuse = run.snapshots.popleft()[0]
+            run.snapshots.append((run.sim.snapshot(reuse=reuse), run.history.latest))
 
     def _rewind(self) -> list[object]:
-        sim = self.sim
-        assert sim is not None
-        while self._snapshots and self._snapshots[-1].step >= sim.step_index:
-            self._snapshots.pop()
-        if not self._snapshots:
+        """Every run back to the newest rewind point before the current step and before the
+        shown run diverged (a diverging step replays the same way)."""
+        shown = self.sim
+        end = shown.step_index if shown.diverged_at is None else min(shown.step_index,
+                                                                     shown.diverged_at)
+        for run in self.runs:
+            while run.snapshots and run.snapshots[-1][0].step >= end:
+                run.snapshots.pop()
+        if not self.run.snapshots:
             return [Rewound(None)]
-        snap = self._snapshots[-1]
-        sim.restore(snap)
-        self.history.truncate(snap.step)
-        return [Rewound(snap.step)]
+        for run in self.runs:
+            snap, latest = run.snapshots[-1]
+            run.sim.restore(snap)
+            run.history.truncate(snap.step, latest)
+            run.report = run.report if run.sim.diverged_at is not None else ""
+            run.preview = False
+        return [Rewound(self.sim.step_index)]

@@ -10,28 +10,34 @@ import time
 from dataclasses import dataclass
 
 from rich.markup import escape
+from rich.text import Text
 from textual import on, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
-from textual.containers import Container, Horizontal, VerticalScroll
+from textual.containers import Container, Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.reactive import reactive
 from textual.widgets import Footer, Static
 from textual.worker import get_current_worker
 
-from tui_grad.config import Config, ConfigError
+from tui_grad.config import ConfigError, fit_change
 from tui_grad.history import Frame
 from tui_grad.scenario import Scenario
 from tui_grad.session import Diverged, Finished, Restarted, Rewound, Session
 from tui_grad.tui.charts import ActivationChart, GradientChart, Heatmap, LossChart, UpdateRatioChart
-from tui_grad.tui.panels import GROUPS, OptionChanged, OptionRow, Panel
+from tui_grad.tui.panels import GROUPS, OptionChanged, OptionRow, Panel, show_value
 from tui_grad.tui.screens import ExportScreen, HelpScreen, NotesScreen
 
 NARROW_WIDTH = 120  # below this one chart is shown at a time
 CHUNK_SECONDS = 0.04  # compute between checks for cancellation and new requests
 YIELD_SECONDS = 0.01  # after each chunk the worker sleeps, leaving the GIL to the UI thread
 REDRAW_SECONDS = 1 / 12
-VERDICT_STYLE = {"healthy": "green", "vanishing": "blue", "exploding": "yellow", "diverged": "red"}
+MESSAGE_SECONDS = 4.0  # a message line stays this long (the report area keeps what must stay)
+# Explicit foreground and background (not ANSI names, which themes and browsers remap):
+# readable on every theme, in a terminal and in a browser; Textual downgrades them for
+# 256- and 16-colour terminals, and NO_COLOR leaves the verdict's words.
+VERDICT_STYLE = {"healthy": "bold #000000 on #3fb950", "vanishing": "bold #ffffff on #1f5fbf",
+                 "exploding": "bold #000000 on #e3b341", "diverged": "bold #ffffff on #c62828"}
 CHARTS = (("chart-grad", GradientChart), ("chart-loss", LossChart), ("chart-act", ActivationChart),
           ("chart-update", UpdateRatioChart), ("chart-heat", Heatmap))
 
@@ -59,25 +65,38 @@ class GradApp(App[None]):
     TITLE = "tui-grad"
     ENABLE_COMMAND_PALETTE = False
     BINDINGS = [  # footer order: what a newcomer needs first fits at 80 columns
-        Binding("question_mark", "help", "help", id="app.help"),
-        Binding("space", "toggle_run", "run/pause", id="run.toggle"),
-        Binding("n", "step", "step", id="run.step"),
-        Binding("o", "notes", "notes", id="app.notes"),
-        Binding("q", "quit", "quit", id="app.quit"),
-        Binding("x", "reset", "reset", id="run.reset"),
-        Binding("p", "pin", "pin", id="view.pin"),
-        Binding("u", "rewind", "rewind", id="run.rewind"),
-        Binding("v", "variant", "variant", id="run.variant"),
-        Binding("e", "export", "export", id="app.export"),
-        Binding("s", "new_seed", "new seed", id="run.seed"),
-        Binding("g", "toggle_signal", "dW/dh", id="view.signal"),
-        Binding("y", "toggle_theory", "theory", id="view.theory"),
-        Binding("left_square_bracket", "speed(-1)", "slower", id="run.slower"),
-        Binding("right_square_bracket", "speed(1)", "faster", id="run.faster"),
-        Binding("h", "toggle_controls", "panels", id="view.controls"),
-        Binding("escape", "leave_panel", "leave panel", show=False, id="app.leave"),
-        *[Binding(str(n), f"chart({n})", f"chart {n}", show=False, id=f"view.chart{n}")
-          for n in range(1, len(CHARTS) + 1)],
+        Binding("question_mark", "help", "help", key_display="?", id="app.help",
+                tooltip="this help: every key and option"),
+        Binding("space", "toggle_run", "run/pause", id="run.toggle", tooltip="run / pause"),
+        Binding("n", "step", "step", id="run.step", tooltip="pause and take one step"),
+        Binding("o", "notes", "notes", id="app.notes",
+                tooltip="the scenario's notes (t: English / 中文)"),
+        Binding("q", "quit", "quit", id="app.quit", tooltip="quit"),
+        Binding("x", "reset", "reset", id="run.reset",
+                tooltip="reset: step 0, same seed (identical numbers)"),
+        Binding("p", "pin", "pin", id="view.pin",
+                tooltip="pin this run as a baseline drawn beside the live one"),
+        Binding("u", "rewind", "rewind", id="run.rewind",
+                tooltip="rewind to the last rewind point (every 10 steps)"),
+        Binding("v", "variant", "variant", id="run.variant",
+                tooltip="show the next [[compare]] variant, at the same step"),
+        Binding("e", "export", "export", id="app.export",
+                tooltip="export the configuration as a scenario file"),
+        Binding("s", "new_seed", "new seed", id="run.seed", tooltip="new seed: step 0"),
+        Binding("g", "toggle_signal", "dW/dh", id="view.signal",
+                tooltip="gradient chart: ||dL/dW|| or ||dL/dh||"),
+        Binding("y", "toggle_theory", "theory", id="view.theory",
+                tooltip="theory overlay on / off"),
+        Binding("left_square_bracket", "speed(-1)", "slower", key_display="[", id="run.slower",
+                tooltip="slower (1 to 100 steps/s, or unlimited)"),
+        Binding("right_square_bracket", "speed(1)", "faster", key_display="]", id="run.faster",
+                tooltip="faster"),
+        Binding("h", "toggle_controls", "panels", id="view.controls",
+                tooltip="hide / show the panels"),
+        Binding("escape", "leave_panel", "leave panel", show=False, id="app.leave",
+                tooltip="leave the panels"),
+        *[Binding(str(n), f"chart({n})", f"chart {n}", show=False, id=f"view.chart{n}",
+                  tooltip=f"show chart {n} on a narrow screen") for n in range(1, len(CHARTS) + 1)],
         *[Binding(g.key, f"panel('{g.key}')", g.short, id=f"panel.{g.key}") for g in GROUPS],
     ]
 
@@ -95,7 +114,7 @@ class GradApp(App[None]):
         self.baseline: Frame | None = None
         self.autostart = autostart
         self._drawn_version = -1
-        self._report = ""
+        self._message_timer = None
         self.startup_text = ""  # what the worker is doing before the first step
 
     # ------------------------------------------------------------ composition
@@ -108,9 +127,12 @@ class GradApp(App[None]):
             with Container(id="charts"):
                 for number, (name, kind) in enumerate(CHARTS, start=1):
                     chart = kind(id=name, classes="chart")
-                    chart.border_title = f"{number}"
+                    chart.number = number
+                    chart.border_title = f"{number} {kind.title_text}"
                     yield chart
-                yield Static("", id="report")
+                with Vertical(id="texts"):
+                    yield Static("", id="message")
+                    yield Static("", id="report")
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
@@ -118,6 +140,7 @@ class GradApp(App[None]):
         # which is a dialog while help, notes or export is open
         self._status = self.query_one("#status", Static)
         self._report_widget = self.query_one("#report", Static)
+        self._message = self.query_one("#message", Static)
         self._main = self.query_one("#main")
         self._charts = {name: self.query_one(f"#{name}") for name, _ in CHARTS}
         self.sub_title = self.scenario.title
@@ -173,7 +196,7 @@ class GradApp(App[None]):
     def redraw(self, force: bool = False) -> None:
         """Redraw the charts if the history changed, and the status bar always."""
         history = self.session.history
-        self._update_status()
+        self._status.update(self.status_line(self._status.size.width or self.size.width))
         if not force and history.version == self._drawn_version:
             return
         self._drawn_version = history.version
@@ -181,33 +204,56 @@ class GradApp(App[None]):
         network = self.session.config.network
         options = {"signal": self.show_signal, "theory": self.show_theory,
                    "activation": network.activation, "model": network.model}
-        self._report_widget.update(self._report or self._theory_text())
-        self._report_widget.set_class(bool(self._report), "-diverged")
+        report = self.session.run.report
+        if report:
+            report += " Press u to rewind, change a remedy, then space."
+        self._report_widget.update(escape(report) if report else self._theory_text())
+        self._report_widget.set_class(bool(report), "-diverged")
         narrow = self._main.has_class("narrow")
         for number, (name, _) in enumerate(CHARTS, start=1):
             if not narrow or number == self.selected_chart:
                 self._charts[name].draw(frame, self.baseline, options)
 
-    def _update_status(self) -> None:
+    def status_line(self, width: int) -> Text:
+        """The status bar, most important first (verdict, step, run state), cut to ``width``."""
         session, latest = self.session, self.session.history.latest
         name = self.scenario.name
         if len(self.scenario.variants) > 1:
             name += f" [{session.variant_name}]"
-        name = escape(name)  # scenario text is not markup
+        line = Text(no_wrap=True, overflow="ellipsis", end="")
         if latest is None:
-            self._status.update(f"[b]{name}[/b] | computing the first step (the very first start "
-                                "also compiles the kernels: ~20 s, once)...")
-            return
+            line.append(f"{name} | ")
+            line.append(self.startup_text or "preparing the first step...")
+            line.truncate(max(width - 2, 1), overflow="ellipsis")
+            return line
         verdict = latest.status.upper()
         if latest.diverged_at is not None:
             verdict = f"DIVERGED at step {latest.diverged_at}"
-        style = VERDICT_STYLE[latest.status]
-        limit = "" if session.max_rate is None else f" (max {session.max_rate:g})"
-        run = f"{session.steps_per_second:.0f} steps/s{limit}" if session.running else "PAUSED"
-        clip = f" | clip x{latest.clip_scale:.2g}" if latest.clipped else ""
-        self._status.update(
-            f"[b]{name}[/b] | step {latest.step} | loss {latest.loss:.4g} | "
-            f"[reverse {style}] {verdict} [/] | {run}{clip}")
+        line.append(f" {verdict} ", style=VERDICT_STYLE[latest.status])
+        line.append(f" step {latest.step} | ")
+        if not session.running:
+            line.append("PAUSED", style="bold")
+        else:
+            rate = session.steps_per_second
+            limit = "max" if session.max_rate is None else f"max {session.max_rate:g}"
+            line.append(f"{'...' if rate is None else f'{rate:.0f}'} steps/s ({limit})")
+        line.append(f" | loss {latest.loss:.4g} | {name}")
+        if latest.clipped:
+            line.append(f" | clip x{latest.clip_scale:.2g}")
+        line.truncate(max(width - 2, 1), overflow="ellipsis")
+        return line
+
+    def say(self, text: str, *, error: bool = False) -> None:
+        """Show a one-line message below the charts for a few seconds (covers nothing)."""
+        self._message.update(Text(text, style="bold red" if error else "bold"))
+        self._message.display = True
+        if self._message_timer is not None:
+            self._message_timer.stop()
+        self._message_timer = self.set_timer(MESSAGE_SECONDS, self._clear_message)
+
+    def _clear_message(self) -> None:
+        self._message.update("")
+        self._message.display = False
 
     def watch_selected_chart(self, old: int, new: int) -> None:
         if not self.is_mounted:
@@ -231,41 +277,50 @@ class GradApp(App[None]):
     # ------------------------------------------------------------ events
     @on(OptionChanged)
     def option_changed(self, event: OptionChanged) -> None:
-        """Validate a panel's change against the whole config and hand it to the worker."""
+        """Validate a panel's change against the whole config and hand it to the worker.
+
+        A model, task or loss that no longer fits the other two brings them along (mlp needs
+        a feed-forward task, rnn/lstm a sequence task), and the message says so."""
         if event.name in self.scenario.lock:
             event.row.set_error("locked by this scenario")
             return
         current = self.session.config
         try:
-            config = Config.from_overrides({event.name: event.value}, current)
+            config, companions = fit_change(current, event.name, event.value)
+            locked = [name for name in companions if name in self.scenario.lock]
+            if locked:
+                raise ConfigError(f"needs {locked[0]} changed, which this scenario locks")
         except ConfigError as exc:
             event.row.set_error(exc.message)
             return
         event.row.set_value(config[event.name])
         if config == current:
             return
-        self.session.request(config)
+        change = f"{event.name} = {show_value(config[event.name])}"
+        if companions:
+            change += ", so " + ", ".join(f"{name} = {value}" for name, value in companions.items())
+        reached = self.session.request(config, f"{change}: restarted")
+        self._sync_rows()
         if not current.needs_restart(config):
-            self.notify(f"{event.name} = {config[event.name]} (applied live)", timeout=3)
+            variants = f" to all {reached} variants" if reached > 1 else ""
+            self.say(f"{change}: applied live{variants}")
 
     @on(SimulationEvent)
     def simulation_event(self, message: SimulationEvent) -> None:
+        """Say what the worker did; the divergence report itself stays in the report area."""
         event = message.event
         if isinstance(event, Restarted):
-            self.notify(event.reason, timeout=3)
-            self._report = ""
+            self.say(event.reason)
             self._sync_rows()
         elif isinstance(event, Diverged):
-            self._report = event.report + " Press u to rewind, change a remedy, then space."
-            self.notify(self._report, severity="error", timeout=12)
+            self.say(f"DIVERGED at step {event.step}: paused; u rewinds", error=True)
         elif isinstance(event, Finished):
-            self.notify(f"reached run.steps = {event.steps}: paused (space continues)", timeout=5)
+            self.say(f"reached run.steps = {event.steps}: paused (space continues)")
         elif isinstance(event, Rewound):
             if event.step is None:
-                self.notify("no earlier rewind point", severity="warning", timeout=3)
+                self.say("no earlier rewind point", error=True)
             else:
-                self._report = ""
-                self.notify(f"rewound to step {event.step}: change a remedy, then space", timeout=5)
+                self.say(f"rewound to step {event.step}: change a remedy, then space")
         self._drawn_version = -1
 
     def _sync_rows(self) -> None:
@@ -288,24 +343,32 @@ class GradApp(App[None]):
     def action_new_seed(self) -> None:
         config = self.session.config
         seed = (config.run.seed + 1) % 2**32
-        self.session.request(config.replace(run__seed=seed))
-        self.notify(f"new seed {seed}: restarting", timeout=3)
+        self.session.request(config.replace(run__seed=seed), f"!new seed {seed}: step 0")
 
     def action_pin(self) -> None:
         self.baseline = self.session.history.frame()
         self._drawn_version = -1
-        self.notify("pinned this run: it stays drawn beside the live one", timeout=3)
+        self.say("pinned this run: it stays drawn beside the live one")
 
     def action_rewind(self) -> None:
         self.session.pause()
         self.session.request_rewind()
 
     def action_variant(self) -> None:
-        self.notify(f"variant {self.session.next_variant()}", timeout=3)
+        """Show the next [[compare]] variant at the same step (they train in lock-step)."""
+        if len(self.session.runs) == 1:
+            self.say("this scenario has no [[compare]] variants to switch to")
+            return
+        name = self.session.next_variant()
+        self._sync_rows()
+        self._drawn_version = -1
+        latest = self.session.history.latest
+        at = f" at step {latest.step}" if latest is not None else ""
+        self.say(f"variant {name}{at} ({self.session.shown + 1} of {len(self.session.runs)})")
 
     def action_speed(self, direction: int) -> None:
         rate = self.session.change_speed(direction)
-        self.notify(f"speed: {'unlimited' if rate is None else f'{rate:g} steps/s'}", timeout=2)
+        self.say(f"speed: {'unlimited' if rate is None else f'at most {rate:g} steps/s'}")
 
     def action_toggle_theory(self) -> None:
         self.show_theory = not self.show_theory
@@ -328,6 +391,9 @@ class GradApp(App[None]):
         self.set_focus(None)
 
     def action_notes(self) -> None:
+        if not (self.scenario.notes or self.scenario.notes_zh):
+            self.say("this scenario has no notes")
+            return
         self.push_screen(NotesScreen(self.scenario.title or self.scenario.name, self.scenario.notes,
                                      self.scenario.notes_zh))
 
@@ -337,14 +403,6 @@ class GradApp(App[None]):
     def action_export(self) -> None:
         def written(path: str | None) -> None:
             if path:
-                self.notify(f"wrote {path}", timeout=5)
+                self.say(f"wrote {path}")
         self.push_screen(ExportScreen(self.session.config, self.scenario.name, self.scenario.title,
                                       self.scenario.notes, self.scenario.lock), written)
-
-    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        """Grey out what does not apply: variants without [[compare]], notes without text."""
-        if action == "variant":
-            return len(self.scenario.variants) > 1 or None
-        if action == "notes":
-            return bool(self.scenario.notes or self.scenario.notes_zh) or None
-        return True

@@ -3,7 +3,9 @@
 Every chart draws from a history.Frame. plotext rebuilds the whole figure on each render, so
 series are thinned to about twice the widget's width. Log scales are log10 values on a
 linear axis (plotext's own log scale crashes textual-plotext on resize). Series differ by
-marker character as well as colour, so they stay apart under NO_COLOR.
+marker character as well as colour, so they stay apart under NO_COLOR. Titles go in the
+widget's border (one row less than plotext's own title); layer and step axes have integer
+ticks.
 """
 
 from __future__ import annotations
@@ -28,6 +30,13 @@ def thin(count: int, budget: int) -> np.ndarray:
     return np.unique(np.linspace(0, count - 1, max(budget, 2)).round().astype(np.int64))
 
 
+def integer_ticks(low: int, high: int, count: int = 5) -> list[int]:
+    """At most ``count`` evenly spread whole numbers from ``low`` to ``high``, ends included."""
+    if high <= low:
+        return [low]
+    return sorted({int(round(t)) for t in np.linspace(low, high, max(min(count, high - low + 1), 2))})
+
+
 def finite_series(x: np.ndarray, y: np.ndarray) -> tuple[list[float], list[float]]:
     """The finite (x, y) pairs as lists (plotext takes lists)."""
     keep = np.isfinite(y)
@@ -35,9 +44,10 @@ def finite_series(x: np.ndarray, y: np.ndarray) -> tuple[list[float], list[float
 
 
 class Chart(PlotextPlot):
-    """A plotext chart that redraws from a Frame."""
+    """A plotext chart that redraws from a Frame; its title is in its border."""
 
     title_text = ""
+    number = 0  # the key that shows it on a narrow screen
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
@@ -52,7 +62,6 @@ class Chart(PlotextPlot):
     def render(self):
         plt = self.plt
         plt.clear_figure()
-        plt.title(self.title_text)
         if self._inputs is None or self._inputs[0].latest is None:
             plt.text("waiting for the first step...", 0.5, 0.5, alignment="center")
             plt.xlim(0, 1)
@@ -67,6 +76,18 @@ class Chart(PlotextPlot):
     def budget(self) -> int:
         return max(2 * self.size.width, 16)
 
+    def set_title(self, text: str) -> None:
+        """The title in the chart's border, after its number."""
+        self.border_title = f"{self.number} {text}"
+
+    def integer_xaxis(self, low: int, high: int, label: str) -> None:
+        """Whole-number ticks (layers, steps) and the axis label."""
+        ticks = integer_ticks(low, high, max(min(self.size.width // 10, 6), 2))
+        if high > low:  # the whole range, also where the values are not finite
+            self.plt.xlim(low, high)
+        self.plt.xticks(ticks, [str(t) for t in ticks])
+        self.plt.xlabel(label)
+
 
 def _axis(options: dict) -> str:
     """The per-layer axis: layers for the MLP, time steps through an RNN/LSTM."""
@@ -80,7 +101,7 @@ def _layers(metrics: StepMetrics) -> np.ndarray:
 class GradientChart(Chart):
     """Per-layer gradient norm (log10), input layer on the left; step 0 and a pinned run too."""
 
-    title_text = "gradient norm per layer (log10)"
+    title_text = "||dL/dW|| per layer, log10"
 
     def plot(self, frame: Frame, baseline: Frame | None, options: dict) -> None:
         plt, latest = self.plt, frame.latest
@@ -90,8 +111,7 @@ class GradientChart(Chart):
         where = "time step" if options.get("model", "mlp") != "mlp" else "layer"
         if where == "time step":
             label = "||dL/dh_t||"
-        self.title_text = f"{label} per {where}, log10 (input side left)"
-        plt.title(self.title_text)
+        self.set_title(f"{label} per {where}, log10")
         layers = _layers(latest)
         pick = thin(layers.size, self.budget())
         lowest = []
@@ -125,7 +145,7 @@ class GradientChart(Chart):
             floor = (min(lowest) if lowest else 0.0) - 1.0
             plt.scatter(zeros.tolist(), [floor] * zeros.size, marker="x", color="red",
                         label="exactly 0")
-        plt.xlabel(_axis(options))
+        self.integer_xaxis(1, layers.size, _axis(options))
 
 
 class LossChart(Chart):
@@ -144,16 +164,19 @@ class LossChart(Chart):
                 x, y = finite_series(source.steps[pick].astype(np.float64), np.log10(source.loss[pick]))
             if y:
                 plt.plot(x, y, marker=marker, color=color, label=name)
+        self.set_title(self.title_text)
         if frame.diverged_at is not None:
             plt.vline(frame.diverged_at, color="red")
-            plt.title(f"loss (log10) - DIVERGED at step {frame.diverged_at}")
-        plt.xlabel("step")
+            self.set_title(f"{self.title_text}: DIVERGED at step {frame.diverged_at}")
+        steps = frame.steps
+        self.integer_xaxis(int(steps[0]) if steps.size else 0, int(steps[-1]) if steps.size else 0,
+                           "step")
 
 
 class ActivationChart(Chart):
     """Per-layer activation std (log10, left axis) and saturated / dead fraction (right axis)."""
 
-    title_text = "activation std (log10) and saturated/dead fraction"
+    title_text = "activations: std (log10), saturated/dead"
 
     def plot(self, frame: Frame, baseline: Frame | None, options: dict) -> None:
         plt, latest = self.plt, frame.latest
@@ -173,13 +196,13 @@ class ActivationChart(Chart):
             plt.plot(x, y, marker="+", color="magenta", label=f"{fraction_name} (right)",
                      yside="right")
         plt.ylim(0, 1, yside="right")
-        plt.xlabel(_axis(options))
+        self.integer_xaxis(1, layers.size, _axis(options))
 
 
 class UpdateRatioChart(Chart):
     """Per-layer ||delta W|| / ||W|| (log10) with a guide line at 1e-3."""
 
-    title_text = "update / weight ratio (log10), guide 1e-3"
+    title_text = "update / weight (log10), guide 1e-3"
 
     def plot(self, frame: Frame, baseline: Frame | None, options: dict) -> None:
         plt, latest = self.plt, frame.latest
@@ -196,7 +219,7 @@ class UpdateRatioChart(Chart):
             plt.scatter(frozen.tolist(), [floor] * frozen.size, marker="x", color="red",
                         label="no change")
         plt.hline(UPDATE_RATIO_GUIDE, color="green")
-        plt.xlabel(_axis(options))
+        self.integer_xaxis(1, layers.size, _axis(options))
 
 
 GLYPHS = "_.:-=+*#%@"  # low -> high; readable without colour
@@ -205,6 +228,8 @@ COLORS = ("blue", "blue", "cyan", "cyan", "green", "green", "yellow", "yellow", 
 
 class Heatmap(Widget):
     """Layer x step map of log10 gradient norm; density glyphs and colours, zeros as '0'."""
+
+    title_text = "layer x step, log10 ||dL/dW||"
 
     DEFAULT_CSS = """
     Heatmap { width: 1fr; height: 1fr; }

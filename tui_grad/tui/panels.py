@@ -1,7 +1,9 @@
 """Control panels generated from config.OPTIONS: one row widget per option, grouped by key.
 
 Choice and on/off rows change with left/right or enter; numeric rows take typed values,
-validated by the option's own rules with the error shown inline (never raised).
+validated by the option's own rules with the error shown inline (never raised). A number
+field takes only what can be part of a number, so every other key still reaches the app
+(panel keys, space, q). Up and down move between values.
 """
 
 from __future__ import annotations
@@ -9,7 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from textual import on
+from rich.text import Text
+from textual import events, on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
@@ -81,9 +84,9 @@ class OptionRow(Vertical):
 
     DEFAULT_CSS = """
     OptionRow { height: auto; }
-    OptionRow .error { color: $error; height: auto; display: none; }
+    OptionRow .error { color: $error; height: auto; width: 1fr; display: none; }
     OptionRow .number { height: 1; }
-    OptionRow .name { width: 16; }
+    OptionRow .name { width: 15; }
     """
 
     def __init__(self, opt: Option, value: Any, locked: bool) -> None:
@@ -97,7 +100,8 @@ class OptionRow(Vertical):
             yield ChoiceValue(self)
         else:
             with Horizontal(classes="number"):
-                yield Label(self.option.key, classes="name")
+                name = f"{self.option.key} (locked)" if self.locked else self.option.key
+                yield Label(name[:15], classes="name")
                 yield NumberValue(self)
         yield Label("", classes="error")
 
@@ -115,6 +119,19 @@ class OptionRow(Vertical):
 
 
 VALUE_SELECTOR = "ChoiceValue, NumberValue"  # the focusable value editors
+MOVE_BINDINGS = [Binding("up", "app.focus_previous", "previous value", show=False),
+                 Binding("down", "app.focus_next", "next value", show=False)]
+NUMBER_CHARACTERS = frozenset("0123456789.eE+-")  # all a typed number can hold
+
+
+def choice_text(name: str, value: str, width: int) -> str:
+    """``name  < value >`` in ``width`` cells: the name gives way first, then the spaces."""
+    for shown in (f"< {value} >", f"<{value}>"):
+        room = width - len(shown) - 1
+        if room >= min(len(name), 6):
+            label = name if len(name) <= room else name[:room - 1] + "…"
+            return f"{label:<{min(room, 15)}} {shown}"
+    return f"<{value}>"
 
 
 class ChoiceValue(Static):
@@ -123,9 +140,9 @@ class ChoiceValue(Static):
     can_focus = True
     BINDINGS = [Binding("left", "cycle(-1)", "previous", show=False),
                 Binding("right", "cycle(1)", "next", show=False),
-                Binding("enter", "cycle(1)", "next", show=False)]
+                Binding("enter", "cycle(1)", "next", show=False), *MOVE_BINDINGS]
     DEFAULT_CSS = """
-    ChoiceValue { height: auto; }
+    ChoiceValue { height: 1; }
     ChoiceValue:focus { background: $accent; color: $text; }
     """
 
@@ -137,9 +154,15 @@ class ChoiceValue(Static):
         self.show(self.row.value)
 
     def show(self, value: Any) -> None:
-        lock = " (locked)" if self.row.locked else ""
-        self.update(f"{self.row.option.key:<15} < {show_value(value)} >{lock}")
+        """Show ``value``; the row is laid out to the width at render time."""
         self.tooltip = self.row.option.help
+        self.refresh()
+
+    def render(self) -> Text:
+        value, width = show_value(self.row.value), self.size.width or 40
+        text = (f"{self.row.option.key:<15.15} {value} (locked)" if self.row.locked
+                else choice_text(self.row.option.key, value, width))
+        return Text(text, no_wrap=True, overflow="ellipsis")
 
     def action_cycle(self, direction: int) -> None:
         opt = self.row.option
@@ -151,19 +174,36 @@ class ChoiceValue(Static):
 class NumberValue(Input):
     """A numeric value typed in; enter applies, escape restores the current value."""
 
-    BINDINGS = [Binding("escape", "restore", "restore", show=False)]
+    BINDINGS = [Binding("escape", "restore", "restore", show=False), *MOVE_BINDINGS]
     DEFAULT_CSS = """
     NumberValue { height: 1; border: none; padding: 0 1; width: 1fr; }
-    NumberValue:focus { background: $accent 30%; }
+    NumberValue:focus { border: none; background: $accent 30%; }
+    NumberValue.-invalid, NumberValue.-invalid:focus { border: none; }
     """
 
     def __init__(self, row: OptionRow) -> None:
-        super().__init__(value=show_value(row.value), tooltip=row.option.help,
-                         disabled=row.locked)
+        super().__init__(value=show_value(row.value), tooltip=row.option.help)
         self.row = row
 
     def show(self, value: Any) -> None:
         self.value = show_value(value)
+
+    def check_consume_key(self, key: str, character: str | None) -> bool:
+        """Only what can be part of a number is typed here; the footer keeps the other keys."""
+        return character is not None and character in NUMBER_CHARACTERS
+
+    async def _on_key(self, event: events.Key) -> None:
+        if self.row.locked and event.is_printable and event.character in NUMBER_CHARACTERS:
+            event.stop()
+            event.prevent_default()  # focusable, so it can say why it does not change
+            self.row.set_error("locked by this scenario")
+            return
+        if event.is_printable and event.character not in NUMBER_CHARACTERS:
+            # not part of a number: leave the field (unapplied) and let the app have the key
+            event.stop()
+            event.prevent_default()
+            self.action_restore()
+            self.app.post_message(events.Key(event.key, event.character))
 
     def action_restore(self) -> None:
         self.show(self.row.value)

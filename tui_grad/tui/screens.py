@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from rich.table import Table
+from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Input, Label, Markdown
+from textual.widgets import Input, Label, Markdown, Static
 
 from tui_grad.config import OPTIONS, Config
 from tui_grad.scenario import to_toml
@@ -17,7 +19,7 @@ from tui_grad.tui.panels import GROUPS
 
 
 class HelpScreen(ModalScreen[None]):
-    """Every key binding and every option with its range and help."""
+    """Every key binding and every option with its range and help, laid out to the width."""
 
     BINDINGS = [Binding("escape,q,question_mark", "dismiss", "close", id="help.close")]
 
@@ -26,18 +28,42 @@ class HelpScreen(ModalScreen[None]):
         self._keys = bindings
 
     def compose(self) -> ComposeResult:
-        keys = ["## Keys", "", "| key | action |", "|---|---|"]
-        panels = {g.key: g.title for g in GROUPS}
-        keys += [f"| `{b.key}` | {panels[b.key] + ' panel' if b.key in panels else b.description} |"
-                 for b in self._keys]
-        keys += ["| `up` / `down` / `tab` | move between values |",
-                 "| `left` / `right` / `enter` | change a choice; type a number and press enter |",
-                 "| `escape` | leave a panel |", "", "## Options", "",
-                 "| option | allowed | on change | what it does |", "|---|---|---|---|"]
-        keys += [f"| `{o.name}` | {o.describe_range()} | {'restarts' if o.restart else 'live'} | "
-                 f"{o.help} |" for o in OPTIONS]
         with VerticalScroll(id="dialog"):
-            yield Markdown("\n".join(keys))
+            yield Static(self._keys_table(), id="help-keys")
+            yield Static(self._options_text(), id="help-options")
+
+    def _keys_table(self) -> Table:
+        table = Table(title="Keys (escape closes)", title_justify="left", box=None, expand=True,
+                      show_header=False, padding=(0, 1))
+        table.add_column("key", style="bold", no_wrap=True)
+        table.add_column("does", ratio=1)
+        panels = {g.key: g.title for g in GROUPS}
+        for binding in self._keys:
+            does = f"{panels[binding.key]} panel" if binding.key in panels else (
+                binding.tooltip or binding.description)
+            table.add_row(binding.key_display or binding.key, does)
+        for keys, does in PANEL_KEYS:
+            table.add_row(keys, does)
+        return table
+
+    @staticmethod
+    def _options_text() -> Text:
+        text = Text("\nOptions", style="bold")
+        for opt in OPTIONS:
+            text.append(f"\n{opt.name}", style="bold")
+            text.append(f"  {opt.describe_range()}; {'restarts' if opt.restart else 'live'}",
+                        style="italic")
+            text.append(f"\n    {opt.help}")
+        return text
+
+
+PANEL_KEYS = (  # keys inside the panels, beside the app's bindings
+    ("up down tab", "move between values"),
+    ("left right enter", "change a choice (enter: next value)"),
+    ("0-9 . e + -", "type a number in a number field; enter applies it, escape restores it"),
+    ("other keys", "in a number field: leave it unapplied and do what they do elsewhere"),
+    ("escape", "leave the panels"),
+)
 
 
 class NotesScreen(ModalScreen[None]):
