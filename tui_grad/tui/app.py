@@ -234,8 +234,10 @@ class GradApp(App[None]):
         if not session.running:
             line.append("PAUSED", style="bold")
         else:
-            rate = session.steps_per_second
-            limit = "max" if session.max_rate is None else f"max {session.max_rate:g}"
+            rate, cap = session.steps_per_second, session.max_rate
+            limit = "max" if cap is None else f"max {cap:g}"
+            if rate is not None and cap is not None:
+                rate = min(rate, cap)  # timer jitter is no reason to show 31 of at most 30
             line.append(f"{'...' if rate is None else f'{rate:.0f}'} steps/s ({limit})")
         line.append(f" | loss {latest.loss:.4g} | {name}")
         if latest.clipped:
@@ -272,7 +274,8 @@ class GradApp(App[None]):
         sim = self.session.sim
         if sim is None or not self.show_theory:
             return ""
-        return escape(sim.theory.describe()) + " (at initialisation; y hides it)"
+        text = sim.theory.describe()
+        return escape(text if "not covered" in text else f"{text} (at initialisation; y hides it)")
 
     # ------------------------------------------------------------ events
     @on(OptionChanged)

@@ -41,9 +41,9 @@ class HelpScreen(ModalScreen[None]):
         for binding in self._keys:
             does = f"{panels[binding.key]} panel" if binding.key in panels else (
                 binding.tooltip or binding.description)
-            table.add_row(binding.key_display or binding.key, does)
+            table.add_row(Text(binding.key_display or binding.key), Text(does))  # not markup
         for keys, does in PANEL_KEYS:
-            table.add_row(keys, does)
+            table.add_row(Text(keys), Text(does))
         return table
 
     @staticmethod
