@@ -44,6 +44,10 @@ TERM_GRACE = 2.0
 PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 
 log = logging.getLogger("tui_grad.serve")
+# textual-serve says this of every tab closed before its app started: TabApp.run says it
+# only of an app that failed by itself.
+logging.getLogger("textual-serve").addFilter(
+    lambda record: record.getMessage() != "Application failed to start")
 _prctl = getattr(ctypes.CDLL(None, use_errno=True), "prctl", None) if sys.platform == "linux" else None
 
 FONT_FACES = """\
@@ -138,6 +142,7 @@ class TabApp(AppService):
         self.argv = list(argv)
         self._live = live
         self._stopping: asyncio.Future[None] | None = None
+        self._started = False
 
     def _build_environment(self, width: int = 80, height: int = 24) -> dict[str, str]:
         environment = super()._build_environment(width=width, height=height)
@@ -154,9 +159,16 @@ class TabApp(AppService):
         self._stdin = process.stdin
         return process
 
+    async def on_data(self, payload: bytes) -> None:
+        """Relay the app's screen output to the tab."""
+        self._started = True
+        await super().on_data(payload)
+
     async def run(self) -> None:
         """Relay the app's output to the tab; close the tab's socket when the app has gone."""
         await super().run()
+        if not self._started and self._stopping is None:
+            log.error("a tab's app exited before it started (its error output, if any, is above)")
         with contextlib.suppress(Exception):
             await self.remote_close()  # the page says "Session ended" even after a crash
 
