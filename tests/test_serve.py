@@ -222,6 +222,38 @@ def test_stopping_the_server_with_a_tab_open_leaves_no_process(open_tab, signum)
     assert "Traceback" not in "".join(served.stderr)
 
 
+STUBBORN_APP = """
+import signal, subprocess, sys, time
+signal.signal(signal.SIGTERM, signal.SIG_IGN)  # neither quits nor honours SIGTERM
+subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])  # a helper, same group
+print("ready", flush=True)
+time.sleep(60)
+"""
+
+
+def test_an_app_that_ignores_quit_and_sigterm_is_killed_with_its_group(monkeypatch):
+    """The last resort works: SIGKILL to the app's whole process group, helpers included."""
+    import tui_grad.serve as serve
+
+    monkeypatch.setattr(serve, "QUIT_GRACE", 0.2)
+    monkeypatch.setattr(serve, "TERM_GRACE", 0.2)
+
+    async def start_and_end() -> tuple[list[psutil.Process], float]:
+        app = await asyncio.create_subprocess_exec(sys.executable, "-c", STUBBORN_APP,
+                                                   stdout=asyncio.subprocess.PIPE,
+                                                   start_new_session=True)
+        await app.stdout.readline()
+        group = [psutil.Process(app.pid), *psutil.Process(app.pid).children()]
+        started = time.monotonic()
+        await serve.end_process_group(app)
+        return group, time.monotonic() - started
+
+    with ThreadPoolExecutor(1) as thread:  # asyncio.run beside Playwright's loop
+        group, took = thread.submit(asyncio.run, start_and_end()).result(timeout=30)
+    assert len(group) == 2 and survivors(group, within=0) == []
+    assert took < 2.0
+
+
 class _Links(HTMLParser):
     def __init__(self) -> None:
         super().__init__()

@@ -185,8 +185,9 @@ class TabApp(AppService):
         assert process is not None
         try:
             await self._download_manager.cancel_app_downloads(app_service_id=self.app_service_id)
-            if process.returncode is None:
-                await self.send_meta({"type": "quit"})
+            if process.returncode is None:  # a full pipe (an app not reading) must not hold us
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.send_meta({"type": "quit"}), 0.5)
             if process.stdin is not None:
                 process.stdin.close()  # end of input: TabDriver leaves even if "quit" was missed
             await end_process_group(process)
