@@ -25,6 +25,9 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("clip_scale", "applied / raw global norm (1 = not clipped)"),
     ("status", "healthy, vanishing, exploding or diverged"),
     ("underflow", "1 where plain float32 would hold only subnormals or zeros for this gradient"),
+    ("forward_underflow", "1 where the forward signal left float32's normal range: every "
+     "pre-activation of the layer (lstm: cell state; output layer: logit) is below 2^-126 in "
+     "magnitude, so a float32 run holds zeros there (it flushes values below 2^-126 to 0)"),
     ("prelu_slope", "the layer's learned prelu slope (empty without prelu)"),
     ("predicted_signal_norm", "mean-field theory's ||dL/dh||, anchored at the last hidden layer "
      "(empty where the theory does not cover the network)"),
@@ -88,6 +91,7 @@ class CsvWriter:
                 format_number(metrics.act_mean[layer]), format_number(metrics.act_std[layer]),
                 format_number(metrics.saturation[layer]), format_number(metrics.dead_fraction[layer]),
                 *shared, "1" if metrics.underflow[layer] else "0",
+                "1" if metrics.forward_underflow[layer] else "0",
                 "" if math.isnan(slope) else format_number(slope),
                 "" if math.isnan(predicted[layer]) else format_log10(predicted[layer]),
                 *(_optional(gates, layer) for gates in (metrics.forget_gate_mean,

@@ -29,7 +29,7 @@ class Buffers:
     carry: np.ndarray  # the residual shortcut's pending signal
     grad_scratch: np.ndarray  # one layer's gradients, when the full gradient is not kept
     weight_t: np.ndarray  # one layer's weight transposed, for the forward product (gemm.py)
-    stats: np.ndarray  # (4, L) act mean, std, saturation, dead fraction
+    stats: np.ndarray  # (5, L) act mean, std, saturation, dead fraction, largest |u|
     out: np.ndarray  # (5, L) backward results, see backprop.backward
 
     @classmethod
@@ -57,5 +57,5 @@ class Buffers:
             grad_scratch=np.zeros(int(layer_sizes.max()), dtype=dtype),
             weight_t=np.zeros(min(int(weights.max()), BLOCKED_MAX_BYTES // np.dtype(dtype).itemsize),
                               dtype=dtype),
-            stats=np.zeros((4, layout.n_layers)),
+            stats=np.zeros((5, layout.n_layers)),
             out=np.zeros((5, layout.n_layers)))

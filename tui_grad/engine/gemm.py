@@ -65,6 +65,22 @@ def matmul_nt(a, w, bias, out, w_t):
 
 
 @njit(**KERNEL)
+def flush_below_normal(out):
+    """Set float32 values below 2**-126 in ``out`` (M, N) to 0, after a BLAS product.
+
+    A float32 step runs with flush-to-zero set in its own thread (fpenv.py), but OpenBLAS
+    may compute a large product in worker threads that keep IEEE subnormals."""
+    if out.itemsize != 4:
+        return
+    tiny = out.dtype.type(2.0 ** -126)
+    zero = out.dtype.type(0.0)
+    rows, cols = out.shape
+    for r in range(rows):
+        for c in range(cols):
+            out[r, c] = zero if abs(out[r, c]) < tiny else out[r, c]
+
+
+@njit(**KERNEL)
 def matmul_bias(a, b, bias, out):
     """out = a @ b + bias, operands as in ``matmul``, bias (N,)."""
     if _tileable(a, b, out):
@@ -75,6 +91,7 @@ def matmul_bias(a, b, bias, out):
     for r in range(rows):
         for c in range(cols):
             out[r, c] += bias[c]
+    flush_below_normal(out)
 
 
 @njit(**KERNEL)
@@ -85,6 +102,7 @@ def matmul(a, b, out):
         _tiled(a, b, b, out, FROM_ZERO)
     else:
         np.dot(a, b, out)
+        flush_below_normal(out)
 
 
 @njit(**KERNEL)
@@ -95,6 +113,7 @@ def matmul_add(a, b, out):
         _tiled(a, b, b, out, FROM_OUT)
     else:
         out += np.dot(a, b)
+        flush_below_normal(out)
 
 
 @njit(**KERNEL)

@@ -237,7 +237,8 @@ def column_sums(block, out):
 @njit(**KERNEL)
 def forward(params, lay, hyper, h_buf, u_buf, xh_buf, inv_std, a_buf, d_buf, logits, stats,
             w_t):
-    """Run every layer on h_0 (already in h_buf); write logits (B, D_out) and stats (4+, L).
+    """Run every layer on h_0 (already in h_buf); write logits (B, D_out) and stats (5, L):
+    rows 0-3 as in layer_statistics, row 4 the largest |pre-activation| (logits: |logit|).
 
     ``lay`` = (dims, w_off, b_off, g_off, be_off, s_off, h_off, skip_from), see layout.py.
     ``hyper`` = (act_code, use_bn, bn_eps, alpha, float32_approx, negative_slope, keep_u,
@@ -259,12 +260,14 @@ def forward(params, lay, hyper, h_buf, u_buf, xh_buf, inv_std, a_buf, d_buf, log
             matmul_nt(h_in, weight, params[b_off[i]:b_off[i] + n_out], logits, w_t)
             stats[0, i] = np.mean(logits)
             stats[1, i] = np.std(logits)
+            stats[4, i] = max_abs(logits.ravel())
             return
         prefetch(h_buf, h_off[i + 1], h_off[i + 1] + batch * n_out)  # where the output goes
         cell = i * batch * n_out
         u_cell = cell if keep_u else 0
         u = u_buf[u_cell:u_cell + batch * n_out].reshape((batch, n_out))
         matmul_nt(h_in, weight, params[b_off[i]:b_off[i] + n_out], u, w_t)
+        stats[4, i] = max_abs(u.ravel())  # before BN, which would rescale a vanished signal
         # the next layer's weights arrive during this layer's activation and statistics;
         # asked for before the product above, they pushed its own operands out of L1
         prefetch(params, w_off[i + 1], w_off[i + 1] + dims[i + 2] * n_out)

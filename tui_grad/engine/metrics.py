@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 FLOAT32_TINY_LOG10 = -126 * 0.30102999566398120  # log10 of float32's smallest normal, 2**-126
+FLOAT32_TINY = 2.0 ** -126
 
 
 @dataclass(frozen=True, eq=False)
@@ -36,6 +37,9 @@ class StepMetrics:
     dead_fraction: np.ndarray  # fraction of units whose activation is 0 on the whole batch
     prelu_slope: np.ndarray  # NaN where the layer has no prelu
     underflow: np.ndarray  # ||dL/dW_l|| < 2**-126: plain float32 holds only subnormals or zeros
+    # every |pre-activation| of the layer (lstm: cell state; output layer: logit) < 2**-126:
+    # the forward signal left float32's normal range (a float32 run holds zeros there)
+    forward_underflow: np.ndarray
     seconds: float  # wall time of the step
     forget_gate_mean: np.ndarray | None = None  # LSTM only: mean forget gate per time step
     input_gate_mean: np.ndarray | None = None  # LSTM only

@@ -18,7 +18,7 @@ import numpy as np
 from tui_grad.config import ACTIVATIONS
 from tui_grad.engine import kernels, optim, rnn, theory
 from tui_grad.engine.init import init_weight, orthogonal
-from tui_grad.engine.metrics import FLOAT32_TINY_LOG10, StepMetrics
+from tui_grad.engine.metrics import FLOAT32_TINY, FLOAT32_TINY_LOG10, StepMetrics
 from tui_grad.engine.simulator import FLUSH_BELOW, Simulator
 
 CELL, OUTPUT = 0, 1  # the two "layers" of parameters
@@ -103,15 +103,16 @@ class RecurrentSimulator(Simulator):
         x, y = self._batch_pair(batch, (self.config.data.seq_len, self.config.input_dim))
         return (x.astype(self.dtype), *self._user_targets(y, x.shape[0]))
 
-    def step(self, batch: tuple[np.ndarray, np.ndarray] | None = None) -> StepMetrics:
-        """Train one step through time on the next mini-batch (or on ``batch`` = (x, y))."""
+    def _step(self, batch: tuple | None) -> StepMetrics:
+        """One step through time on the next mini-batch (or on ``batch`` = (x, y)); ``step``
+        runs it, flushing subnormals in float32 runs."""
         started = time.perf_counter()
         x, y_reg, y_cls = self._next_batch() if batch is None else self._user_batch(batch)
         seq = np.ascontiguousarray(np.transpose(x, (1, 0, 2)))  # (T, B, D)
         cell, out = self.params
         stats, h, signal_log10 = self._forward(seq, cell)
         if not self.is_lstm:
-            stats[3:] = np.nan
+            stats[3:6] = np.nan
         logits = np.ascontiguousarray(h[-1] @ out["weight"].T + out["bias"])
         grad_out = np.zeros_like(logits)
         code = kernels.CROSS_ENTROPY if self.config.training.loss == "cross_entropy" else kernels.MSE
@@ -119,13 +120,14 @@ class RecurrentSimulator(Simulator):
         layer_ss, out_weight_log10 = self._backward(seq, cell, out, h, grad_out.astype(np.float64),
                                                     signal_log10)
         self._grads_kept = True  # BPTT always writes the whole gradient
+        largest = np.append(stats[6], np.max(np.abs(logits), initial=0.0))
         return self._finish_recurrent(loss, started, stats, signal_log10, layer_ss,
-                                      out_weight_log10)
+                                      out_weight_log10, largest < FLOAT32_TINY)
 
     def _forward(self, seq: np.ndarray, cell: dict) -> tuple:
         steps, batch = seq.shape[0], seq.shape[1]
         h, self._cache = self._work_arrays(steps, batch)
-        stats = np.full((6, steps), np.nan)
+        stats = np.full((7, steps), np.nan)
         if self.is_lstm:
             rnn.lstm_forward(seq, cell["weight_ih"], cell["weight_hh"], cell["bias"], h,
                              *self._cache, stats, self.dtype is np.float32)
@@ -184,7 +186,7 @@ class RecurrentSimulator(Simulator):
         return layer_ss, out_weight_log10
 
     def _finish_recurrent(self, loss, started, stats, signal_log10, layer_ss,
-                          out_weight_log10) -> StepMetrics:
+                          out_weight_log10, forward_underflow) -> StepMetrics:
         steps = signal_log10.size - 1
         grad_log10 = signal_log10.copy()  # per step: the backpropagated signal
         grad_log10[-1] = out_weight_log10
@@ -195,7 +197,7 @@ class RecurrentSimulator(Simulator):
         per_step = np.arange(steps + 1) < steps  # time steps, then the output layer
         with np.errstate(divide="ignore", invalid="ignore"):
             ratio = np.sqrt(sums[1]) / np.sqrt(sums[0])
-        nan_tail = np.concatenate([stats, np.full((6, 1), np.nan)], axis=1)
+        nan_tail = np.concatenate([stats, np.full((stats.shape[0], 1), np.nan)], axis=1)
         metrics = StepMetrics(
             step=self.step_index, loss=loss, global_grad_norm_log10=log2_norm * math.log10(2.0),
             clipped_grad_norm_log10=applied_log2 * math.log10(2.0), clip_scale=clip_scale,
@@ -205,7 +207,8 @@ class RecurrentSimulator(Simulator):
             update_ratio=np.where(per_step, ratio[CELL], ratio[OUTPUT]),
             act_mean=nan_tail[0], act_std=nan_tail[1], saturation=nan_tail[2],
             dead_fraction=np.zeros(steps + 1), prelu_slope=np.full(steps + 1, np.nan),
-            underflow=signal_log10 < FLOAT32_TINY_LOG10, seconds=time.perf_counter() - started,
+            underflow=signal_log10 < FLOAT32_TINY_LOG10, forward_underflow=forward_underflow,
+            seconds=time.perf_counter() - started,
             forget_gate_mean=nan_tail[3], input_gate_mean=nan_tail[4],
             output_gate_mean=nan_tail[5])
         self.step_index += 1

@@ -26,18 +26,20 @@ from tui_grad.engine.activations import (
     tanh_f32,
 )
 from tui_grad.engine.gemm import matmul, matmul_add, matmul_bias
-from tui_grad.engine.kernels import log10_of, renormalize, sum_squares
+from tui_grad.engine.kernels import log10_of, max_abs, renormalize, sum_squares
 
 
 @njit(**KERNEL)
 def rnn_forward(x, w_ih, w_hh, bias, act_code, slope, float32_approx, h, deriv, stats):
     """Vanilla RNN: h_t = phi(x_t W_ih^T + h_{t-1} W_hh^T + b). Fill h (T+1, B, H) and
-    deriv (T, B, H) = phi'; stats (3, T) rows: mean and std of h_t, saturated fraction."""
+    deriv (T, B, H) = phi'; stats (7, T) rows: mean and std of h_t, saturated fraction,
+    row 6 the largest |pre-activation|."""
     steps = x.shape[0]
     w_ih_t, w_hh_t = np.ascontiguousarray(w_ih.T), np.ascontiguousarray(w_hh.T)
     z = np.empty(h[0].shape, h.dtype)
     for t in range(steps):
         _pre_activation(x[t], w_ih_t, h[t], w_hh_t, bias, z)
+        stats[6, t] = max_abs(z.ravel())
         activate(act_code, z, h[t + 1], deriv[t], slope, float32_approx)
         _moments(h[t + 1], stats, t)
         saturated = 0
@@ -94,7 +96,7 @@ def _gates(z, out, hidden, one, float32_approx):
 def lstm_forward(x, w_ih, w_hh, bias, h, c, gates, tanh_c, stats, float32_approx):
     """LSTM (torch gate order i, f, g, o). Fill h, c (T+1, B, H), gates (T, B, 4H) after their
     nonlinearities, tanh_c (T, B, H); stats rows: h mean, h std, saturated fraction of the
-    cell's tanh, then the mean of the forget, input and output gates.
+    cell's tanh, the mean of the forget, input and output gates, the largest |cell state|.
 
     Gates are computed in the run's dtype; ``float32_approx`` (float32 runs) uses the
     float32 approximations of the sigmoid and tanh, float64 runs the exact functions."""
@@ -130,6 +132,7 @@ def lstm_forward(x, w_ih, w_hh, bias, h, c, gates, tanh_c, stats, float32_approx
         stats[3, t] = forget_total / (batch * hidden)
         stats[4, t] = input_total / (batch * hidden)
         stats[5, t] = output_total / (batch * hidden)
+        stats[6, t] = max_abs(c[t + 1].ravel())
 
 
 @njit(**KERNEL)

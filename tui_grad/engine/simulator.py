@@ -13,9 +13,10 @@ from tui_grad.engine import backprop, diagnose, kernels, optim, theory
 from tui_grad.engine.activations import FROM_OUTPUT
 from tui_grad.engine.buffers import Buffers
 from tui_grad.engine.data import BatchStream, make_dataset
+from tui_grad.engine.fpenv import flush_subnormals
 from tui_grad.engine.init import init_weight
 from tui_grad.engine.layout import NONE, Layout, build_layout
-from tui_grad.engine.metrics import FLOAT32_TINY_LOG10, StepMetrics
+from tui_grad.engine.metrics import FLOAT32_TINY, FLOAT32_TINY_LOG10, StepMetrics
 from tui_grad.engine.tensors import LayerTensors
 
 # After renormalising to a largest |value| near 1, elements below this are negligible.
@@ -218,7 +219,14 @@ class Simulator:
         return y.astype(self.dtype), np.zeros(rows, np.int64)
 
     def step(self, batch: tuple[np.ndarray, np.ndarray] | None = None) -> StepMetrics:
-        """Train one step on the task's next mini-batch (or on ``batch`` = (x, y))."""
+        """Train one step on the task's next mini-batch (or on ``batch`` = (x, y)).
+
+        A float32 step flushes subnormals to 0 (see fpenv.py): no float32 value below
+        2**-126 is computed on or stored; float64 steps keep IEEE arithmetic."""
+        with flush_subnormals(self.dtype is np.float32):
+            return self._step(batch)
+
+    def _step(self, batch: tuple | None) -> StepMetrics:
         started = time.perf_counter()
         x, y_reg, y_cls = self._next_batch() if batch is None else self._user_batch(batch)
         buf = self._buffers_for(x.shape[0])
@@ -271,7 +279,8 @@ class Simulator:
             predicted_signal_norm_log10=self.theory.log10_profile + out[4][self.layout.depth - 1],
             update_ratio=update_ratio, act_mean=stats[0].copy(), act_std=stats[1].copy(),
             saturation=stats[2].copy(), dead_fraction=stats[3].copy(), prelu_slope=slopes,
-            underflow=grad_log10 < FLOAT32_TINY_LOG10, seconds=time.perf_counter() - started)
+            underflow=grad_log10 < FLOAT32_TINY_LOG10, forward_underflow=stats[4] < FLOAT32_TINY,
+            seconds=time.perf_counter() - started)
 
     def _judge(self, loss: float, grad_log10: np.ndarray, signal_log10: np.ndarray,
                log2_norm: float) -> str:
