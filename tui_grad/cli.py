@@ -12,7 +12,7 @@ from tui_grad import __version__
 from tui_grad.config import ConfigError
 
 PROG = "tui-grad"
-COMMANDS = ("run", "validate", "scenarios", "export", "serve")
+COMMANDS = ("run", "validate", "scenarios", "export", "serve", "sweep", "plot")
 EXAMPLES = """\
 examples:
   tui-grad                                  open the UI on the default scenario
@@ -24,6 +24,7 @@ examples:
   tui-grad scenarios                        list the bundled scenarios
   tui-grad export default --set network.activation=relu -o mine.toml
   tui-grad serve default --port 8000        the same app in a browser (textual-serve)
+  tui-grad sweep quick --out quick.csv --plot loss_ratio   a grid of runs on Dask, and its map
 """
 
 
@@ -57,7 +58,7 @@ def build_parser(command: str | None) -> argparse.ArgumentParser:
         parser.add_argument("--check", action="store_true", help="evaluate [[expect]]; exit 1 on FAIL")
         _common(parser)
     elif command == "validate":
-        parser.add_argument("files", nargs="+", help="scenario files to check")
+        parser.add_argument("files", nargs="+", help="scenario or sweep files to check")
     elif command == "export":
         parser.add_argument("scenario", help="scenario file or bundled scenario name")
         parser.add_argument("-o", "--output", metavar="PATH", help="file to write (default: stdout)")
@@ -71,6 +72,10 @@ def build_parser(command: str | None) -> argparse.ArgumentParser:
         parser.add_argument("--port", type=int, default=8000,
                             help="port to listen on (default: 8000; 0 = any free port)")
         _common(parser)
+    elif command in ("sweep", "plot"):
+        from tui_grad.sweep.command import add_arguments
+
+        add_arguments(command, parser)
     return parser
 
 
@@ -113,7 +118,13 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser(command).parse_args(argv[1:] if command else argv)
     try:
         if command == "validate":
-            return cmd_validate(args.files)
+            from tui_grad.sweep.command import validate
+
+            return validate(args.files, cmd_validate)  # sweep files there, scenarios here
+        if command in ("sweep", "plot"):
+            from tui_grad.sweep.command import main as sweep_main
+
+            return sweep_main(command, args)
         if command == "scenarios":
             return cmd_scenarios(sys.stdout)
         if command == "export":

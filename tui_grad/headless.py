@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 import signal
 import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TextIO
@@ -135,29 +134,24 @@ def _lookup(result: VariantResult, ref: Ref, step: int) -> object:
 
 
 class ProgressBar:
-    """A one-line progress bar on a terminal's stderr."""
+    """A one-line progress bar (rich.progress) of the steps on a terminal's stderr."""
 
     def __init__(self, stream: TextIO = sys.stderr) -> None:
         self._stream = stream
-        self._started = time.perf_counter()
-        self._last = 0.0
+        self._bar = None
         stream.write("computing the first step (the very first run also compiles the kernels, "
                      "~20 s, once)...")
         stream.flush()
 
     def __call__(self, done: int, total: int) -> None:
-        now = time.perf_counter()
-        if done != total and now - self._last < 0.1:
-            return
-        self._last = now
-        width = 30
-        filled = width * done // max(total, 1)
-        rate = done / max(now - self._started, 1e-9)
-        self._stream.write(f"\r\033[Kstep {done}/{total} [{'#' * filled}{'-' * (width - filled)}] "
-                           f"{rate:.1f} steps/s ")
+        if self._bar is None:
+            from tui_grad.progressbar import TerminalProgress
+
+            self._stream.write("\r\033[K")
+            self._bar = TerminalProgress(total, "step", self._stream)
+        self._bar.update(done, total, force=done == total)
         if done == total:
-            self._stream.write("\n")
-        self._stream.flush()
+            self._bar.close()
 
 
 def install_stop_handlers(stop: StopRequested) -> None:
