@@ -183,11 +183,12 @@ def wait_for_gone(pid: int, timeout: float = 10.0) -> None:
         time.sleep(0.05)
 
 
-def run_in_terminal(env: dict[str, str]) -> tuple[subprocess.Popen, int]:
+def run_in_terminal(env: dict[str, str], command: tuple[str, ...] = ("-m", "tui_grad", "default"),
+                    ) -> tuple[subprocess.Popen, int]:
     """``tui-grad`` in an 80x24 pseudo-terminal; returns the process and the terminal's fd."""
     controller, terminal = pty.openpty()
     fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
-    process = subprocess.Popen([sys.executable, "-m", "tui_grad", "default"], stdin=terminal,
+    process = subprocess.Popen([sys.executable, *command], stdin=terminal,
                                stdout=terminal, stderr=terminal, env=env, start_new_session=True)
     os.close(terminal)
     return process, controller
@@ -251,6 +252,34 @@ def test_quitting_a_cold_start_restores_the_terminal_and_ends_every_process(tmp_
     for candidate in left:
         candidate.kill()
     assert not left, f"left running: {[p.cmdline() for p in left]}"
+
+
+STUCK_STEP = """
+import sys, threading
+from tui_grad import cli, session, warmup
+warmup.needed = lambda configs: False
+session.Session.advance = lambda self, budget: threading.Event().wait()  # a step without end
+sys.exit(cli.main(["default"]))
+"""
+
+
+def test_quitting_during_a_step_that_never_ends_still_exits():
+    """A step cannot be interrupted (it runs inside numba); q still ends the process, after
+    Textual restored the terminal, with status 0."""
+    process, controller = run_in_terminal({**os.environ, "TERM": "xterm-256color"},
+                                          ("-c", STUCK_STEP))
+    try:
+        assert b"\x1b[?1049h" in read_until(controller, b"\x1b[?1049h", timeout=60)
+        read_until(controller, b"\0never", timeout=1.0)  # the app is up and stepping: stuck
+        os.write(controller, b"q")
+        screen = read_until(controller, b"\x1b[?1049l", timeout=30)
+        assert process.wait(timeout=30) == 0
+        assert b"\x1b[?1049l" in screen
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        os.close(controller)
 
 
 def test_after_a_warmup_a_new_process_needs_none():

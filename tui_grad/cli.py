@@ -255,7 +255,8 @@ def _write_summary(path: str | None, results: list, checks: list) -> None:
 
 
 def cmd_ui(args: argparse.Namespace) -> int:
-    """Open the terminal UI on the scenario."""
+    """Open the terminal UI on the scenario; the process ends with the app, within a moment
+    (it does not return)."""
     headless_only = [flag for flag, given in (("--csv", getattr(args, "csv", None)),
                                               ("--summary", getattr(args, "summary", None)),
                                               ("--check", getattr(args, "check", False)),
@@ -268,11 +269,38 @@ def cmd_ui(args: argparse.Namespace) -> int:
     if not (sys.stdin.isatty() and sys.stdout.isatty()) and "TEXTUAL_DRIVER" not in os.environ:
         raise ConfigError("the UI needs a terminal; add --headless to run without one "
                           "(tui-grad run SCENARIO --headless --csv -)")
+    import asyncio
+    import atexit
+    import contextlib
+    import threading
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tui_grad import warmup
+
+    warmup.preload([variant.config for variant in scenario.variants])  # while the UI starts
     from tui_grad.tui.app import GradApp
 
     app = GradApp(scenario)
-    app.run()
-    return app.return_code or 0  # 1 after a crash inside the app, which Textual reports
+    workers = ThreadPoolExecutor(thread_name_prefix="tui-grad-worker")  # Textual's threads
+    runner = asyncio.Runner()  # as asyncio.run, but leaving it need not wait for workers
+    runner.get_loop().set_default_executor(workers)
+    code = 130  # if an interrupt gets past Textual (SIGINT itself quits the app cleanly)
+    with contextlib.suppress(KeyboardInterrupt):
+        runner.run(app.run_async())
+        code = app.return_code or 0  # 1 after a crash inside the app, which Textual reports
+    # The terminal is restored. A step or a compile inside numba cannot be interrupted: give
+    # threads a moment, then leave without them (they compute, nothing to save), and without
+    # the interpreter's finalisation, which took 0.3 s of the 1 s a quit may take.
+    workers.shutdown(wait=False, cancel_futures=True)  # idle threads end now
+    leave_at = time.monotonic() + 0.3
+    for thread in threading.enumerate():
+        if thread is not threading.current_thread() and not thread.daemon:
+            thread.join(max(leave_at - time.monotonic(), 0.0))
+    atexit._run_exitfuncs()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
