@@ -198,6 +198,11 @@ def _grid(raw: Any, lines: _Lines) -> tuple[tuple[str, tuple[Any, ...]], ...]:
             pairs += [(f"{key}.{inner}", v) for inner, v in value.items()]
         else:
             pairs.append((key, value))
+    names = [name for name, _ in pairs]
+    for name in names:
+        if names.count(name) > 1:
+            raise ConfigError("is in the grid twice", key=f"sweep.grid.{name}",
+                              line=lines.of("sweep.grid", name))
     return tuple(_axis(name, values, lines) for name, values in pairs)
 
 
