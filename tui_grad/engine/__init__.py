@@ -6,6 +6,8 @@
 >>> metrics = sim.step()
 """
 
+# recurrent.py defines the rnn/lstm Simulator subclass that Simulator(config) picks
+from tui_grad.engine import recurrent  # noqa: F401
 from tui_grad.engine.diagnose import VERDICTS
 from tui_grad.engine.metrics import StepMetrics
 from tui_grad.engine.simulator import Simulator, Snapshot

@@ -60,6 +60,8 @@ def recurrent_layout(hidden: int, inputs: int, outputs: int, gates: int) -> Recu
 class RecurrentSimulator(Simulator):
     """Trains an RNN or LSTM through time; ``Simulator(config)`` returns one for those models."""
 
+    MODELS = ("rnn", "lstm")
+
     def _build_network(self, init_rng: np.random.Generator) -> None:
         config, net = self.config, self.config.network
         self.is_lstm = net.model == "lstm"

@@ -51,11 +51,18 @@ class Simulator:
         self._build()
 
     # ----------------------------------------------------------------- construction
+    MODELS: tuple[str, ...] = ("mlp",)  # the network.model values this class trains
+
     def __new__(cls, config: Config, **_options) -> Simulator:
-        """``Simulator(config)`` gives the recurrent simulator for model = rnn or lstm."""
-        if cls is Simulator and config.network.model != "mlp":
-            from tui_grad.engine.recurrent import RecurrentSimulator
-            return super().__new__(RecurrentSimulator)
+        """``Simulator(config)`` gives the subclass whose MODELS name the config's model
+        (recurrent.py's for rnn and lstm; the engine package imports it), so this module
+        needs no import of its subclasses."""
+        model = config.network.model
+        if cls is Simulator and model not in cls.MODELS:
+            for subclass in cls.__subclasses__():
+                if model in subclass.MODELS:
+                    return super().__new__(subclass)
+            raise ValueError(f"no simulator for network.model = {model!r}")
         return super().__new__(cls)
 
     def _build(self) -> None:
