@@ -1,0 +1,1 @@
+"""The bundled sweeps: installed as the package tui_grad.sweeps (see pyproject.toml)."""
