@@ -235,3 +235,19 @@ def test_an_existing_result_file_is_kept_unless_resume_or_force(tmp_path, capsys
     assert errors[0].endswith("already exists; add --resume to continue it or --force to start over")
     assert "was written by a different sweep" in errors[1]
     assert out.read_text() == "a,b\n1,2\n"
+
+
+def test_plot_draws_the_map_with_the_critical_line_and_refuses_unknown_columns(tmp_path, capsys):
+    """`tui-grad plot TABLE METRIC` draws the two swept axes with the theory's chi_1 = 1 line
+    (tanh at gain 0.5 is ordered, at 2.0 chaotic); an unknown column is a one-line error."""
+    from tui_grad.plot import draw_map
+    from tui_grad.sweep.table import read_table
+
+    out = tmp_path / "tiny.csv"
+    in_process(sweep_file(tmp_path), out)
+    capsys.readouterr()
+    text = draw_map(read_table(str(out)), "loss_ratio", width=70, height=16, color=False)
+    assert "network.init_gain" in text and "network.depth" in text and "\x1b[" not in text
+    assert "chi_1 = 1, the theory's critical line (between network.init_gain = 0.5 and 2)" in text
+    assert main(["plot", str(out), "loss_ration"]) == 2
+    assert capsys.readouterr().err.startswith("tui-grad: error: no result column 'loss_ration'")
