@@ -44,10 +44,6 @@ TERM_GRACE = 2.0
 PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 
 log = logging.getLogger("tui_grad.serve")
-# textual-serve says this of every tab closed before its app started: TabApp.run says it
-# only of an app that failed by itself.
-logging.getLogger("textual-serve").addFilter(
-    lambda record: record.getMessage() != "Application failed to start")
 _prctl = getattr(ctypes.CDLL(None, use_errno=True), "prctl", None) if sys.platform == "linux" else None
 
 FONT_FACES = """\
@@ -308,6 +304,10 @@ def serve(argv: Sequence[str], *, scenario: str, host: str, port: int) -> int:
     """Serve the app started by ``argv`` until a signal; raise ConfigError for a bad host or port."""
     check_port(port)
     logging.basicConfig(level=logging.WARNING, format="tui-grad serve: %(message)s")
+    # textual-serve says this of every tab closed before its app started; TabApp.run says
+    # it only of an app that failed by itself
+    logging.getLogger("textual-serve").addFilter(
+        lambda record: record.getMessage() != "Application failed to start")
     server = TabServer(argv, host=host, port=port, title=f"tui-grad {scenario}")
     server.on_listening = lambda url: print(
         f"tui-grad: serving {scenario} at {url} (one app per browser tab, ended when its tab "
