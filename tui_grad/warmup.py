@@ -140,19 +140,6 @@ def _compile_events(on_start, on_end=None):
 
 
 def _check(configs: list[Config]) -> bool:
-    try:
-        return _load_recorded(configs)
-    except Exception:  # whatever it is, a warm-up child meets it too and reports it
-        return True
-
-
-def _load_recorded(configs: list[Config]) -> bool:
-    directory = cache_dir()
-    if directory is None:
-        return False  # nothing would be cached: the app compiles as it always did
-    loads = _read_record(directory).get("loads", {}).get(_key(configs))
-    if not loads:
-        return True
     this_thread = threading.get_ident()
 
     def forbid(item) -> None:
@@ -160,12 +147,34 @@ def _load_recorded(configs: list[Config]) -> bool:
             raise CompileNeeded(item.data["dispatcher"].py_func.__qualname__)
 
     try:
+        directory = cache_dir()
+        if directory is None:
+            return False  # nothing would be cached: the app compiles as it always did
+        loads = _read_record(directory).get("loads", {}).get(_key(configs))
         with _compile_events(forbid):
-            for module, qualname, signature in loads:
+            if not loads:  # not known what they load: try one step of each, loading only
+                _probe(configs, directory)
+            for module, qualname, signature in loads or ():
                 getattr(importlib.import_module(module), qualname).compile(signature)
-    except Exception:  # a cache miss, or an entry the engine no longer has
-        return True
+    except Exception:  # a cache miss, a kernel the engine no longer has, or worse, which
+        return True  # the warm-up child will meet too and report
     return False
+
+
+def _probe(configs: list[Config], directory: Path) -> None:
+    """One step of each config on a throwaway Simulator (raises at the first compile), then
+    record what it loaded, so the next start loads that without a step."""
+    from tui_grad.engine import Simulator
+
+    def loaded() -> set:
+        return {(module, name, signature) for module, name, kernel in _engine_dispatchers()
+                for signature in kernel.overloads}
+
+    before = loaded()
+    for config in configs:
+        Simulator(config).step()
+    if new := loaded() - before:  # (nothing new: this process had them all already)
+        _write_record(directory, _key(configs), sorted(new, key=str), None)
 
 
 _preloads: dict[str, tuple[threading.Thread, dict]] = {}
@@ -276,7 +285,8 @@ class Warmup:
             return Progress(f"looking for compiled kernels, {seconds}")
         count = f"{state['k']}" if self.total is None or state["k"] > self.total else (
             f"{state['k']} of {'' if self.counted else '~'}{self.total}")
-        return Progress(fit(f"first start: compiling {{name}} ({count}), {seconds}",
+        # most important first, should a narrow status bar cut the end
+        return Progress(fit(f"compiling {{name}} ({count}), {seconds}; first start only",
                             state["name"] or "kernels"))
 
     def cancel(self) -> None:
@@ -311,20 +321,18 @@ class Warmup:
             self._lock_file = None
 
     def _lock(self) -> bool:
+        """Take the cache directory's lock if free (True also where there is none to take)."""
         try:
             import fcntl
-        except ImportError:  # no advisory locks here: run without one
-            return True
-        if self._directory is None:
-            return True
-        try:
-            if self._lock_file is None:
+
+            if self._lock_file is None and self._directory is not None:
                 self._directory.mkdir(parents=True, exist_ok=True)
                 self._lock_file = open(self._directory / LOCK_NAME, "a")  # noqa: SIM115
-        except OSError:  # a read-only cache: numba will not write there either
+        except (ImportError, OSError):  # no flock here, or a cache numba cannot write either
             return True
         try:
-            fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if self._lock_file is not None:
+                fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             return False
         return True
