@@ -10,7 +10,7 @@ from scipy import integrate
 
 from tui_grad.config import Config
 from tui_grad.engine import Simulator
-from tui_grad.engine.theory import gaussian_expectations, phi_and_derivative, predict
+from tui_grad.engine.theory import gaussian_expectations, pair_expectations, phi_and_derivative, predict
 
 
 def reference(activation: str, mean: float, std: float, slope: float = 0.0) -> np.ndarray:
@@ -130,3 +130,117 @@ def test_weight_gradient_and_signal_differ_for_relu_xavier():
     weight_drop = metrics.grad_norm_log10[-2] - metrics.grad_norm_log10[0]
     assert signal_drop > 4.0  # about 39 halvings of the square: ~5.9 decades
     assert abs(weight_drop) < 1.0
+
+
+# ---------------------------------------------------------------- the correlation map
+
+GRID_STEP = 0.08  # brute-force reference: trapezoid over z in [-12, 12], spectrally exact for tanh
+GRID_Z = np.arange(-12.0, 12.0 + GRID_STEP / 2, GRID_STEP)
+GRID_WEIGHT = GRID_STEP * np.exp(-0.5 * GRID_Z ** 2) / math.sqrt(2 * math.pi)
+
+
+def tanh_pair_on_grid(variance: float, c: float) -> tuple[float, float]:
+    """E tanh(u1) tanh(u2) and E tanh'(u1) tanh'(u2), u ~ N(0, variance) with correlation c, on a
+    tensor grid in (z1, z2): u1 = s z1, u2 = s (c z1 + sqrt(1 - c^2) z2)."""
+    s = math.sqrt(variance)
+    z1, z2 = GRID_Z[:, None], GRID_Z[None, :]
+    t1, t2 = np.tanh(s * z1), np.tanh(s * (c * z1 + math.sqrt(max(1 - c * c, 0.0)) * z2))
+    weight = GRID_WEIGHT[:, None] * GRID_WEIGHT[None, :]
+    return float(np.sum(weight * t1 * t2)), float(np.sum(weight * (1 - t1 ** 2) * (1 - t2 ** 2)))
+
+
+def tanh_reference(sigma_w2: float, sigma_b2: float) -> tuple[float, float]:
+    """c* and chi_c for a deep tanh stack, from the grid above and scipy's brentq."""
+    from scipy.optimize import brentq
+
+    def variance(q):  # pre-activation variance after a layer whose input has E h^2 = q
+        return sigma_w2 * q + sigma_b2
+    q_star = brentq(lambda q: tanh_pair_on_grid(variance(q), 1.0)[0] - q, 1e-12, 1.0, xtol=1e-15)
+    v = variance(q_star)
+
+    def gap(c):  # c' - c
+        return (sigma_w2 * tanh_pair_on_grid(v, c)[0] + sigma_b2) / v - c
+    near_one = 1 - 1e-4
+    if gap(near_one) > 0:  # the map pushes every correlation up: c* = 1
+        assert all(gap(c) > 0 for c in (0.0, 0.5, 0.9, 0.99))
+        c_star = 1.0
+    else:
+        c_star = 0.0 if abs(gap(0.0)) < 1e-14 else brentq(gap, 0.0, near_one, xtol=1e-14)
+    return c_star, sigma_w2 * tanh_pair_on_grid(v, c_star)[1]
+
+
+def tanh_net(sigma_w2: float, sigma_b2: float) -> Config:
+    return square(**{"network.activation": "tanh", "network.init": "lecun_normal",
+                     "network.init_gain": math.sqrt(sigma_w2), "network.bias_std": math.sqrt(sigma_b2)})
+
+
+@pytest.mark.parametrize("sigma_w2,sigma_b2,phase", [
+    (0.5, 0.05, "ordered"), (1.0, 0.05, "ordered"), (1.5, 0.05, "ordered"), (2.5, 0.05, "chaotic"),
+    (4.0, 0.05, "chaotic"), (1.0, 0.3, "ordered"), (3.0, 0.3, "chaotic"), (2.0, 0.0, "chaotic")])
+def test_correlation_map_matches_brute_force_quadrature_for_tanh(sigma_w2, sigma_b2, phase):
+    """c*, chi_c and xi_c = -1/ln chi_c for a tanh stack agree with a brute-force grid quadrature
+    to 1e-9 in both phases (Schoenholz et al. 2017: c* = 1, chi_c = chi_1 when ordered; c* < 1
+    with chi_c < 1 < chi_1 when chaotic, and c* = 0 for an odd activation without bias)."""
+    prediction = predict(tanh_net(sigma_w2, sigma_b2), 0.0, 1.0)
+    c_star, chi_c = tanh_reference(sigma_w2, sigma_b2)
+    assert prediction.phase == phase
+    assert prediction.c_star == pytest.approx(c_star, abs=1e-9)
+    assert prediction.chi_c == pytest.approx(chi_c, rel=1e-9)
+    assert prediction.xi_c == pytest.approx(-1 / math.log(chi_c), rel=1e-7)
+    if phase == "ordered":
+        assert prediction.c_star == 1.0 and prediction.chi_c == pytest.approx(prediction.chi_1, rel=1e-12)
+    else:
+        assert prediction.c_star < 1.0 and prediction.chi_c < 1.0 < prediction.chi_1
+
+
+def arc_cosine(std: float, c: float, a: float) -> tuple[float, float]:
+    """E phi(u1) phi(u2) and E phi'(u1) phi'(u2) for leaky relu with negative slope a (relu: 0),
+    from Cho & Saul's arc-cosine kernel: phi(u) = r(u) - a r(-u) with r the relu."""
+    def kernel(k):
+        theta = math.acos(k)
+        return std * std / (2 * math.pi) * (math.sin(theta) + (math.pi - theta) * k)
+    theta = math.acos(c)
+    same, opposite = (math.pi - theta) / (2 * math.pi), theta / (2 * math.pi)
+    return (1 + a * a) * kernel(c) - 2 * a * kernel(-c), (1 + a * a) * same + 2 * a * opposite
+
+
+@pytest.mark.parametrize("std", [0.01, 1.0, 100.0])
+@pytest.mark.parametrize("c", [0.0, 0.3, 0.9, 0.999, 0.999999])
+def test_pair_expectations_match_closed_forms(std, c):
+    """The 2-D rule is exact to 1e-12 where closed forms exist: relu and leaky relu (arc-cosine
+    kernel, kinked at 0 even as c -> 1) and linear with a bias mean."""
+    for activation, a in (("relu", 0.0), ("leaky_relu", 0.2)):
+        got = pair_expectations(activation, 0.0, std, c, slope=a)
+        assert np.allclose(got, arc_cosine(std, c, a), rtol=1e-12, atol=0), (activation, got)
+    got = pair_expectations("linear", 0.3, std, c)
+    assert np.allclose(got, [0.09 + std * std * c, 1.0], rtol=1e-12, atol=0)
+
+
+def test_correlation_anchors_and_where_theory_is_silent():
+    """relu at He init is critical for correlations too (c* = 1, xi_c infinite); a net whose length
+    map has q* = 0 takes the sigma_b -> 0 limit (chi_c = chi_1); residual, batch-norm and
+    uncovered nets have no correlation numbers, and the JSON summary says None for them."""
+    from tui_grad.headless import VariantResult
+    he = predict(square(**{"network.activation": "relu", "network.init": "kaiming_normal"}), 0.0, 1.0)
+    assert he.c_star == 1.0 and he.chi_c == pytest.approx(1, abs=1e-12) and math.isinf(he.xi_c)
+    small = predict(tanh_net(0.64, 0.0), 0.0, 1.0)
+    assert small.c_star == 1.0 and small.chi_c == small.chi_1 and small.xi_c == small.depth_scale
+    summary = VariantResult("tanh", theory=predict(tanh_net(2.5, 0.05), 0.0, 1.0)).summary()
+    assert 0 < summary["c_star"] < 1 and 0 < summary["chi_c"] < 1 < summary["chi_1"]
+    assert summary["xi_c"] == pytest.approx(-1 / math.log(summary["chi_c"]))
+    for overrides in ({"network.residual": True}, {"network.batch_norm": True, "network.activation": "relu"},
+                      {"network.batch_norm": True, "network.activation": "tanh"}):
+        prediction = predict(square(**overrides), 0.0, 1.0)
+        assert math.isnan(prediction.c_star) and math.isnan(prediction.chi_c)
+        summary = VariantResult("x", theory=prediction).summary()
+        assert summary["c_star"] is None and summary["chi_c"] is None and summary["xi_c"] is None
+
+
+@pytest.mark.parametrize("sigma_w2", [0.5, 1.76, 1.8, 4.0])
+def test_theory_line_fits_the_report_area(sigma_w2):
+    """The status line names xi_c beside chi_1 and still fits 4 lines of 48 columns (the 80x24
+    screen's report area) with the UI's suffix."""
+    import textwrap
+    text = predict(tanh_net(sigma_w2, 0.05), 0.0, 1.0).describe()
+    assert "chi_1 = " in text and ("xi_c = " in text or "critical phase" in text)
+    assert len(textwrap.wrap(text + " (at initialisation; y hides it)", 48)) <= 4

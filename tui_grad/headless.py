@@ -42,10 +42,13 @@ class VariantResult:
 
     def _theory_summary(self) -> dict:
         theory = self.theory
+        names = ("chi_1", "xi", "c_star", "chi_c", "xi_c")
         if theory is None or not theory.covered:
-            return {"chi_1": None, "xi": None, "phase": "not covered"}
-        finite = [v if math.isfinite(v) else None for v in (theory.chi_1, theory.depth_scale)]
-        return {"chi_1": finite[0], "xi": finite[1], "phase": theory.phase}
+            return dict.fromkeys(names, None) | {"phase": "not covered"}
+        values = (theory.chi_1, theory.depth_scale, theory.c_star, theory.chi_c, theory.xi_c)
+        finite = {name: float(v) if math.isfinite(v) else None
+                  for name, v in zip(names, values, strict=True)}
+        return finite | {"phase": theory.phase}
 
 
 @dataclass
