@@ -23,6 +23,15 @@ from tui_grad.engine.tensors import LayerTensors
 FLUSH_BELOW = {np.float32: 2.0 ** -100, np.float64: 2.0 ** -900}
 
 
+def input_moments(inputs: np.ndarray) -> tuple[float, float]:
+    """Mean and mean square of every input value, the same in every process: NumPy's
+    contiguous sums take SIMD paths that depend on the array's alignment in memory, so the
+    columns are summed row by row (one fixed order) and the column sums added exactly."""
+    flat = inputs.reshape(inputs.shape[0], -1).astype(np.float64)
+    count = flat.size
+    return (math.fsum(flat.sum(axis=0)) / count, math.fsum((flat * flat).sum(axis=0)) / count)
+
+
 @dataclass
 class Snapshot:
     """Everything needed to resume a run exactly where it was (see Simulator.snapshot)."""
@@ -88,7 +97,7 @@ class Simulator:
 
     def _build_network(self, init_rng: np.random.Generator) -> None:
         inputs = self.dataset.inputs
-        self.theory = theory.predict(self.config, float(inputs.mean()), float(np.mean(inputs ** 2)))
+        self.theory = theory.predict(self.config, *input_moments(inputs))
         self.layout: Layout = build_layout(self.config)
         self._params = np.empty(self.layout.n_params, dtype=self.dtype)
         self._init_params(init_rng)
