@@ -179,7 +179,6 @@ class GradApp(App[None]):
                         return
                     time.sleep(0.1)
                 self.startup_text = progress.text
-        lower_thread_priority()
         frozen = False
         while not worker.is_cancelled:
             for event in self.session.advance(CHUNK_SECONDS):
@@ -190,6 +189,7 @@ class GradApp(App[None]):
                 # are loaded, freeze what exists so collections only see new objects.
                 gc.freeze()
                 frozen = True
+                lower_thread_priority()  # after the first step, which the user waits for
             time.sleep(YIELD_SECONDS if self.session.running else 0.02)
 
     # ------------------------------------------------------------ drawing
