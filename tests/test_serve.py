@@ -75,8 +75,9 @@ class Served:
         while time.monotonic() < deadline:
             apps = self.apps()
             with contextlib.suppress(psutil.Error):
-                if apps and all(app.cmdline() != server for app in apps):  # forked and exec'd
-                    return apps
+                commands = [app.cmdline() for app in apps]  # empty while exec is under way
+                if apps and all(command and command != server for command in commands):
+                    return apps  # forked and exec'd
             page.wait_for_timeout(20)  # Playwright serves the page's routes only inside its calls
         pytest.fail("no app process started for the tab")
 

@@ -86,3 +86,12 @@ def test_walkthrough_in_a_real_terminal(terminal, size):
     assert f" step {step} " in screen.splitlines()[0]  # the other variant, at the same step
     term.press("q")
     term.wait_for("EXIT=0", timeout=10)
+
+
+def test_ctrl_c_quits_like_q(terminal):
+    """Ctrl-C ends the program at once, with the terminal restored and exit code 0."""
+    term = terminal("default", 80, 24)
+    term.wait_for("  step ")
+    term.press("C-c")
+    screen = term.wait_for("EXIT=0", timeout=10)
+    assert "loss" not in screen  # the app's screen is gone: the terminal is restored

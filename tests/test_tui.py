@@ -27,7 +27,7 @@ async def test_starts_running_and_shows_step_loss_verdict_and_rate():
 @pytest.mark.parametrize("group", GROUPS, ids=[g.title for g in GROUPS])
 async def test_every_panel_key_focuses_its_panel(group):
     """Each panel is one key away, and the key lands on that panel's first option."""
-    app = endless_app()
+    app = endless_app(paused=True)
     async with app.run_test(size=(100, 30)) as pilot:
         await pilot.press(group.key)
         await pilot.pause()
@@ -38,9 +38,9 @@ async def test_every_panel_key_focuses_its_panel(group):
 
 async def test_changing_activation_restarts_and_changes_the_engine():
     """a, right: tanh -> relu; the running config and the simulator's network change."""
-    app = endless_app()
+    app = endless_app(paused=True)
     async with app.run_test(size=(100, 30)) as pilot:
-        await wait_for(pilot, lambda: step_of(app) >= 3)
+        await wait_for(pilot, lambda: step_of(app) >= 0)
         await pilot.press("a", "right")
         await wait_for(pilot, lambda: app.session.sim.config.network.activation == "relu")
         assert app.session.config.network.activation == "relu"
@@ -53,7 +53,8 @@ async def test_typed_learning_rate_applies_live_without_restart():
     app = endless_app()
     async with app.run_test(size=(100, 30)) as pilot:
         await wait_for(pilot, lambda: step_of(app) >= 10)
-        await pilot.press("l", "ctrl+a", "ctrl+k", *"0.05", "enter")
+        await pilot.press("space")  # typing while it trains works too; paused, Pilot is quicker
+        await pilot.press("l", "ctrl+a", "ctrl+k", *"0.05", "enter", "escape", "space")
         await wait_for(pilot, lambda: app.session.sim.config.training.lr == 0.05)
         before = step_of(app)
         await wait_for(pilot, lambda: step_of(app) > before)
@@ -62,7 +63,7 @@ async def test_typed_learning_rate_applies_live_without_restart():
 
 async def test_invalid_typed_value_shows_inline_error_and_changes_nothing():
     """A bad number is explained next to the field; the config stays as it was."""
-    app = endless_app()
+    app = endless_app(paused=True)
     async with app.run_test(size=(100, 30)) as pilot:
         await pilot.press("d", "ctrl+a", "ctrl+k", *"0", "enter")
         await pilot.pause()
@@ -76,7 +77,7 @@ async def test_invalid_typed_value_shows_inline_error_and_changes_nothing():
 
 async def test_locked_option_cannot_be_changed():
     """Options a scenario locks are shown but refuse changes, with the reason."""
-    app = endless_app("relu-init")
+    app = endless_app("relu-init", paused=True)
     async with app.run_test(size=(100, 30)) as pilot:
         await pilot.press("a", "right")
         await pilot.pause()
@@ -165,7 +166,7 @@ async def test_pin_keeps_a_baseline_and_g_switches_quantity():
     app = endless_app()
     async with app.run_test(size=(100, 30)) as pilot:
         await wait_for(pilot, lambda: step_of(app) >= 3)
-        await pilot.press("p")
+        await pilot.press("space", "p")
         assert app.baseline is not None and app.baseline.latest is not None
         await pilot.press("g")
         assert app.show_signal
@@ -174,7 +175,7 @@ async def test_pin_keeps_a_baseline_and_g_switches_quantity():
 async def test_notes_help_and_export_dialogs(tmp_path, monkeypatch):
     """o shows the notes (t: Chinese), ? lists every key and option, e writes a scenario file."""
     monkeypatch.chdir(tmp_path)
-    app = endless_app("sigmoid-vanishing")
+    app = endless_app("sigmoid-vanishing", paused=True)
     async with app.run_test(size=(100, 30)) as pilot:
         await pilot.press("o")
         assert isinstance(app.screen, NotesScreen)
@@ -201,9 +202,9 @@ async def test_notes_help_and_export_dialogs(tmp_path, monkeypatch):
 
 async def test_resizing_from_80x24_to_large_and_back_never_crashes():
     """Narrow screens show one chart at a time (1-5 choose); wide ones show all."""
-    app = endless_app()
+    app = endless_app(paused=True)
     async with app.run_test(size=(80, 24)) as pilot:
-        await wait_for(pilot, lambda: step_of(app) >= 2)
+        await wait_for(pilot, lambda: step_of(app) >= 0)
         assert app._main.has_class("narrow")
         for number in range(1, len(CHARTS) + 1):
             await pilot.press(str(number))
@@ -220,7 +221,7 @@ async def test_resizing_from_80x24_to_large_and_back_never_crashes():
 
 async def test_speed_keys_change_the_step_rate_limit():
     """[ and ] step through the speed limits."""
-    app = GradApp(load_scenario("default"))
+    app = endless_app(paused=True)
     async with app.run_test(size=(100, 30)) as pilot:
         limit = app.session.max_rate
         await pilot.press("left_square_bracket")
@@ -235,8 +236,9 @@ async def test_theory_overlay_and_status_text():
     app = GradApp(load_scenario("default").with_overrides({
         "network.activation": "relu", "network.init": "xavier_normal", "data.input_dim": 64,
         "run.steps": 10_000_000}))
+    app.session.running = False  # step 0 is shown at once; Pilot is quick while nothing trains
     async with app.run_test(size=(160, 48)) as pilot:
-        await wait_for(pilot, lambda: step_of(app) >= 1)
+        await wait_for(pilot, lambda: step_of(app) >= 0)
         await pilot.pause(0.2)
         text = str(app._report_widget.render())
         assert "chi_1 = 0.500" in text and "ordered phase" in text
@@ -280,10 +282,9 @@ async def test_every_panel_option_reaches_the_engine():
     """Each option in every panel, changed from the keyboard, becomes the simulator's config
     (or, when the combination is invalid, is refused with the reason beside it)."""
     from tui_grad.config import ConfigError, fit_change
-    app = endless_app("default")
+    app = endless_app("default", paused=True)  # changes reach the engine paused too
     async with app.run_test(size=(120, 40)) as pilot:
-        await wait_for(pilot, lambda: step_of(app) >= 1)
-        await pilot.press("space")  # paused, changes still reach the engine; Pilot needs idle
+        await wait_for(pilot, lambda: step_of(app) >= 0)
         for group in GROUPS:
             for name in group.options:
                 opt = OPTIONS_BY_NAME[name]

@@ -35,9 +35,10 @@ async def paused(pilot, app, at_least: int = 1) -> None:
 @pytest.mark.parametrize("size", [(80, 24), (160, 48)], ids=["80x24", "160x48"])
 async def test_a_typed_number_is_visible_before_enter(size):
     """l, then 0.005: the digits are on screen in the lr row, with the cursor after them."""
-    app = endless_app("sigmoid-vanishing")
+    app = endless_app("sigmoid-vanishing", paused=True)
     async with app.run_test(size=size) as pilot:
-        await paused(pilot, app)
+        await wait_for(pilot, lambda: step_of(app) >= 0)
+        await pilot.pause(0.2)  # the next redraw shows it
         await pilot.press("l", "ctrl+a", "ctrl+k", *"0.005")
         await pilot.pause(0.2)
         field = app.focused
@@ -49,10 +50,11 @@ async def test_a_typed_number_is_visible_before_enter(size):
 
 async def test_a_panel_key_in_a_number_field_reaches_the_app():
     """A number field takes only what can be part of a number: z (a panel key) goes to the
-    batch-size panel instead of into weight_decay, and space still pauses."""
-    app = endless_app()
+    batch-size panel instead of into weight_decay, and space still runs and pauses."""
+    app = endless_app(paused=True)
     async with app.run_test(size=(80, 24)) as pilot:
-        await wait_for(pilot, lambda: step_of(app) >= 1)
+        await wait_for(pilot, lambda: step_of(app) >= 0)
+        await pilot.pause(0.2)  # the next redraw shows it
         await pilot.press("w", "ctrl+a", "ctrl+k", *"0.1", "z")
         await pilot.pause(0.2)
         assert isinstance(app.focused, NumberValue)
@@ -60,17 +62,19 @@ async def test_a_panel_key_in_a_number_field_reaches_the_app():
         weight_decay = app.query_one("#opt-training-weight_decay").query_one(NumberValue)
         assert weight_decay.value == "0"  # the unapplied edit was put back, no 'z' in it
         assert app.session.config.training.weight_decay == 0.0
-        await pilot.press("space")
+        await pilot.press("space")  # from the batch-size field: space runs
         await pilot.pause(0.2)
-        assert not app.session.running
+        assert app.session.running
+        await pilot.press("space")
         assert "z" in line_with(screen_text(app), "batch")  # the footer still lists panel keys
 
 
 async def test_a_locked_number_says_so_when_typed_into():
     """sigmoid-vanishing locks the depth: d reaches it, typing explains instead of changing."""
-    app = endless_app("sigmoid-vanishing")
+    app = endless_app("sigmoid-vanishing", paused=True)
     async with app.run_test(size=(80, 24)) as pilot:
-        await paused(pilot, app)
+        await wait_for(pilot, lambda: step_of(app) >= 0)
+        await pilot.pause(0.2)  # the next redraw shows it
         await pilot.press("d", "5")
         await pilot.pause(0.2)
         assert app.focused.row.option.name == "network.depth"
@@ -80,9 +84,10 @@ async def test_a_locked_number_says_so_when_typed_into():
 
 async def test_up_and_down_move_between_values():
     """Inside the panels up/down go to the previous/next value, across panels."""
-    app = endless_app()
+    app = endless_app(paused=True)
     async with app.run_test(size=(80, 24)) as pilot:
-        await paused(pilot, app)
+        await wait_for(pilot, lambda: step_of(app) >= 0)
+        await pilot.pause(0.2)  # the next redraw shows it
         await pilot.press("i")
         names = [app.focused.row.option.name]
         for key in ("down", "down", "up", "up", "up"):
@@ -95,9 +100,10 @@ async def test_up_and_down_move_between_values():
 async def test_switching_the_model_brings_a_task_that_fits_and_back():
     """k, right: mlp -> rnn picks the adding task and says so; t: choosing teacher brings the
     model back to mlp. Neither panel blocks the other."""
-    app = endless_app()
+    app = endless_app(paused=True)
     async with app.run_test(size=(160, 48)) as pilot:
-        await paused(pilot, app)
+        await wait_for(pilot, lambda: step_of(app) >= 0)
+        await pilot.pause(0.2)  # the next redraw shows it
         await pilot.press("k", "right")
         await wait_for(pilot, lambda: app.session.sim.config.network.model == "rnn")
         assert app.session.sim.config.data.task == "adding"
@@ -175,9 +181,10 @@ def test_the_rate_never_bursts_past_its_limit():
 async def test_everything_a_participant_needs_fits(size):
     """Choice rows stay on one line, the status bar keeps verdict, step and run state, an
     inline error is readable in full, every chart has a title, and messages cover nothing."""
-    app = endless_app("sigmoid-vanishing")
+    app = endless_app("sigmoid-vanishing", paused=True)
     async with app.run_test(size=size) as pilot:
-        await paused(pilot, app)
+        await wait_for(pilot, lambda: step_of(app) >= 0)
+        await pilot.pause(0.2)  # the next redraw shows it
         text = screen_text(app)
         for name, value in (("init", "xavier_normal"), ("activation", "sigmoid")):
             assert f"< {value} >" in line_with(text, value), (name, line_with(text, value))

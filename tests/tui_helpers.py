@@ -43,7 +43,11 @@ def step_of(app) -> int:
     return -1 if latest is None else latest.step
 
 
-def endless_app(name: str = "default") -> GradApp:
-    """The scenario with no step limit, at the default 30 steps/s (tests wait for conditions;
-    at unlimited speed the app is never idle and Pilot waits 2 s after every key)."""
-    return GradApp(load_scenario(name).with_overrides({"run.steps": 10_000_000}))
+def endless_app(name: str = "default", *, paused: bool = False) -> GradApp:
+    """The scenario with no step limit, at the default 30 steps/s (tests wait for conditions).
+
+    While a run trains the process is never idle, and Pilot then waits about 2 s after every
+    key: tests that only need keys start ``paused`` (step 0 is shown at once)."""
+    app = GradApp(load_scenario(name).with_overrides({"run.steps": 10_000_000}))
+    app.session.running = not paused
+    return app

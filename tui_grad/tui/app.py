@@ -72,6 +72,8 @@ class GradApp(App[None]):
         Binding("o", "notes", "notes", id="app.notes",
                 tooltip="the scenario's notes (t: English / 中文)"),
         Binding("q", "quit", "quit", id="app.quit", tooltip="quit"),
+        Binding("ctrl+c", "quit", "quit", show=False, priority=True, id="app.interrupt",
+                tooltip="quit, as in every terminal program"),
         Binding("x", "reset", "reset", id="run.reset",
                 tooltip="reset: step 0, same seed (identical numbers)"),
         Binding("p", "pin", "pin", id="view.pin",
