@@ -23,11 +23,16 @@ NOT_FINITE = ("x", 160)
 BOUND_FACTOR = 6.0
 KEY_COLUMNS_END = "seed"
 LOSS_COLUMNS = ("final_loss", "loss_ratio")
+MARKER = ("◆", 201)  # the configuration marked on the map: a glyph no cell uses, bright magenta
 
 
 def draw_map(rows: list[dict[str, str]], metric: str, *, sweep=None, width: int | None = None,
-             height: int | None = None, color: bool | None = None) -> str:
-    """The map of ``metric`` as text (with colour codes when ``color``), ready to print."""
+             height: int | None = None, color: bool | None = None,
+             marker: dict[str, float | str] | None = None) -> str:
+    """The map of ``metric`` as text (with colour codes when ``color``), ready to print.
+
+    ``marker`` (swept option -> value) marks one configuration with ◆ where it falls between
+    the grid's values, and a line under the map says where it is."""
     import plotext as plt
 
     axes = _axes(rows, sweep)
@@ -55,6 +60,8 @@ def draw_map(rows: list[dict[str, str]], metric: str, *, sweep=None, width: int 
     scale = (math.log10(low), math.log10(high)) if log_colour else (low, high)
     _fill(plt, shade, x_values, y_values, *scale, width, height, color)
     extra = _theory(plt, rows, x_name, y_name, x_values, y_values, color)
+    if marker is not None:
+        extra.append(_mark(plt, marker, x_name, y_name, x_values, y_values, color))
     plt.xticks(list(range(len(x_values))), [_label(v) for v in x_values])
     plt.yticks(list(range(len(y_values))), [_label(v) for v in y_values])
     plt.xlim(-0.5, len(x_values) - 0.5)
@@ -161,6 +168,32 @@ def _position(value: float, levels: Sequence[str]) -> float | None:
         if a <= value <= b:
             return k + (scale(value) - scale(a)) / (scale(b) - scale(a)) if b > a else float(k)
     return None
+
+
+def _mark(plt, marker, x_name, y_name, x_values, y_values, color) -> str:
+    """Draw the marker where ``marker``'s values fall on both axes; the line that says so."""
+    where = [_place(marker.get(name), name, levels)
+             for name, levels in ((x_name, x_values), (y_name, y_values))]
+    shown = ", ".join(f"{name} = {_label(str(marker[name]))}" for name in (x_name, y_name)
+                      if name and name in marker)
+    if any(w is None for w in where):
+        return f"{MARKER[0]} you are here: {shown or 'not a swept configuration'} (outside this map)"
+    plt.scatter([where[0]], [where[1]], marker=MARKER[0], color=MARKER[1] if color else "default")
+    return f"{MARKER[0]} you are here: {shown}"
+
+
+def _place(value, name: str, levels: Sequence[str]) -> float | None:
+    """Index position of ``value`` on an axis: interpolated for numbers, exact for words."""
+    if not name:
+        return 0.0  # a one-axis sweep: the single row
+    if value is None:
+        return None
+    if str(value) in levels:
+        return float(levels.index(str(value)))
+    try:
+        return _position(float(value), levels)
+    except (TypeError, ValueError):
+        return None
 
 
 def _log_spaced(numbers: Sequence[float]) -> bool:

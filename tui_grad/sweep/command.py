@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import sys
@@ -14,6 +15,7 @@ from tui_grad.sweep.spec import CONFIRM_ABOVE, Sweep, is_sweep_file, load_sweep
 
 PROG = "tui-grad"
 INTERRUPTED = 130
+STATE_FILE = "sweeps.json"  # scenario name -> absolute path of its last sweep's result table
 
 
 def add_arguments(command: str, parser: argparse.ArgumentParser) -> None:
@@ -58,6 +60,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         stopped, seconds, todo = _execute(sweep, writer, executor)
     finally:
         writer.close()
+        if args.out != "-" and writer.rows:
+            record_sweep(sweep.name, args.out)
     where = "stdout" if args.out == "-" else args.out
     if stopped:
         print(f"{PROG}: interrupted: {len(writer.rows)} of {sweep.size} runs in {where}; "
@@ -66,6 +70,39 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     print(f"{PROG}: {todo} runs in {seconds:.1f} s, {len(writer.rows)} of {sweep.size} in {where}",
           file=sys.stderr)
     return _report(args, sweep, writer.rows)
+
+
+def state_dir() -> str:
+    """Where tui-grad keeps what it remembers between runs: $TUI_GRAD_STATE_DIR, else
+    $XDG_STATE_HOME/tui-grad, else ~/.local/state/tui-grad."""
+    if os.environ.get("TUI_GRAD_STATE_DIR"):
+        return os.environ["TUI_GRAD_STATE_DIR"]
+    base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
+    return os.path.join(base, "tui-grad")
+
+
+def recorded_sweeps() -> dict[str, str]:
+    """Scenario name -> the result table of its last sweep ({} when nothing is recorded)."""
+    try:
+        with open(os.path.join(state_dir(), STATE_FILE), encoding="utf-8") as stream:
+            data = json.load(stream)
+    except (OSError, ValueError):
+        return {}
+    return {k: v for k, v in data.items() if isinstance(v, str)} if isinstance(data, dict) else {}
+
+
+def record_sweep(name: str, out: str) -> None:
+    """Remember ``out`` as scenario ``name``'s last sweep (for the TUI's map); never fails."""
+    try:
+        folder = state_dir()
+        os.makedirs(folder, exist_ok=True)
+        data = {**recorded_sweeps(), name: os.path.abspath(out)}
+        temporary = os.path.join(folder, f".{STATE_FILE}.{os.getpid()}")
+        with open(temporary, "w", encoding="utf-8") as stream:
+            json.dump(data, stream, indent=1, sort_keys=True)
+        os.replace(temporary, os.path.join(folder, STATE_FILE))
+    except (OSError, ValueError, TypeError):
+        pass  # a sweep without a remembered map is still a sweep
 
 
 def _executor(args: argparse.Namespace) -> Callable:

@@ -26,7 +26,7 @@ from tui_grad.scenario import Scenario
 from tui_grad.session import Diverged, Finished, Restarted, Rewound, Session
 from tui_grad.tui.charts import ActivationChart, GradientChart, Heatmap, LossChart, UpdateRatioChart
 from tui_grad.tui.panels import GROUPS, OptionChanged, OptionRow, Panel, show_value
-from tui_grad.tui.screens import ExportScreen, HelpScreen, NotesScreen
+from tui_grad.tui.screens import ExportScreen, HelpScreen, MapScreen, NotesScreen
 
 NARROW_WIDTH = 120  # below this one chart is shown at a time
 CHUNK_SECONDS = 0.04  # compute between checks for cancellation and new requests
@@ -84,6 +84,8 @@ class GradApp(App[None]):
                 tooltip="show the next [[compare]] variant, at the same step"),
         Binding("e", "export", "export", id="app.export",
                 tooltip="export the configuration as a scenario file"),
+        Binding("M", "sweep_map", "map", show=False, id="app.map",
+                tooltip="the last sweep's map of this scenario, the current configuration marked"),
         Binding("s", "new_seed", "new seed", id="run.seed", tooltip="new seed: step 0"),
         Binding("g", "toggle_signal", "dW/dh", id="view.signal",
                 tooltip="gradient chart: ||dL/dW|| or ||dL/dh||"),
@@ -404,6 +406,9 @@ class GradApp(App[None]):
 
     def action_help(self) -> None:
         self.push_screen(HelpScreen([b for b in self.BINDINGS if isinstance(b, Binding)]))
+
+    def action_sweep_map(self) -> None:
+        self.push_screen(MapScreen(self.scenario.name, self.session.config))
 
     def action_export(self) -> None:
         def written(path: str | None) -> None:

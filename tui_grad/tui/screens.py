@@ -1,7 +1,8 @@
-"""Modal screens: help (every key and option), the scenario's notes, and export."""
+"""Modal screens: help (every key and option), the scenario's notes, export, the sweep map."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from rich.table import Table
@@ -139,3 +140,88 @@ class ExportScreen(ModalScreen[str | None]):
             return
         self.dismiss(path)
 
+
+
+MAP_METRICS = ("loss_ratio", "final_loss", "grad_ratio_log10", "chi_1", "xi")  # m cycles through
+
+
+class MapScreen(ModalScreen[None]):
+    """The last sweep's map for this scenario (``tui-grad sweep`` records it), with the current
+    configuration marked; ``m`` shows the next result column."""
+
+    BINDINGS = [Binding("escape,q,M", "dismiss", "close", id="map.close"),
+                Binding("m", "next_metric", "next metric", id="map.metric")]
+
+    def __init__(self, scenario: str, config: Config) -> None:
+        super().__init__()
+        self._scenario, self._config = scenario, config
+        self._rows: list[dict[str, str]] = []
+        self._path: str | None = None
+        self._problem = ""
+        self._metrics: list[str] = []
+        self._index = 0
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll(id="dialog"):
+            yield Static("", id="map-body")
+            yield Static("", id="map-hint")
+
+    def on_mount(self) -> None:
+        from tui_grad.config import ConfigError
+        from tui_grad.sweep.command import recorded_sweeps
+        from tui_grad.sweep.table import read_table
+
+        self._path = recorded_sweeps().get(self._scenario)
+        if self._path is None:
+            self._problem = (f"No sweep is recorded for the scenario {self._scenario!r}. Make one with\n\n"
+                             "    tui-grad sweep FILE --out results.csv\n\n"
+                             f"where FILE is a sweep file whose [scenario] name is {self._scenario!r} "
+                             "(its file name, unless it says otherwise); then press M again.")
+        else:
+            try:
+                self._rows = read_table(self._path)
+            except ConfigError as exc:
+                self._problem = f"cannot read the last sweep of {self._scenario!r}: {exc}"
+        if self._rows:
+            self._metrics = [m for m in MAP_METRICS if m in self._rows[0]] or ["loss_ratio"]
+        elif not self._problem:
+            self._problem = f"{self._path}: the sweep has no rows yet"
+        self.call_after_refresh(self._draw)
+
+    def action_next_metric(self) -> None:
+        if self._metrics:
+            self._index = (self._index + 1) % len(self._metrics)
+            self._draw()
+
+    def marker(self) -> dict[str, float | str]:
+        """The current configuration's values of the table's swept options."""
+        names = list(self._rows[0])[:list(self._rows[0]).index("seed")] if "seed" in self._rows[0] else []
+        marked = {}
+        for name in names:
+            try:
+                marked[name] = self._config[name]
+            except (KeyError, ValueError):  # ConfigError is a ValueError
+                continue
+        return marked
+
+    def _draw(self) -> None:
+        from tui_grad.config import ConfigError
+        from tui_grad.plot import draw_map
+
+        body, hint = self.query_one("#map-body", Static), self.query_one("#map-hint", Static)
+        if self._problem:
+            body.update(Text(self._problem))
+            hint.update(Text("escape: close", style="italic"))
+            return
+        metric = self._metrics[self._index]
+        size = self.query_one("#dialog").content_size
+        try:
+            text = draw_map(self._rows, metric, width=max(size.width - 1, 30),
+                            height=max(size.height - 7, 10), color="NO_COLOR" not in os.environ,
+                            marker=self.marker())
+        except ConfigError as exc:
+            body.update(Text(f"{self._path}: {exc}"))
+        else:
+            body.update(Text.from_ansi(text))
+        hint.update(Text(f"m: next metric ({', '.join(self._metrics)}) - escape: close - {self._path}",
+                         style="italic"))
