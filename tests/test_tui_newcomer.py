@@ -229,8 +229,8 @@ async def test_divergence_report_stays_readable_and_v_does_not_repeat_it():
 def test_numbers_read_as_people_write_them():
     """Forensics and axes: 10^17.4 is 2.5e+17; layer and step ticks are whole numbers; the
     verdict badge names its own background and foreground (readable on any theme)."""
-    assert format_log10(17.4) == "2.5e+17" and format_log10(-3.0) == "1.0e-03"
-    assert format_log10(math.inf) == "inf" and format_log10(-math.inf) == "0"
+    assert format_log10(17.4, 1) == "2.5e+17" and format_log10(-3.0, 1) == "1.0e-03"
+    assert format_log10(9.999, 1) == "1.0e+10" and format_log10(-math.inf, 1) == "0"
     for low, high in ((1, 31), (0, 7), (1, 1001), (5, 5)):
         ticks = integer_ticks(low, high)
         assert ticks[0] == low and ticks[-1] == high and all(isinstance(t, int) for t in ticks)

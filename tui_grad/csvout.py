@@ -37,17 +37,18 @@ COLUMNS: tuple[tuple[str, str], ...] = (
 )
 
 
-def format_log10(value: float) -> str:
-    """Write 10**value exactly even beyond float64's range: 2.5e-400, 0 for -inf."""
+def format_log10(value: float, digits: int = 6) -> str:
+    """Write 10**value exactly even beyond float64's range: 2.5e-400, 0 for -inf; ``digits``
+    after the point (1 for people reading a message: 17.4 -> 2.5e+17)."""
     if math.isnan(value):
         return "nan"
     if math.isinf(value):
         return "inf" if value > 0 else "0"
     exponent = math.floor(value)
-    mantissa = round(10.0 ** (value - exponent), 6)
+    mantissa = round(10.0 ** (value - exponent), digits)
     if mantissa >= 10.0:
         mantissa, exponent = mantissa / 10.0, exponent + 1
-    return f"{mantissa:.6f}e{exponent:+03d}"
+    return f"{mantissa:.{digits}f}e{exponent:+03d}"
 
 
 def format_number(value: float) -> str:

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from tui_grad.config import Config, ConfigError
+from tui_grad.csvout import format_log10
 from tui_grad.engine import Simulator, Snapshot, StepMetrics
 from tui_grad.history import History
 from tui_grad.scenario import Scenario
@@ -61,16 +62,6 @@ class Diverged:
     report: str
 
 
-def format_log10(value: float) -> str:
-    """A log10 magnitude written as people write numbers: 17.4 -> ``2.5e+17``."""
-    if math.isnan(value):
-        return "nan"
-    if math.isinf(value):
-        return "inf" if value > 0 else "0"
-    exponent = math.floor(value)
-    return f"{10 ** (value - exponent):.1f}e{exponent:+03d}"
-
-
 def forensics(metrics: StepMetrics, recent_norms: list[tuple[int, float]],
               unit: str = "layer") -> str:
     """Where the first non-finite value or blow-up appeared, and the gradient norms before it.
@@ -89,7 +80,7 @@ def forensics(metrics: StepMetrics, recent_norms: list[tuple[int, float]],
         where = f"the gradient became non-finite first at {unit} {grad_bad[-1] + 1} (backward pass)"
     else:
         where = f"the loss reached {metrics.loss:.3g}, past the divergence bound"
-    before = ", ".join(f"{format_log10(norm)} at step {step}" for step, norm in recent_norms)
+    before = ", ".join(f"{format_log10(norm, 1)} at step {step}" for step, norm in recent_norms)
     return (f"DIVERGED at step {metrics.step}: {where}. Global gradient norm before: "
             f"{before or 'none (it was the first step)'}.")
 
