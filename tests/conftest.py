@@ -25,6 +25,11 @@ def make_sim():
     return _make_sim
 
 
+# Programs the suite starts (`python -m tui_grad`, Dask workers) import the installed tui_grad,
+# the one the tests import, not a second copy found in the working directory: a second copy
+# has numba caches of its own, and compiling every kernel twice costs CI about a minute.
+os.environ.setdefault("PYTHONSAFEPATH", "1")
+
 SUITE_MARK = "TUI_GRAD_TEST_SUITE"
 """Environment variable set to one value per test session: every process the suite starts,
 and every process those start, inherits it, even after leaving the suite's process tree."""

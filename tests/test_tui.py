@@ -303,7 +303,8 @@ async def test_every_panel_option_reaches_the_engine():
                 if opt.kind is bool or opt.choices:
                     await pilot.press("right")
                 else:
-                    await pilot.press("ctrl+a", "ctrl+k", *str(value), "enter")
+                    widget.value = str(value)  # typing key by key is tested elsewhere
+                    await pilot.press("enter")
                 if expected is None:
                     await pilot.pause()
                     assert str(row.query_one(".error").render()), name
