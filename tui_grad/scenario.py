@@ -124,14 +124,21 @@ def load_scenario(source: str | Path) -> Scenario:
         raise exc.located(shown) from None
 
 
-def resolve(source: str | Path) -> Path:
-    """A path as given, or the bundled scenario of that name; ConfigError if neither exists."""
+def find_file(source: str | Path, bundled: Mapping[str, Path]) -> Path | None:
+    """``source`` as a path when it reads as one (it exists, ends in .toml or holds a /),
+    else the bundled file of that name; None when it is neither (scenarios and sweeps)."""
     path = Path(source)
     if path.exists() or path.suffix == ".toml" or "/" in str(source):
         return path
+    return bundled.get(str(source))
+
+
+def resolve(source: str | Path) -> Path:
+    """A path as given, or the bundled scenario of that name; ConfigError if neither exists."""
     bundled = bundled_paths()
-    if str(source) in bundled:
-        return bundled[str(source)]
+    found = find_file(source, bundled)
+    if found is not None:
+        return found
     hint = difflib.get_close_matches(str(source), bundled, n=1)
     more = f"; did you mean {hint[0]!r}?" if hint else "; `tui-grad scenarios` lists them"
     raise ConfigError(f"no such file or bundled scenario{more}", path=str(source))

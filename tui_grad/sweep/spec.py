@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from tui_grad.config import Config, ConfigError, option
-from tui_grad.scenario import Scenario, _build, _Lines, read_toml
+from tui_grad.scenario import Scenario, _build, _Lines, find_file, read_toml
 
 SWEEP_KEYS = ("steps", "seeds", "grid")
 CONFIRM_ABOVE = 10_000  # runs; more need --yes
@@ -107,12 +107,10 @@ def is_sweep_file(source: str | Path) -> bool:
 
 def resolve(source: str | Path) -> Path:
     """A path as given, or the bundled sweep of that name (``quick``)."""
-    path = Path(source)
-    if path.exists() or path.suffix == ".toml" or "/" in str(source):
-        return path
     bundled = bundled_paths()
-    if str(source) in bundled:
-        return bundled[str(source)]
+    found = find_file(source, bundled)
+    if found is not None:
+        return found
     names = ", ".join(bundled) or "none"
     raise ConfigError(f"no such file or bundled sweep (bundled: {names})", path=str(source))
 
