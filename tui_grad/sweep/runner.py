@@ -52,9 +52,7 @@ def theory_columns(prediction: Any) -> dict[str, Any]:
     if prediction is None or not prediction.covered:
         return dict.fromkeys(("chi_1", "xi", "c_star", "chi_c", "xi_c"), None) | {"phase": "not covered"}
     values = {"chi_1": prediction.chi_1, "xi": prediction.depth_scale,
-              # the correlation map's numbers, once engine/theory.py provides them
-              "c_star": getattr(prediction, "c_star", None), "chi_c": getattr(prediction, "chi_c", None),
-              "xi_c": getattr(prediction, "xi_c", None)}
+              "c_star": prediction.c_star, "chi_c": prediction.chi_c, "xi_c": prediction.xi_c}
     return {k: None if v is None else float(v) for k, v in values.items()} | {"phase": prediction.phase}
 
 
