@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 from tui_helpers import endless_app, screen_text, wait_for
 
@@ -126,3 +127,18 @@ async def test_without_a_sweep_the_map_says_how_to_make_one(tmp_path, monkeypatc
         assert "'depth'" in screen_text(app)
         await pilot.press("escape")
         assert not isinstance(app.screen, MapScreen)
+
+
+async def test_another_scenarios_sweep_is_shown_and_named_when_this_one_has_none(tmp_path, monkeypatch):
+    monkeypatch.setenv("TUI_GRAD_STATE_DIR", str(tmp_path))
+    rows = grid(["0.5", "2.0"], ["2", "4"])
+    for name in ("older", "newer"):
+        table = tmp_path / f"{name}.csv"
+        table.write_text(",".join(rows[0]) + "\n" + "".join(",".join(r.values()) + "\n" for r in rows))
+        record_sweep(name, str(table))
+    os.utime(tmp_path / "older.csv", (1e9, 1e9))  # written long ago: "newer" is the last sweep
+    app = endless_app("depth", paused=True)
+    async with app.run_test(size=(160, 40)) as pilot:
+        await pilot.press("M")
+        await wait_for(pilot, lambda: "loss_ratio (median" in screen_text(app), timeout=5)
+        assert "no sweep of 'depth' yet; the last sweep, of 'newer'" in screen_text(app)

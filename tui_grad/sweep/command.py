@@ -91,6 +91,12 @@ def recorded_sweeps() -> dict[str, str]:
     return {k: v for k, v in data.items() if isinstance(v, str)} if isinstance(data, dict) else {}
 
 
+def last_sweep() -> tuple[str, str] | None:
+    """(scenario name, table) of the most recently written table still on disk, or None."""
+    tables = [(name, path) for name, path in recorded_sweeps().items() if os.path.isfile(path)]
+    return max(tables, key=lambda item: os.path.getmtime(item[1]), default=None)
+
+
 def record_sweep(name: str, out: str) -> None:
     """Remember ``out`` as scenario ``name``'s last sweep (for the TUI's map); never fails."""
     try:

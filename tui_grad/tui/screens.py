@@ -158,6 +158,7 @@ class MapScreen(ModalScreen[None]):
         self._rows: list[dict[str, str]] = []
         self._path: str | None = None
         self._problem = ""
+        self._source = ""  # what the map is, when it is not this scenario's own sweep
         self._metrics: list[str] = []
         self._index = 0
 
@@ -168,15 +169,19 @@ class MapScreen(ModalScreen[None]):
 
     def on_mount(self) -> None:
         from tui_grad.config import ConfigError
-        from tui_grad.sweep.command import recorded_sweeps
+        from tui_grad.sweep.command import last_sweep, recorded_sweeps
         from tui_grad.sweep.table import read_table
 
         self._path = recorded_sweeps().get(self._scenario)
+        last = last_sweep()
+        if self._path is None and last is not None:  # another scenario's sweep: say whose
+            self._source = f"no sweep of {self._scenario!r} yet; the last sweep, of {last[0]!r}:\n"
+            self._path = last[1]
         if self._path is None:
-            self._problem = (f"No sweep is recorded for the scenario {self._scenario!r}. Make one with\n\n"
+            self._problem = (f"No sweep has been made yet. Make one with\n\n"
                              "    tui-grad sweep FILE --out results.csv\n\n"
-                             f"where FILE is a sweep file whose [scenario] name is {self._scenario!r} "
-                             "(its file name, unless it says otherwise); then press M again.")
+                             f"(a sweep file whose [scenario] name is {self._scenario!r} maps this "
+                             "scenario: its file name, unless it says otherwise); then press M again.")
         else:
             try:
                 self._rows = read_table(self._path)
@@ -223,5 +228,6 @@ class MapScreen(ModalScreen[None]):
             body.update(Text(f"{self._path}: {exc}"))
         else:
             body.update(Text.from_ansi(text))
-        hint.update(Text(f"m: next metric ({', '.join(self._metrics)}) - escape: close - {self._path}",
+        hint.update(Text(f"m: next metric ({', '.join(self._metrics)}) - escape: close\n"
+                         f"{self._source}{self._path}",
                          style="italic"))
