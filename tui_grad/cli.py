@@ -278,7 +278,7 @@ def cmd_ui(args: argparse.Namespace) -> int:
 
     from tui_grad import warmup
 
-    warmup.preload([variant.config for variant in scenario.variants])  # while the UI starts
+    warmup.preload([variant.config for variant in scenario.variants])  # before the UI starts
     from tui_grad.tui.app import GradApp
 
     app = GradApp(scenario)

@@ -7,9 +7,9 @@ the app then loads what the child cached.
 
 The app's worker asks ``needed(configs)``: False means every kernel was found in the cache
 and is now loaded. True means ``Warmup(configs)``: ``start()``, ``poll()`` until ``done``,
-``cancel()`` on every path. ``preload(configs)`` starts ``needed``'s work in a thread early,
-while the UI is still starting. ``python -m tui_grad.warmup`` is the child: a JSON request
-on stdin, JSON lines on stdout. Knows nothing of Textual.
+``cancel()`` on every path. ``preload(configs)`` does ``needed``'s work before the UI
+starts. ``python -m tui_grad.warmup`` is the child: a JSON request on stdin, JSON lines on
+stdout. Knows nothing of Textual.
 """
 
 from __future__ import annotations
@@ -177,29 +177,24 @@ def _probe(configs: list[Config], directory: Path) -> None:
         _write_record(directory, _key(configs), sorted(new, key=str), None)
 
 
-_preloads: dict[str, tuple[threading.Thread, dict]] = {}
+_answers: dict[str, bool] = {}
 
 
 def preload(configs: list[Config]) -> None:
-    """Start ``needed(configs)``'s work (importing the engine, loading the cached kernels)
-    in a thread now, so it overlaps the UI's own start; ``needed`` then takes its answer."""
+    """Do ``needed(configs)``'s work now (import the engine, load the cached kernels), before
+    the UI starts; ``needed`` then takes its answer. Not in a thread beside the UI's start:
+    both are Python holding the GIL, and interleaved they took longer than one after the
+    other (warm start 3.3 s against 2.6 s on 2 cores, benchmarks/bench_memory_startup.py)."""
     key = _key(configs)
-    if key in _preloads:
-        return
-    answer: dict = {}
-    thread = threading.Thread(target=lambda: answer.update(needed=_check(configs)),
-                              name="tui-grad-preload")
-    _preloads[key] = (thread, answer)
-    thread.start()
+    if key not in _answers:
+        _answers[key] = _check(configs)
 
 
 def needed(configs: list[Config]) -> bool:
     """True when a kernel ``configs`` need is not in numba's cache (or it is not known
     which kernels they need), so a warm-up should run; False after loading them all."""
-    thread, answer = _preloads.pop(_key(configs), (None, {}))
-    if thread is not None:
-        thread.join()
-    return answer["needed"] if "needed" in answer else _check(configs)
+    answer = _answers.pop(_key(configs), None)
+    return _check(configs) if answer is None else answer
 
 
 # ------------------------------------------------------------------ the warm-up (app side)

@@ -32,6 +32,7 @@ NARROW_WIDTH = 120  # below this one chart is shown at a time
 CHUNK_SECONDS = 0.04  # compute between checks for cancellation and new requests
 YIELD_SECONDS = 0.01  # after each chunk the worker sleeps, leaving the GIL to the UI thread
 REDRAW_SECONDS = 1 / 12
+FIRST_DRAW_WAIT_SECONDS = 2.0
 MESSAGE_SECONDS = 4.0  # a message line stays this long (the report area keeps what must stay)
 # Explicit foreground and background (not ANSI names, which themes and browsers remap):
 # readable on every theme, in a terminal and in a browser; Textual downgrades them for
@@ -120,17 +121,21 @@ class GradApp(App[None]):
         self._drawn_version = -1
         self._message_timer = None
         self.startup_text = ""  # what the worker is doing before the first step
+        self._first_drawn = threading.Event()  # the worker waits for it after its first step
 
     # ------------------------------------------------------------ composition
     def compose(self) -> ComposeResult:
         yield Static("", id="status")
-        with Horizontal(id="main"):
+        # classes that depend on the screen are set here, not in on_mount: changing a class
+        # after mounting restyles every widget (0.3 s of a 2-core machine's start)
+        narrow = "narrow" if self.size.width < NARROW_WIDTH else ""
+        with Horizontal(id="main", classes=narrow):
             with VerticalScroll(id="controls"):
                 for group in GROUPS:
                     yield Panel(group, self.session.config, self.scenario.lock)
             with Container(id="charts"):
                 for number, (name, kind) in enumerate(CHARTS, start=1):
-                    chart = kind(id=name, classes="chart")
+                    chart = kind(id=name, classes="chart -selected" if number == 1 else "chart")
                     chart.number = number
                     chart.border_title = f"{number} {kind.title_text}"
                     yield chart
@@ -149,11 +154,10 @@ class GradApp(App[None]):
         self._charts = {name: self.query_one(f"#{name}") for name, _ in CHARTS}
         self.sub_title = self.scenario.title
         self._layout_for(self.size.width)
-        self._charts["chart-grad"].add_class("-selected")
         self.set_interval(REDRAW_SECONDS, self.redraw)
         self.redraw(force=True)
         if self.autostart:
-            self.call_after_refresh(self.simulate)
+            self.simulate()  # the worker starts now: its kernels load while the screen paints
 
     def on_resize(self, event) -> None:
         if not hasattr(self, "_main"):  # a resize can arrive before mount
@@ -162,7 +166,8 @@ class GradApp(App[None]):
         self._drawn_version = -1
 
     def _layout_for(self, width: int) -> None:
-        self._main.set_class(width < NARROW_WIDTH, "narrow")
+        if self._main.has_class("narrow") != (width < NARROW_WIDTH):  # a change restyles all
+            self._main.set_class(width < NARROW_WIDTH, "narrow")
 
     # ------------------------------------------------------------ the worker
     @work(thread=True, exclusive=True, exit_on_error=False, group="simulation")
@@ -187,6 +192,10 @@ class GradApp(App[None]):
         while not worker.is_cancelled:
             for event in self.session.advance(CHUNK_SECONDS):
                 self.post_message(SimulationEvent(event))
+            if self.session.history.latest is not None and not self._first_drawn.is_set():
+                # the first paint of the screen is slow and needs the GIL: let the user see
+                # the first step before computing more (bounded, should a redraw never come)
+                self._first_drawn.wait(FIRST_DRAW_WAIT_SECONDS)
             if not frozen:
                 # numba and llvmlite leave a huge heap of long-lived objects; every full
                 # garbage collection walked it and stalled the UI ~100 ms. Once the kernels
@@ -203,6 +212,8 @@ class GradApp(App[None]):
         self._status.update(self.status_line(self._status.size.width or self.size.width))
         if not force and history.version == self._drawn_version:
             return
+        if history.latest is not None:
+            self._first_drawn.set()
         self._drawn_version = history.version
         frame = history.frame()
         network = self.session.config.network
