@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from tui_grad.config import ACTIVATIONS, Config
-from tui_grad.engine import backprop, diagnose, kernels, optim, theory
+from tui_grad.engine import backprop, diagnose, kernels, optim, probe, theory
 from tui_grad.engine.activations import FROM_OUTPUT
 from tui_grad.engine.buffers import Buffers
 from tui_grad.engine.data import BatchStream, make_dataset
@@ -245,6 +245,7 @@ class Simulator:
     def _step(self, batch: tuple | None) -> StepMetrics:
         started = time.perf_counter()
         x, y_reg, y_cls = self._next_batch() if batch is None else self._user_batch(batch)
+        self._last_batch = (x, y_reg, y_cls)  # for the probes (histograms, Jacobian, sharpness)
         buf = self._buffers_for(x.shape[0])
         buf.h[:x.size] = x.ravel()
         hyper = self._kernel_hyper()
@@ -375,6 +376,33 @@ class Simulator:
     def reset(self) -> None:
         """Start the run again from step 0 with the same seed (identical numbers)."""
         self._build()
+
+    # ----------------------------------------------------------------- probes (probe.py)
+    def _probe_batch(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        probe._check_model(self.config)
+        if getattr(self, "_last_batch", None) is None:
+            raise RuntimeError("no batch yet: call step() first (the probes use the last step's batch)")
+        return self._last_batch
+
+    def layer_values(self) -> probe.LayerValues:
+        """Every hidden layer's pre-activation, activation, weight gradient and dL/dh, in
+        float64, for the network as it is now on the last step's batch (probe.py)."""
+        return probe.layer_values(self.config, self.params, *self._probe_batch())
+
+    def histograms(self, layers: list[int] | None = None,
+                   quantities: tuple[str, ...] = probe.QUANTITIES, bins: int = 30) -> list[probe.Histogram]:
+        """Histograms per hidden layer (0 = first; default about five from input to output)
+        of ``quantities``; gradient quantities on log10|x| bins, exact zeros apart."""
+        return probe.histograms(self.layer_values(), layers, quantities, bins)
+
+    def jacobian_singular_values(self, example: int = 0) -> probe.Spectrum:
+        """Singular values of d h_depth / d h_1 for ``example`` of the last batch (float64)."""
+        return probe.jacobian_singular_values(self.config, self.layer_values(), self.params, example)
+
+    def sharpness(self, iterations: int = 20, tolerance: float = 1e-4) -> probe.Sharpness:
+        """Top Hessian eigenvalue of the data loss on the last batch (power iteration)."""
+        return probe.sharpness(self.config, self.params, *self._probe_batch(),
+                               iterations=iterations, tolerance=tolerance)
 
     def snapshot(self, reuse: Snapshot | None = None) -> Snapshot:
         """A copy of the run's state; ``restore`` brings the run back to it exactly.

@@ -1,0 +1,188 @@
+"""Probes: per-layer distributions, the Jacobian's spectrum and sharpness (engine/probe.py)."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+from tui_grad.config import ACTIVATIONS
+from tui_grad.engine import probe
+
+GRAD_CASES = list(itertools.product(ACTIVATIONS, (False, True), (False, True), ("mse", "cross_entropy")))
+
+
+def small(make_sim, **overrides):
+    options = dict(keep_grads=True, network__depth=4, network__width=5, network__dtype="float64",
+                   network__init="xavier_normal", network__bias_init=0.1, training__lr=0.0,
+                   data__input_dim=3, data__n_samples=32, run__seed=3)
+    return make_sim(**{**options, **overrides})
+
+
+@pytest.mark.parametrize("activation,batch_norm,residual,loss", GRAD_CASES)
+def test_the_probes_float64_pass_gives_the_engines_gradients(make_sim, activation, batch_norm, residual, loss):
+    """The probes' own forward and backward pass (NumPy, float64) is the engine's network:
+    every parameter's gradient equals the kernels' (lr 0, so the step leaves the weights)."""
+    task = "blobs" if loss == "cross_entropy" else "teacher"
+    sim = small(make_sim, network__activation=activation, network__batch_norm=batch_norm,
+                network__residual=residual, network__residual_block=2, network__residual_alpha=0.7,
+                training__loss=loss, data__task=task)
+    metrics = sim.step()
+    values = sim.layer_values()
+    assert values.loss == pytest.approx(metrics.loss, rel=1e-12)
+    for mine, theirs in zip(values.grads, sim.grads(), strict=True):
+        for key in theirs:
+            np.testing.assert_allclose(mine[key], theirs[key], rtol=1e-9, atol=1e-14, err_msg=key)
+
+
+def linear_net_jacobian(sim, example: int) -> np.ndarray:
+    """d h_depth / d h_1 built independently: each layer's Jacobian diag(phi'(u)) W from
+    sim.params and the pre-activations recomputed here, multiplied in float64."""
+    from tui_grad.engine.theory import phi_and_derivative
+
+    params = [{k: np.asarray(v, dtype=np.float64) for k, v in layer.items()} for layer in sim.params]
+    h = np.asarray(sim._last_batch[0][example], dtype=np.float64)
+    act = sim.config.network.activation
+    jac = None
+    for i in range(sim.config.network.depth):
+        u = params[i]["weight"] @ h + params[i]["bias"]
+        h, d = phi_and_derivative(act, u, 0.0)
+        if i >= 1:
+            layer = np.diag(np.broadcast_to(d, u.shape)) @ params[i]["weight"]
+            jac = layer if jac is None else layer @ jac
+    return jac
+
+
+@pytest.mark.parametrize("activation,init", list(itertools.product(
+    ("linear", "tanh", "relu"), ("orthogonal", "xavier_normal"))))
+def test_jacobian_singular_values_match_an_independent_product(make_sim, activation, init):
+    sim = make_sim(network__depth=12, network__width=16, network__activation=activation,
+                   network__init=init, network__dtype="float64", network__bias_init=0.05,
+                   data__input_dim=16, training__lr=0.0, run__seed=5)
+    sim.step()
+    for example in (0, 3):
+        spectrum = sim.jacobian_singular_values(example)
+        expected = np.linalg.svd(linear_net_jacobian(sim, example), compute_uv=False)
+        # relative 1e-8; an SVD resolves values to eps * largest, so tiny ones compare in that
+        np.testing.assert_allclose(spectrum.values, expected, rtol=1e-8, atol=1e-13 * expected[0])
+        assert spectrum.layers == 11 and spectrum.subspace is None
+        summary = spectrum.summary
+        assert summary["largest"] == pytest.approx(expected[0], rel=1e-8)
+        assert summary["mean_square"] == pytest.approx(np.mean(expected ** 2), rel=1e-8)
+    if activation == "linear" and init == "orthogonal":  # a product of orthogonal matrices
+        np.testing.assert_allclose(spectrum.values, 1.0, rtol=1e-8)
+
+
+def test_gaussian_weights_spread_the_spectrum_orthogonal_ones_do_not(make_sim):
+    """Linear nets (Saxe; Pennington): the variance of JJ^T's eigenvalues grows with depth for
+    Gaussian weights and stays 0 for orthogonal ones."""
+    def spread(init, depth):
+        sim = make_sim(network__depth=depth, network__width=32, network__activation="linear",
+                       network__init=init, data__input_dim=32, training__lr=0.0, run__seed=1)
+        sim.step()
+        return sim.jacobian_singular_values().summary["variance_of_squares"]
+
+    assert spread("orthogonal", 40) < 1e-6
+    assert spread("xavier_normal", 40) > 3 * spread("xavier_normal", 5) > 0.1
+
+
+def hessian_by_finite_differences(sim) -> np.ndarray:
+    """The full Hessian of the data loss on the last batch: central differences of the
+    loss itself (second differences, not of gradients), in float64."""
+    theta = [{k: np.asarray(v, dtype=np.float64).copy() for k, v in layer.items()} for layer in sim.params]
+    flat, unflatten = probe._flatten(theta)
+    x, y_reg, y_cls = sim._last_batch
+
+    def loss(vector):
+        return probe.layer_values(sim.config, unflatten(vector), x, y_reg, y_cls).loss
+
+    n, h = flat.size, 1e-4
+    hess = np.empty((n, n))
+    base = loss(flat)
+    for i in range(n):
+        for j in range(i, n):
+            e_i, e_j = np.eye(n)[i] * h, np.eye(n)[j] * h
+            if i == j:
+                value = (loss(flat + e_i) - 2 * base + loss(flat - e_i)) / h ** 2
+            else:
+                value = (loss(flat + e_i + e_j) - loss(flat + e_i - e_j)
+                         - loss(flat - e_i + e_j) + loss(flat - e_i - e_j)) / (4 * h * h)
+            hess[i, j] = hess[j, i] = value
+    return hess
+
+
+def test_sharpness_is_the_top_eigenvalue_of_the_hessian(make_sim):
+    sim = make_sim(network__depth=2, network__width=3, network__activation="tanh",
+                   network__dtype="float64", data__input_dim=2, data__n_samples=16,
+                   training__batch_size=16, training__lr=0.0, run__seed=2)
+    sim.step()
+    eigenvalues = np.linalg.eigvalsh(hessian_by_finite_differences(sim))
+    top = eigenvalues[np.argmax(np.abs(eigenvalues))]
+    result = sim.sharpness(iterations=500, tolerance=1e-10)
+    assert result.converged and result.relative_change <= 1e-10
+    assert result.value == pytest.approx(top, rel=1e-5)
+
+
+def test_sharpness_agrees_with_an_independent_power_iteration(make_sim):
+    """The same power iteration written again with the engine's own float64 gradients
+    (a step with lr 0 at theta +- eps v) gives the same eigenvalue."""
+    sim = small(make_sim, network__activation="relu", network__depth=3)
+    sim.step()
+    x, y_reg, y_cls = sim._last_batch
+    batch = (x, y_reg)
+    theta = [{k: np.array(v, dtype=np.float64) for k, v in layer.items()} for layer in sim.params]
+    flat, unflatten = probe._flatten(theta)
+
+    def engine_gradient(vector):
+        for layer, values in zip(sim.params, unflatten(vector), strict=True):
+            for key, value in values.items():
+                layer[key][...] = value
+        sim.step(batch)
+        return probe._flatten(sim.grads())[0]
+
+    v = np.random.default_rng(7).standard_normal(flat.size)
+    v /= np.linalg.norm(v)
+    for _ in range(300):
+        hv = (engine_gradient(flat + 1e-5 * v) - engine_gradient(flat - 1e-5 * v)) / 2e-5
+        estimate, v = v @ hv, hv / np.linalg.norm(hv)
+    engine_gradient(flat)  # back to theta, and its batch
+    result = sim.sharpness(iterations=300, tolerance=1e-9)
+    assert result.value == pytest.approx(estimate, rel=1e-5)
+
+
+def test_histogram_counts_add_up_and_zeros_are_counted_apart(make_sim):
+    sim = make_sim(network__depth=10, network__width=24, network__activation="relu",
+                   network__bias_init=-0.5, training__batch_size=16, run__seed=4)
+    sim.step()
+    hists = sim.histograms(bins=20)
+    assert {h.layer for h in hists} == {0, 2, 4, 7, 9}  # about five, first to last
+    assert {h.quantity for h in hists} == set(probe.QUANTITIES)
+    for h in hists:
+        values = getattr(sim.layer_values(), h.quantity)[h.layer]
+        assert h.total == values.size  # every value in a bin, among the zeros, or non-finite
+        assert h.counts.size == 20 and h.edges.size == 21 and np.all(np.diff(h.edges) > 0)
+        if h.log:
+            assert h.zeros == np.count_nonzero(values == 0)
+            inside = np.log10(np.abs(values[values != 0]))
+            assert inside.size == 0 or h.edges[0] <= inside.min() and inside.max() <= h.edges[-1]
+        else:
+            assert h.zeros == 0
+    # dead relus: exact zeros in the activations land in a bin at 0, in dW among the zeros
+    grads = [h for h in hists if h.quantity == "weight_grad"]
+    assert any(h.zeros > 0 for h in grads)
+    with pytest.raises(ValueError, match="layer 10 is not a hidden layer"):
+        sim.histograms(layers=[10])
+
+
+def test_the_probes_say_what_they_need(make_sim):
+    sim = small(make_sim)
+    with pytest.raises(RuntimeError, match="call step"):
+        sim.histograms()
+    sim.step()
+    with pytest.raises(ValueError, match="example 99 is not in the batch"):
+        sim.jacobian_singular_values(99)
+    lstm = make_sim(network__model="lstm", data__task="adding", network__width=8)
+    lstm.step()
+    with pytest.raises(ValueError, match="the MLP only"):
+        lstm.histograms()

@@ -1,0 +1,303 @@
+"""Diagnostics on request: per-layer distributions, the Jacobian's spectrum, and sharpness.
+
+All three look at the network as it is now (the run's own parameters, read in float64) on
+the batch of the last step, through an exact float64 NumPy forward and backward pass of
+the same MLP the kernels train (activation, batch norm with the batch's statistics,
+residual shortcuts, prelu). The training step never runs this code: with none of them
+asked for, a step costs what it did.
+
+- ``layer_values``: every layer's pre-activation (the input of phi, after batch norm),
+  activation, weight gradient and backpropagated signal dL/dh.
+- ``histograms``: their histograms; values on linear bins, gradient quantities on
+  log10|x| bins (they span decades) with exact zeros counted apart.
+- ``jacobian_singular_values``: the singular values of d h_depth / d h_1 (last hidden
+  layer's output by the first's) for one example; batch norm's mean and variance are held
+  at the batch's values. Past ``SUBSPACE_WIDTH`` units, of J Q for a random orthonormal
+  Q of that many columns (the values are then those of J on a random subspace).
+- ``sharpness``: the top eigenvalue of the loss's Hessian (data loss, no weight decay) by
+  power iteration on Hessian-vector products, each a central difference of two float64
+  gradients.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from tui_grad.engine.theory import phi_and_derivative
+
+QUANTITIES = ("preactivation", "activation", "weight_grad", "signal")
+LOG_QUANTITIES = ("weight_grad", "signal")  # histogrammed on log10|x|
+SUBSPACE_WIDTH = 512  # wider Jacobians are taken on a random subspace of this many directions
+DEFAULT_LAYERS = 5
+
+
+@dataclass
+class LayerValues:
+    """Float64 values of one forward and backward pass, per hidden layer (index 0 = first):
+    ``preactivation`` and ``activation`` (batch, width), ``weight_grad`` (width, n_in) and
+    ``signal`` = dL/dh (batch, width); ``loss`` the data loss; ``grads`` every parameter's
+    gradient shaped like ``Simulator.params``."""
+
+    loss: float
+    preactivation: list[np.ndarray]
+    activation: list[np.ndarray]
+    weight_grad: list[np.ndarray]
+    signal: list[np.ndarray]
+    grads: list[dict[str, np.ndarray]] = field(repr=False)
+    deriv: list[np.ndarray] = field(repr=False)  # phi'(pre-activation)
+    bn_scale: list[np.ndarray | None] = field(repr=False)  # gamma / std per unit, with BN
+
+
+@dataclass(frozen=True)
+class Histogram:
+    """Counts of one quantity of one layer: ``edges`` (bins + 1), ``counts`` (bins),
+    ``zeros`` (exact zeros, counted apart on log bins, else 0), ``nonfinite`` (NaN, inf),
+    ``log`` whether the edges are log10|x|."""
+
+    layer: int
+    quantity: str
+    edges: np.ndarray
+    counts: np.ndarray
+    zeros: int
+    nonfinite: int
+    log: bool
+
+    @property
+    def total(self) -> int:
+        return int(self.counts.sum()) + self.zeros + self.nonfinite
+
+
+@dataclass(frozen=True)
+class Spectrum:
+    """Singular values of the input-output Jacobian (descending) and their summary."""
+
+    values: np.ndarray
+    example: int
+    layers: int  # layer Jacobians in the product (depth - 1)
+    subspace: int | None  # directions sampled, when the net is wider than SUBSPACE_WIDTH
+
+    @property
+    def summary(self) -> dict[str, float]:
+        squares = self.values ** 2
+        return {"largest": float(self.values[0]), "smallest": float(self.values[-1]),
+                "mean_square": float(squares.mean()), "variance_of_squares": float(squares.var())}
+
+
+@dataclass(frozen=True)
+class Sharpness:
+    """The top Hessian eigenvalue, with how the power iteration converged."""
+
+    value: float
+    iterations: int
+    relative_change: float  # of the estimate in the last iteration
+    converged: bool
+
+
+def _check_model(config) -> None:
+    if config.network.model != "mlp":
+        raise ValueError(f"distributions, Jacobian and sharpness cover the MLP only "
+                         f"(network.model = {config.network.model!r})")
+
+
+def layer_values(config, params: list, x: np.ndarray, y_reg: np.ndarray,
+                 y_cls: np.ndarray) -> LayerValues:
+    """One exact float64 forward and backward pass of ``config``'s MLP with ``params``."""
+    _check_model(config)
+    net = config.network
+    depth = net.depth
+    from tui_grad.engine.layout import residual_sources
+    skip = residual_sources(depth, net.residual, net.residual_block)
+    p = [{k: np.asarray(v, dtype=np.float64) for k, v in layer.items()} for layer in params]
+    h = [np.asarray(x, dtype=np.float64)]
+    pre, act, deriv, xhat, scale = [], [], [], [], []
+    for i in range(depth):
+        u = h[i] @ p[i]["weight"].T + p[i]["bias"]
+        if net.batch_norm:
+            mean, var = u.mean(axis=0), u.var(axis=0)
+            inv = 1.0 / np.sqrt(var + net.bn_eps)
+            xh = (u - mean) * inv
+            xhat.append((xh, inv))
+            u = p[i]["gamma"] * xh + p[i]["beta"]
+            scale.append(p[i]["gamma"] * inv)
+        else:
+            xhat.append(None)
+            scale.append(None)
+        slope = float(p[i]["prelu_slope"][0]) if "prelu_slope" in p[i] else net.negative_slope
+        with np.errstate(over="ignore", invalid="ignore"):
+            a, d = phi_and_derivative(net.activation, u, slope)
+        pre.append(u)
+        act.append(a)
+        deriv.append(np.broadcast_to(d, u.shape))
+        h.append(h[skip[i]] + net.residual_alpha * a if skip[i] >= 0 else a)
+    with np.errstate(over="ignore", invalid="ignore"):
+        logits = h[depth] @ p[depth]["weight"].T + p[depth]["bias"]
+        loss, grad = _loss(config.training.loss, logits, y_reg, y_cls)
+    grads = [dict.fromkeys(layer) for layer in p]
+    grads[depth]["weight"], grads[depth]["bias"] = grad.T @ h[depth], grad.sum(axis=0)
+    signal = [None] * depth
+    pending = [np.zeros_like(hi) for hi in h]  # shortcut contributions to dL/dh_i
+    with np.errstate(over="ignore", invalid="ignore"):
+        g_h = grad @ p[depth]["weight"]
+        for i in range(depth - 1, -1, -1):
+            g_h = g_h + pending[i + 1]
+            signal[i] = g_h
+            g_a = g_h * net.residual_alpha if skip[i] >= 0 else g_h
+            if skip[i] >= 0:
+                pending[skip[i]] += g_h
+            g_u = g_a * deriv[i]
+            if "prelu_slope" in p[i]:
+                negative = pre[i] <= 0
+                grads[i]["prelu_slope"] = np.array([np.sum(g_a * pre[i] * negative)])
+            if net.batch_norm:
+                xh, inv = xhat[i]
+                grads[i]["gamma"], grads[i]["beta"] = (g_u * xh).sum(axis=0), g_u.sum(axis=0)
+                g_xh = g_u * p[i]["gamma"]
+                g_u = inv * (g_xh - g_xh.mean(axis=0) - xh * (g_xh * xh).mean(axis=0))
+            grads[i]["weight"], grads[i]["bias"] = g_u.T @ h[i], g_u.sum(axis=0)
+            g_h = g_u @ p[i]["weight"]
+    return LayerValues(loss=loss, preactivation=pre, activation=act,
+                       weight_grad=[g["weight"] for g in grads[:depth]], signal=signal,
+                       grads=grads, deriv=deriv, bn_scale=scale)
+
+
+def _loss(kind: str, logits: np.ndarray, y_reg: np.ndarray, y_cls: np.ndarray) -> tuple[float, np.ndarray]:
+    """The engine's losses in float64: mean squared error over every output, or mean
+    cross-entropy over the batch; and dL/dlogits."""
+    batch, n_out = logits.shape
+    if kind != "cross_entropy":
+        diff = logits - y_reg
+        return float(np.mean(diff * diff)), 2.0 * diff / (batch * n_out)
+    top = logits.max(axis=1, keepdims=True)
+    log_denom = np.log(np.exp(logits - top).sum(axis=1, keepdims=True)) + top
+    rows = np.arange(batch)
+    loss = float(np.mean(log_denom[:, 0] - logits[rows, y_cls]))
+    grad = np.exp(logits - log_denom)
+    grad[rows, y_cls] -= 1.0
+    return loss, grad / batch
+
+
+def default_layers(depth: int, count: int = DEFAULT_LAYERS) -> list[int]:
+    """About ``count`` hidden layers spread from the first (0) to the last (depth - 1)."""
+    return sorted({round(k * (depth - 1) / max(count - 1, 1)) for k in range(min(count, depth))})
+
+
+def histograms(values: LayerValues, layers: list[int] | None = None,
+               quantities: tuple[str, ...] = QUANTITIES, bins: int = 30) -> list[Histogram]:
+    """Histograms of ``quantities`` for ``layers`` (hidden-layer indices, 0 = first; default
+    about five spread from input to output). For each quantity the bins are shared by the
+    layers, so their outlines compare: ``bins`` equal bins over the values' range, on
+    log10|x| for LOG_QUANTITIES."""
+    depth = len(values.activation)
+    layers = default_layers(depth) if layers is None else list(layers)
+    for layer in layers:
+        if not 0 <= layer < depth:
+            raise ValueError(f"layer {layer} is not a hidden layer (0..{depth - 1})")
+    result = []
+    for quantity in quantities:
+        if quantity not in QUANTITIES:
+            raise ValueError(f"unknown quantity {quantity!r} (one of {', '.join(QUANTITIES)})")
+        log = quantity in LOG_QUANTITIES
+        samples = [np.ravel(getattr(values, quantity)[layer]) for layer in layers]
+        with np.errstate(divide="ignore"):
+            shown = [np.log10(np.abs(s)) if log else s for s in samples]
+        finite = [s[np.isfinite(s)] for s in shown]
+        pooled = np.concatenate(finite) if finite else np.empty(0)
+        low, high = (float(pooled.min()), float(pooled.max())) if pooled.size else (0.0, 1.0)
+        if high - low < 1e-12 * max(abs(low), 1.0):
+            low, high = low - 0.5, high + 0.5
+        edges = np.linspace(low, high, bins + 1)
+        for layer, sample, kept in zip(layers, samples, finite, strict=True):
+            zeros = int(np.count_nonzero(sample == 0.0)) if log else 0
+            nonfinite = int(sample.size - kept.size - zeros)
+            counts, _ = np.histogram(kept, bins=edges)
+            result.append(Histogram(layer, quantity, edges, counts, zeros, nonfinite, log))
+    return result
+
+
+def jacobian_singular_values(config, values: LayerValues, params: list, example: int = 0,
+                             rng: np.random.Generator | None = None) -> Spectrum:
+    """Singular values of d h_depth / d h_1 for ``example`` of the batch (float64)."""
+    _check_model(config)
+    net = config.network
+    batch = values.activation[0].shape[0]
+    if not 0 <= example < batch:
+        raise ValueError(f"example {example} is not in the batch (0..{batch - 1})")
+    from tui_grad.engine.layout import residual_sources
+    skip = residual_sources(net.depth, net.residual, net.residual_block)
+    width = net.width
+    subspace = SUBSPACE_WIDTH if width > SUBSPACE_WIDTH else None
+    if subspace:
+        rng = rng or np.random.default_rng(0)
+        start, _ = np.linalg.qr(rng.standard_normal((width, subspace)))
+    else:
+        start = np.eye(width)
+    needed = {int(s) for s in skip if s >= 1}  # J at h_s, kept for the shortcut into s
+    kept: dict[int, np.ndarray] = {}
+    jac = start  # d h_1 / d h_1 (times Q)
+    with np.errstate(over="ignore", invalid="ignore"):
+        for i in range(1, net.depth):  # hidden layer i maps h_i to h_{i+1}
+            if i in needed:
+                kept[i] = jac
+            source = kept.pop(int(skip[i]), None) if skip[i] >= 1 else None
+            row = values.deriv[i][example]
+            if values.bn_scale[i] is not None:
+                row = row * values.bn_scale[i]
+            branch = (row[:, None] * np.asarray(params[i]["weight"], dtype=np.float64)) @ jac
+            if skip[i] >= 0:  # h_{i+1} = h_s + alpha * branch; h_0 does not depend on h_1
+                jac = net.residual_alpha * branch + (source if source is not None else 0.0)
+            else:
+                jac = branch
+    if not np.all(np.isfinite(jac)):
+        values_ = np.full(jac.shape[1], np.nan)
+    else:
+        values_ = np.linalg.svd(jac, compute_uv=False)
+    return Spectrum(values_, example, net.depth - 1, subspace)
+
+
+def sharpness(config, params: list, x: np.ndarray, y_reg: np.ndarray, y_cls: np.ndarray,
+              iterations: int = 20, tolerance: float = 1e-4, seed: int = 0) -> Sharpness:
+    """The Hessian's top eigenvalue (largest in magnitude) of the data loss on (x, y), by
+    power iteration; Hv = (g(theta + eps v) - g(theta - eps v)) / (2 eps) in float64."""
+    _check_model(config)
+    theta = [{k: np.asarray(v, dtype=np.float64).copy() for k, v in layer.items()} for layer in params]
+    flat, unflatten = _flatten(theta)
+
+    def gradient(vector: np.ndarray) -> np.ndarray:
+        return _flatten(layer_values(config, unflatten(vector), x, y_reg, y_cls).grads)[0]
+
+    rng = np.random.default_rng(seed)
+    v = rng.standard_normal(flat.size)
+    v /= np.linalg.norm(v)
+    eps = 1e-5 * max(float(np.linalg.norm(flat)), 1.0)  # v has norm 1
+    estimate, change = math.nan, math.inf
+    for done in range(1, iterations + 1):
+        hv = (gradient(flat + eps * v) - gradient(flat - eps * v)) / (2.0 * eps)
+        new = float(v @ hv)
+        norm = float(np.linalg.norm(hv))
+        if not math.isfinite(new) or norm == 0.0:
+            return Sharpness(new, done, math.nan, False)
+        change = abs(new - estimate) / abs(new) if math.isfinite(estimate) and new != 0 else math.inf
+        estimate, v = new, hv / norm
+        if change <= tolerance:
+            return Sharpness(estimate, done, change, True)
+    return Sharpness(estimate, iterations, change, False)
+
+
+def _flatten(layers: list[dict[str, np.ndarray]]):
+    """One vector of every tensor (layer order, then key order), and its inverse."""
+    keys = [(i, k, np.shape(v)) for i, layer in enumerate(layers) for k, v in layer.items()]
+    flat = np.concatenate([np.ravel(layers[i][k]) for i, k, _ in keys])
+
+    def unflatten(vector: np.ndarray) -> list[dict[str, np.ndarray]]:
+        out: list[dict[str, np.ndarray]] = [{} for _ in layers]
+        at = 0
+        for i, k, shape in keys:
+            size = int(np.prod(shape))
+            out[i][k] = vector[at:at + size].reshape(shape)
+            at += size
+        return out
+
+    return flat, unflatten
