@@ -186,3 +186,58 @@ def test_the_probes_say_what_they_need(make_sim):
     lstm.step()
     with pytest.raises(ValueError, match="the MLP only"):
         lstm.histograms()
+
+
+def test_headless_writes_histograms_sharpness_and_the_jacobian(tmp_path, capsys):
+    import csv
+    import json
+
+    from tui_grad.cli import main
+
+    hist, metrics, summary = tmp_path / "h.csv", tmp_path / "m.csv", tmp_path / "s.json"
+    code = main(["run", "default", "--headless", "--steps", "4", "--every", "2",
+                 "--set", "network.depth=8", "--set", "network.width=16", "--set", "training.batch_size=8",
+                 "--histograms", str(hist), "--sharpness-every", "3", "--jacobian",
+                 "--csv", str(metrics), "--summary", str(summary)])
+    assert code == 0
+    rows = list(csv.DictReader(hist.open()))
+    assert list(rows[0]) == ["step", "layer", "quantity", "bin_low", "bin_high", "count"]
+    assert {r["step"] for r in rows} == {"0", "2"}
+    assert {r["layer"] for r in rows} == {"1", "3", "5", "6", "8"}
+    totals = {}
+    for r in rows:
+        key = (r["step"], r["layer"], r["quantity"])
+        totals[key] = totals.get(key, 0) + int(r["count"])
+    for (step, layer, quantity), total in totals.items():  # every value counted once
+        size = 8 * 16  # batch x width
+        if quantity == "weight_grad":
+            size = 16 * (_input_dim() if layer == "1" else 16)
+        assert total == size, (step, layer, quantity)
+    zeros = [r for r in rows if r["bin_low"] == "0" and r["bin_high"] == "0"]
+    assert {r["quantity"] for r in zeros} == {"weight_grad", "signal"}  # log bins only
+    table = list(csv.DictReader(metrics.open()))
+    assert "sharpness" in table[0]
+    filled = {r["step"] for r in table if r["sharpness"]}
+    assert filled == {"0"}  # step 3 is measured but --every 2 keeps steps 0 and 2
+    info = json.loads(summary.read_text())["variants"][0]
+    assert info["jacobian"]["layers"] == 7 and info["jacobian"]["largest"] > 0
+    assert info["sharpness"] > 0
+
+
+def _input_dim() -> int:
+    from tui_grad.scenario import load_scenario
+    return load_scenario("default").config.data.input_dim
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--sharpness-every", "0"], "--sharpness-every must be 1 or more (got 0)"),
+    (["--csv", "-", "--histograms", "-"], "cannot both write to stdout"),
+    (["--set", "network.model=lstm", "--set", "data.task=adding", "--jacobian"], "cover the MLP only"),
+    (["--histograms", "/nonexistent/dir/h.csv"], "/nonexistent/dir/h.csv: cannot write"),
+])
+def test_bad_probe_options_are_one_line_errors(capsys, args, message):
+    from tui_grad.cli import main
+
+    assert main(["run", "default", "--headless", "--steps", "1", *args]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and "Traceback" not in err

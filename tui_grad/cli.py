@@ -55,6 +55,12 @@ def build_parser(command: str | None) -> argparse.ArgumentParser:
         parser.add_argument("--csv", metavar="PATH", help="write metrics as CSV ('-' = stdout)")
         parser.add_argument("--every", type=int, default=1, metavar="K", help="keep every K-th step")
         parser.add_argument("--summary", metavar="PATH", help="write a JSON summary")
+        parser.add_argument("--histograms", metavar="PATH", help="write per-layer histograms "
+                            "as CSV every --every steps ('-' = stdout)")
+        parser.add_argument("--sharpness-every", type=int, metavar="K", help="measure the "
+                            "Hessian's top eigenvalue every K-th step (CSV column sharpness)")
+        parser.add_argument("--jacobian", action="store_true", help="add the Jacobian's "
+                            "singular-value summary at the end to the JSON summary")
         parser.add_argument("--check", action="store_true", help="evaluate [[expect]]; exit 1 on FAIL")
         _common(parser)
     elif command == "validate":
@@ -201,18 +207,30 @@ def cmd_headless(args: argparse.Namespace) -> int:
 
     if args.every < 1:
         raise ConfigError(f"--every must be 1 or more (got {args.every})")
+    if args.sharpness_every is not None and args.sharpness_every < 1:
+        raise ConfigError(f"--sharpness-every must be 1 or more (got {args.sharpness_every})")
+    if args.csv == "-" and args.histograms == "-":
+        raise ConfigError("--csv and --histograms cannot both write to stdout ('-')")
     scenario = load(args.scenario, args)
     steps = scenario.config.run.steps
     stop = headless.StopRequested()
     progress = headless.ProgressBar() if sys.stderr.isatty() else None
     csv_stream = _open_output(args.csv)
     try:
-        headless.install_stop_handlers(stop)
-        results = headless.run(scenario, steps, csv=csv_stream, every=args.every, progress=progress,
-                               stop=stop)
-    finally:
+        hist_stream = _open_output(args.histograms)
+    except ConfigError:
         if csv_stream not in (None, sys.stdout):
             csv_stream.close()
+        raise
+    try:
+        headless.install_stop_handlers(stop)
+        results = headless.run(scenario, steps, csv=csv_stream, every=args.every, progress=progress,
+                               stop=stop, histograms=hist_stream,
+                               sharpness_every=args.sharpness_every, jacobian=args.jacobian)
+    finally:
+        for stream in (csv_stream, hist_stream):
+            if stream not in (None, sys.stdout):
+                stream.close()
     if stop.signal is not None:
         print(f"{PROG}: interrupted after {results[0].steps} steps", file=sys.stderr)
         _write_summary(args.summary, results, [])
@@ -223,7 +241,7 @@ def cmd_headless(args: argparse.Namespace) -> int:
         print(item.line(bool(scenario.compare)), file=sys.stdout if args.csv != "-" else sys.stderr)
     if args.check and not scenario.expects:
         print(f"{PROG}: note: {args.scenario} has no [[expect]] entries to check", file=sys.stderr)
-    if not args.csv and not args.check:
+    if not args.csv and not args.check and args.histograms != "-":
         for result in results:
             info = result.summary()
             print(f"{info['variant']}: {info['steps']} steps, final loss {info['final_loss']:.6g}, "
@@ -260,7 +278,10 @@ def cmd_ui(args: argparse.Namespace) -> int:
     headless_only = [flag for flag, given in (("--csv", getattr(args, "csv", None)),
                                               ("--summary", getattr(args, "summary", None)),
                                               ("--check", getattr(args, "check", False)),
-                                              ("--every", getattr(args, "every", 1) != 1)) if given]
+                                              ("--every", getattr(args, "every", 1) != 1),
+                                              ("--histograms", getattr(args, "histograms", None)),
+                                              ("--sharpness-every", getattr(args, "sharpness_every", None)),
+                                              ("--jacobian", getattr(args, "jacobian", False))) if given]
     if headless_only:
         verb = "needs" if len(headless_only) == 1 else "need"
         raise ConfigError(f"{', '.join(headless_only)} {verb} --headless (the UI writes no files)")

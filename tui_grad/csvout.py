@@ -37,6 +37,21 @@ COLUMNS: tuple[tuple[str, str], ...] = (
 )
 
 
+SHARPNESS_COLUMN = ("sharpness", "top eigenvalue of the loss's Hessian on the step's batch, after "
+                    "the step (power iteration); only with --sharpness-every K, filled every K-th "
+                    "step, empty on the others")
+HISTOGRAM_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("step", "training step, from 0"),
+    ("layer", "hidden layer 1..depth, input side first"),
+    ("quantity", "preactivation (the input of the activation, after batch norm), activation, "
+                 "weight_grad (dL/dW) or signal (dL/dh)"),
+    ("bin_low", "the bin's lower edge; for weight_grad and signal an edge of |x| on log10 bins; "
+                "0 with bin_high 0: exact zeros; nan with bin_high nan: NaN or inf values"),
+    ("bin_high", "the bin's upper edge (the last bin includes it)"),
+    ("count", "values in the bin"),
+)
+
+
 def format_log10(value: float, digits: int = 6) -> str:
     """Write 10**value exactly even beyond float64's range: 2.5e-400, 0 for -inf; ``digits``
     after the point (1 for people reading a message: 17.4 -> 2.5e+17)."""
@@ -64,18 +79,20 @@ class CsvWriter:
     """Writes StepMetrics as rows; each step's rows go out in one write, then a flush, so an
     interrupted run leaves no half row."""
 
-    def __init__(self, stream: TextIO, with_variant: bool) -> None:
+    def __init__(self, stream: TextIO, with_variant: bool, sharpness: bool = False) -> None:
         self._stream = stream
         self._with_variant = with_variant
-        names = [name for name, _ in COLUMNS]
+        self._sharpness = sharpness
+        names = [name for name, _ in COLUMNS] + ([SHARPNESS_COLUMN[0]] if sharpness else [])
         self._write(",".join((["variant"] if with_variant else []) + names) + "\n")
 
     def _write(self, text: str) -> None:
         self._stream.write(text)
         self._stream.flush()
 
-    def write_step(self, metrics: StepMetrics, variant: str = "") -> None:
-        """Append one row per layer for ``metrics``."""
+    def write_step(self, metrics: StepMetrics, variant: str = "", sharpness: float | None = None) -> None:
+        """Append one row per layer for ``metrics`` (and ``sharpness``, when the writer has
+        the column: empty for None)."""
         step_part = (format_number(metrics.loss),)
         shared = (format_log10(metrics.global_grad_norm_log10), format_number(metrics.clip_scale),
                   metrics.status)
@@ -98,6 +115,8 @@ class CsvWriter:
                 *(_optional(gates, layer) for gates in (metrics.forget_gate_mean,
                                                         metrics.input_gate_mean,
                                                         metrics.output_gate_mean)))
+            if self._sharpness:
+                fields += ("" if sharpness is None else format_number(sharpness),)
             rows.append(prefix + ",".join(fields) + "\n")
         self._write("".join(rows))
 
@@ -113,3 +132,29 @@ def _quote(text: str) -> str:
     if any(c in text for c in ',"\n\r'):
         return '"' + text.replace('"', '""') + '"'
     return text
+
+
+class HistogramWriter:
+    """Writes probe.Histogram lists as tidy rows (see HISTOGRAM_COLUMNS), a flush per step."""
+
+    def __init__(self, stream: TextIO, with_variant: bool) -> None:
+        self._stream = stream
+        self._with_variant = with_variant
+        names = [name for name, _ in HISTOGRAM_COLUMNS]
+        stream.write(",".join((["variant"] if with_variant else []) + names) + "\n")
+        stream.flush()
+
+    def write(self, step: int, histograms: list, variant: str = "") -> None:
+        prefix = f"{_quote(variant)}," if self._with_variant else ""
+        rows = []
+        for h in histograms:
+            head = f"{prefix}{step},{h.layer + 1},{h.quantity}"
+            edges = [10.0 ** e if h.log else e for e in h.edges]
+            rows += [f"{head},{format_number(low)},{format_number(high)},{count}\n"
+                     for low, high, count in zip(edges[:-1], edges[1:], h.counts, strict=True)]
+            if h.log:
+                rows.append(f"{head},0,0,{h.zeros}\n")
+            if h.nonfinite:
+                rows.append(f"{head},nan,nan,{h.nonfinite}\n")
+        self._stream.write("".join(rows))
+        self._stream.flush()

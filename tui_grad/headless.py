@@ -9,7 +9,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TextIO
 
-from tui_grad.csvout import CsvWriter
+from tui_grad.config import ConfigError
+from tui_grad.csvout import CsvWriter, HistogramWriter
 from tui_grad.engine import Simulator, StepMetrics
 from tui_grad.engine.theory import Prediction
 from tui_grad.expect import LAST, PER_LAYER, Expectation, Ref, evaluate
@@ -28,6 +29,8 @@ class VariantResult:
     seconds: float = 0.0
     kept: dict[int, StepMetrics] = field(default_factory=dict)
     theory: Prediction | None = None
+    jacobian: dict | None = None  # the Jacobian's summary at the end, with --jacobian
+    sharpness: float | None = None  # the last one measured, with --sharpness-every
 
     def summary(self) -> dict:
         """JSON-ready summary of this variant."""
@@ -37,6 +40,8 @@ class VariantResult:
                 "verdict": final.status if final else None, "diverged_at": self.diverged_at,
                 "seconds": round(self.seconds, 3),
                 **self._theory_summary(),
+                **({"jacobian": self.jacobian} if self.jacobian is not None else {}),
+                **({"sharpness": self.sharpness} if self.sharpness is not None else {}),
                 "ms_per_step": round(1e3 * self.seconds / self.steps, 3) if self.steps else None}
 
 
@@ -79,13 +84,25 @@ class StopRequested:
 
 def run(scenario: Scenario, steps: int, *, csv: TextIO | None = None, every: int = 1,
         progress: Callable[[int, int], None] | None = None,
-        stop: StopRequested | None = None) -> list[VariantResult]:
-    """Run every variant of ``scenario`` for ``steps`` steps in lock-step."""
+        stop: StopRequested | None = None, histograms: TextIO | None = None,
+        sharpness_every: int | None = None, jacobian: bool = False) -> list[VariantResult]:
+    """Run every variant of ``scenario`` for ``steps`` steps in lock-step.
+
+    ``histograms``: tidy per-layer histograms every ``every`` steps; ``sharpness_every`` K:
+    the Hessian's top eigenvalue every K-th step (CSV column ``sharpness``); ``jacobian``:
+    the Jacobian's spectrum summary at the end, in each result (probe.py; MLP only)."""
     variants = scenario.variants
+    if histograms is not None or sharpness_every or jacobian:
+        for variant in variants:
+            if variant.config.network.model != "mlp":
+                raise ConfigError(f"--histograms, --sharpness-every and --jacobian cover the MLP "
+                                  f"only (network.model = {variant.config.network.model!r})")
     wanted = {s for e in scenario.expects for s in e.steps()} | {0}
     sims = [Simulator(v.config) for v in variants]
     results = [VariantResult(v.name, theory=sim.theory) for v, sim in zip(variants, sims, strict=True)]
-    writer = CsvWriter(csv, with_variant=bool(scenario.compare)) if csv is not None else None
+    with_variant = bool(scenario.compare)
+    writer = CsvWriter(csv, with_variant, bool(sharpness_every)) if csv is not None else None
+    hist_writer = HistogramWriter(histograms, with_variant) if histograms is not None else None
     for step in range(steps):
         if stop is not None and stop.signal is not None:
             break
@@ -97,10 +114,21 @@ def run(scenario: Scenario, steps: int, *, csv: TextIO | None = None, every: int
                 result.initial_loss = metrics.loss
             if step in wanted:
                 result.kept[step] = metrics
+            sharp = None
+            if sharpness_every and step % sharpness_every == 0:
+                sharp = result.sharpness = sim.sharpness().value
             if writer is not None and step % every == 0:
-                writer.write_step(metrics, result.name)
+                writer.write_step(metrics, result.name, sharp)
+            if hist_writer is not None and step % every == 0:
+                hist_writer.write(step, sim.histograms(), result.name)
         if progress is not None:
             progress(step + 1, steps)
+    if jacobian:
+        for sim, result in zip(sims, results, strict=True):
+            if result.steps:
+                spectrum = sim.jacobian_singular_values()
+                result.jacobian = {**spectrum.summary, "layers": spectrum.layers,
+                                   "subspace": spectrum.subspace}
     return results
 
 
