@@ -241,3 +241,35 @@ def test_bad_probe_options_are_one_line_errors(capsys, args, message):
     assert main(["run", "default", "--headless", "--steps", "1", *args]) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+@pytest.mark.parametrize("name,size", [("default", (80, 24)), ("default", (160, 48)),
+                                       ("rnn-vs-lstm", (80, 24))])
+async def test_the_probe_screen_draws_every_view(name, size):
+    """D opens the probes; 1-3 and k draw each view at this size without error; a recurrent
+    model says the probes cover the MLP only."""
+    from tui_helpers import endless_app, screen_text, wait_for
+
+    from tui_grad.tui.probes import ProbeScreen
+
+    app = endless_app(name, paused=True)
+    async with app.run_test(size=size) as pilot:
+        await wait_for(pilot, lambda: app.session.history.latest is not None, timeout=30)
+        if name == "rnn-vs-lstm":
+            await pilot.press("v")  # the lstm variant
+            await wait_for(pilot, lambda: "[lstm]" in screen_text(app), timeout=10)
+        await pilot.press("D")
+        assert isinstance(app.screen, ProbeScreen)
+        expected = {"1": "pre-activation", "k": "activation (layer output)", "2": "largest",
+                    "3": "x 2/lr"}
+        for key, text in expected.items():
+            await pilot.press(key)
+            await wait_for(pilot, lambda: "measuring" not in screen_text(app), timeout=30)
+            await pilot.pause(0.2)
+            shown = screen_text(app)
+            if name == "default":
+                assert text in shown and "at step 0" in shown, key
+            else:
+                assert "cover the" in shown and "MLP" in shown, key
+        await pilot.press("escape")
+        assert not isinstance(app.screen, ProbeScreen)

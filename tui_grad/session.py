@@ -12,7 +12,8 @@ import math
 import threading
 import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -124,6 +125,7 @@ class Session:
         self._pending: tuple[list[Config], str] | None = None
         self._rewind_asked = False
         self._auto_paused = False
+        self._calls: list[tuple[Callable[[Simulator], Any], Future]] = []
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------ what the UI reads
@@ -226,10 +228,20 @@ class Session:
         return self.max_rate
 
     # ------------------------------------------------------------ worker side
+    def call(self, function: Callable[[Simulator], Any]) -> Future:
+        """Run ``function(simulator of the shown run)`` in the thread that advances the
+        session, between two steps (so it sees whole steps); its result, or the exception
+        it raised, arrives in the Future."""
+        future: Future = Future()
+        with self._lock:
+            self._calls.append((function, future))
+        return future
+
     def advance(self, budget_seconds: float) -> list[object]:
         """Apply pending changes, then step for up to ``budget_seconds``; return events."""
         events: list[object] = []
         with self._lock:
+            calls, self._calls = self._calls, []
             pending, self._pending = self._pending, None
             steps_asked, self._pending_steps = self._pending_steps, 0
             rewind, self._rewind_asked = self._rewind_asked, False
@@ -237,6 +249,12 @@ class Session:
             for run in self.runs:
                 run.restart()
             pending = None
+        for function, future in calls:
+            if future.set_running_or_notify_cancel():
+                try:
+                    future.set_result(function(self.run.sim))
+                except Exception as exc:  # noqa: BLE001 - delivered to whoever asked
+                    future.set_exception(exc)
         if pending is not None:
             events += self._apply(*pending)
         if rewind:

@@ -85,6 +85,9 @@ class GradApp(App[None]):
                 tooltip="show the next [[compare]] variant, at the same step"),
         Binding("e", "export", "export", id="app.export",
                 tooltip="export the configuration as a scenario file"),
+        Binding("D", "probes", "probes", show=False, id="app.probes",
+                tooltip="per-layer distributions, the Jacobian's spectrum and sharpness, measured "
+                        "on request (MLP)"),
         Binding("M", "sweep_map", "map", show=False, id="app.map",
                 tooltip="the last sweep's map of this scenario, the current configuration marked"),
         Binding("s", "new_seed", "new seed", id="run.seed", tooltip="new seed: step 0"),
@@ -417,6 +420,11 @@ class GradApp(App[None]):
 
     def action_help(self) -> None:
         self.push_screen(HelpScreen([b for b in self.BINDINGS if isinstance(b, Binding)]))
+
+    def action_probes(self) -> None:
+        from tui_grad.tui.probes import ProbeScreen
+
+        self.push_screen(ProbeScreen(self.session))
 
     def action_sweep_map(self) -> None:
         self.push_screen(MapScreen(self.scenario.name, self.session.config))

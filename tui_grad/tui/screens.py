@@ -221,7 +221,7 @@ class MapScreen(ModalScreen[None]):
         metric = self._metrics[self._index]
         size = self.query_one("#dialog").content_size
         try:
-            text = draw_map(self._rows, metric, width=max(size.width - 1, 30),
+            text = draw_map(self._rows, metric, width=max(size.width - 3, 30),
                             height=max(size.height - 7, 10), color="NO_COLOR" not in os.environ,
                             marker=self.marker())
         except ConfigError as exc:

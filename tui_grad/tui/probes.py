@@ -1,0 +1,233 @@
+"""The probes screen (key D): per-layer distributions, the Jacobian's spectrum, sharpness.
+
+Each view is measured on request in the session's worker thread, between two steps (see
+Session.call), and drawn with plotext here, in the UI thread.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Static
+
+from tui_grad.engine import probe
+
+VIEWS = ("distributions", "Jacobian spectrum", "sharpness")
+MARKERS = ("o", "x", "+", "*", "#", "@", "%", "=")  # one per layer, so NO_COLOR still tells them apart
+COLORS = ("blue", "red", "green", "magenta", "cyan", "yellow", "white", "orange")
+QUANTITY_TEXT = {"preactivation": "pre-activation (input of the activation)",
+                 "activation": "activation (layer output)",
+                 "weight_grad": "weight gradient dL/dW, log10 |x|",
+                 "signal": "backpropagated signal dL/dh, log10 |x|"}
+
+
+class ProbeScreen(ModalScreen[None]):
+    """Distributions, the Jacobian's singular values and the Hessian's top eigenvalue of the
+    run on screen, measured when the screen opens and on ``r``."""
+
+    BINDINGS = [Binding("escape,q,D", "dismiss", "close", id="probe.close"),
+                Binding("1", "view(0)", "distributions", id="probe.distributions"),
+                Binding("2", "view(1)", "spectrum", id="probe.spectrum"),
+                Binding("3", "view(2)", "sharpness", id="probe.sharpness"),
+                Binding("k", "next_quantity", "quantity", id="probe.quantity"),
+                Binding("r", "measure", "measure again", id="probe.measure")]
+
+    def __init__(self, session, view: int = 0) -> None:
+        super().__init__()
+        self._session = session
+        self._view = view
+        self._quantity = 0
+        self._results: dict[int, object] = {}  # view -> its last measurement (or exception)
+        self._sharpness_log: list[tuple[int, float]] = []  # (step, value) measured so far
+        self._waiting = None
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll(id="dialog"):
+            yield Static("", id="probe-body")
+            yield Static("", id="probe-hint")
+
+    def on_mount(self) -> None:
+        self.set_interval(0.1, self._collect)
+        self.action_measure()
+
+    # ------------------------------------------------------------ keys
+    def action_view(self, view: int) -> None:
+        self._view = view
+        if view not in self._results and self._waiting is None:
+            self.action_measure()
+        self._draw()
+
+    def action_next_quantity(self) -> None:
+        self._quantity = (self._quantity + 1) % len(probe.QUANTITIES)
+        self._draw()
+
+    def action_measure(self) -> None:
+        if self._waiting is not None:
+            return
+        view = self._view
+        measure = (_distributions, _spectrum, _sharpness)[view]
+        history = self._session.history
+        # in the worker, between steps: the step on screen is the one the batch belongs to
+        self._waiting = (view, self._session.call(
+            lambda sim: (history.latest.step if history.latest else 0, measure(sim))))
+        self._draw()
+
+    # ------------------------------------------------------------ results
+    def _collect(self) -> None:
+        if self._waiting is None or not self._waiting[1].done():
+            return
+        view, future = self._waiting
+        self._waiting = None
+        error = future.exception()
+        self._results[view] = error if error is not None else future.result()
+        if view == 2 and error is None:
+            step, result = self._results[view]
+            self._sharpness_log.append((step, result.value))
+        self._draw()
+
+    def _draw(self) -> None:
+        body, hint = self.query_one("#probe-body", Static), self.query_one("#probe-hint", Static)
+        size = self.query_one("#dialog").content_size
+        # room for a scrollbar (a plot wider than the dialog would wrap) and the text under it
+        width, height = max(size.width - 3, 30), max(size.height - 8, 8)
+        color = "NO_COLOR" not in os.environ
+        title = f"{self._view + 1} {VIEWS[self._view]}"
+        result = self._results.get(self._view)
+        if self._waiting is not None and self._waiting[0] == self._view:
+            text = Text(f"{title}: measuring on the last step's batch...")
+        elif result is None:
+            text = Text(f"{title}: press r to measure")
+        elif isinstance(result, Exception):
+            text = Text(f"{title}: {result}")
+        else:
+            step, value = result
+            config = self._session.config
+            if self._view == 0:
+                drawn = draw_distributions(value, probe.QUANTITIES[self._quantity], width, height, color)
+            elif self._view == 1:
+                drawn = draw_spectrum(value, config, width, height, color)
+            else:
+                drawn = draw_sharpness(value, self._sharpness_log, config.training.lr,
+                                       config.training.optimizer, width, height, color)
+            text = Text(f"{title} at step {step}\n")
+            text.append_text(Text.from_ansi(drawn))
+        body.update(text)
+        keys = "1 distributions  2 spectrum  3 sharpness  r measure again  escape close"
+        if self._view == 0:
+            keys = "k next quantity  " + keys
+        hint.update(Text(keys, style="italic"))
+
+
+# ---------------------------------------------------------------- measurements (worker thread)
+def _distributions(sim):
+    return sim.histograms()
+
+
+def _spectrum(sim):
+    return sim.jacobian_singular_values(0)
+
+
+def _sharpness(sim):
+    return sim.sharpness(iterations=50, tolerance=1e-3)
+
+
+# ---------------------------------------------------------------- drawing (plotext, UI thread)
+def _figure(width: int, height: int, color: bool):
+    import plotext as plt
+
+    plt.clf()
+    plt.plotsize(width, height)
+    plt.theme("default" if color else "clear")
+    return plt
+
+
+def draw_distributions(histograms: list, quantity: str, width: int, height: int, color: bool) -> str:
+    """Outlines of ``quantity``'s histogram per layer, overlaid (distinct marker each)."""
+    chosen = [h for h in histograms if h.quantity == quantity]
+    plt = _figure(width, height, color)
+    for index, h in enumerate(chosen):
+        centres = 0.5 * (h.edges[:-1] + h.edges[1:])
+        plt.plot(centres.tolist(), h.counts.tolist(), marker=MARKERS[index % len(MARKERS)],
+                 color=COLORS[index % len(COLORS)] if color else None, label=f"layer {h.layer + 1}")
+    plt.title(QUANTITY_TEXT[quantity])
+    plt.ylabel("count")
+    lines = [plt.build()]
+    apart = [f"layer {h.layer + 1}: {h.zeros}" for h in chosen if h.log]
+    if apart:
+        lines.append("exact zeros (not on the log axis): " + ", ".join(apart))
+    broken = [f"layer {h.layer + 1}: {h.nonfinite}" for h in chosen if h.nonfinite]
+    if broken:
+        lines.append("NaN or inf: " + ", ".join(broken))
+    return "\n".join(lines)
+
+
+def draw_spectrum(spectrum, config, width: int, height: int, color: bool) -> str:
+    """Sorted singular values on log10, against the isometric ideal (all equal to 1)."""
+    values = spectrum.values
+    summary = spectrum.summary
+    plt = _figure(width, height, color)
+    finite = np.isfinite(values) & (values > 0)
+    index = np.arange(1, values.size + 1)
+    if finite.any():
+        plt.plot(index[finite].tolist(), np.log10(values[finite]).tolist(), marker="o",
+                 color="blue" if color else None, label="singular values")
+    plt.hline(0.0, "red" if color else None)
+    plt.title(f"log10 singular values of dh_{config.network.depth}/dh_1 "
+              f"({spectrum.layers} layers, example {spectrum.example}); line: isometry (all 1)")
+    lines = [plt.build(),
+             f"largest {summary['largest']:.3g}, smallest {summary['smallest']:.3g}, mean square "
+             f"{summary['mean_square']:.3g}, variance of squares {summary['variance_of_squares']:.3g}"]
+    if spectrum.subspace:
+        lines.append(f"wider than {probe.SUBSPACE_WIDTH}: J on a random {spectrum.subspace}-dimensional subspace")
+    lines.append(spectrum_note(config))
+    return "\n".join(lines)
+
+
+def spectrum_note(config) -> str:
+    """What theory says about this net's spectrum, or that it does not cover it."""
+    net = config.network
+    orthogonal = net.init == "orthogonal"
+    if net.batch_norm or net.residual:
+        return "theory: not covered here (batch norm, shortcuts); batch norm's statistics are held fixed"
+    if net.activation == "linear":
+        return ("theory: a product of orthogonal matrices is orthogonal: every singular value is 1"
+                if orthogonal else "theory: for Gaussian weights the variance of the squared "
+                "singular values grows like depth (zero for orthogonal weights)")
+    if net.activation == "tanh":
+        return ("theory: tanh at chi_1 = 1 with orthogonal weights keeps the values near 1 "
+                "(dynamical isometry); Gaussian weights spread them more with depth")
+    if net.activation in ("relu", "leaky_relu", "prelu"):
+        return "theory: relu cannot reach isometry, with Gaussian or orthogonal weights"
+    return "theory: no spectrum prediction for this activation"
+
+
+def draw_sharpness(result, log: list[tuple[int, float]], lr: float, optimizer: str,
+                   width: int, height: int, color: bool) -> str:
+    """The measurements so far against the 2/lr line, and the latest with its convergence."""
+    step, value = log[-1] if log else (0, math.nan)
+    threshold = 2.0 / lr if lr > 0 else math.inf
+    plt = _figure(width, max(height - 3, 6), color)
+    steps = [s for s, v in log if math.isfinite(v)]
+    if steps:
+        plt.plot(steps, [v for s, v in log if math.isfinite(v)], marker="o",
+                 color="blue" if color else None, label="top Hessian eigenvalue")
+    if math.isfinite(threshold):
+        plt.hline(threshold, "red" if color else None)
+    plt.title("sharpness at each measurement (r measures again); line: 2/lr")
+    plt.xlabel("step")
+    ratio = value / threshold if math.isfinite(threshold) else math.nan
+    lines = [plt.build(),
+             f"top eigenvalue {value:.4g} = {ratio:.2f} x 2/lr (2/lr = {threshold:.4g}); "
+             f"{result.iterations} power iterations, last change {result.relative_change:.1e}"
+             + ("" if result.converged else " (not converged)")]
+    if optimizer != "sgd" or ratio > 1:
+        lines.append("above 2/lr plain gradient descent diverges along that direction"
+                     + ("" if optimizer == "sgd" else f"; with {optimizer} the threshold differs"))
+    return "\n".join(lines)
