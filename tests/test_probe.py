@@ -21,7 +21,8 @@ def small(make_sim, **overrides):
 
 
 @pytest.mark.parametrize("activation,batch_norm,residual,loss", GRAD_CASES)
-def test_the_probes_float64_pass_gives_the_engines_gradients(make_sim, activation, batch_norm, residual, loss):
+def test_the_probes_float64_pass_gives_the_engines_gradients(make_sim, activation, batch_norm, residual,
+                                                             loss):
     """The probes' own forward and backward pass (NumPy, float64) is the engine's network:
     every parameter's gradient equals the kernels' (lr 0, so the step leaves the weights)."""
     task = "blobs" if loss == "cross_entropy" else "teacher"

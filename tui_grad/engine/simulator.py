@@ -88,6 +88,7 @@ class Simulator:
         self._build_network(init_rng)
         self._grads = np.zeros_like(self._params)
         self._grads_kept = False  # whether _grads holds a step's full gradient (see grads)
+        self._last_batch: tuple | None = None  # (x, y_reg, y_cls) of the last step, for the probes
         self._exps = np.zeros(self.layout.n_layers)
         self._reset_optimizer()
         self._buffers: Buffers | None = None
@@ -380,7 +381,7 @@ class Simulator:
     # ----------------------------------------------------------------- probes (probe.py)
     def _probe_batch(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         probe._check_model(self.config)
-        if getattr(self, "_last_batch", None) is None:
+        if self._last_batch is None:
             raise RuntimeError("no batch yet: call step() first (the probes use the last step's batch)")
         return self._last_batch
 

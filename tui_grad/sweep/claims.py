@@ -12,20 +12,16 @@ a bare word is text (``diverged``, ``relu``) and ``none`` is an empty cell (neve
 from __future__ import annotations
 
 import math
-import operator
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from tui_grad.config import ConfigError
+from tui_grad.expect import COMPARISONS
 from tui_grad.sweep.runner import RESULT_COLUMNS
 
 QUANTIFIERS = ("all", "any", "none")
 CLAIM_KEYS = ("check", "where", "rows")
-COMPARISONS: dict[str, Callable[[Any, Any], bool]] = {
-    "<=": operator.le, ">=": operator.ge, "==": operator.eq, "!=": operator.ne,
-    "<": operator.lt, ">": operator.gt}
 _TOKEN = re.compile(r"\s*(?:(?P<number>[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)"
                     r"|(?P<name>[A-Za-z_][A-Za-z0-9_.\-]*)|'(?P<quoted>[^']*)'"
                     r"|(?P<op><=|>=|==|!=|<|>)|(?P<mul>[*/]))")

@@ -185,7 +185,8 @@ def draw_spectrum(spectrum, config, width: int, height: int, color: bool) -> str
              f"largest {summary['largest']:.3g}, smallest {summary['smallest']:.3g}, mean square "
              f"{summary['mean_square']:.3g}, variance of squares {summary['variance_of_squares']:.3g}"]
     if spectrum.subspace:
-        lines.append(f"wider than {probe.SUBSPACE_WIDTH}: J on a random {spectrum.subspace}-dimensional subspace")
+        lines.append(f"wider than {probe.SUBSPACE_WIDTH}: J on a random "
+                     f"{spectrum.subspace}-dimensional subspace")
     lines.append(spectrum_note(config))
     return "\n".join(lines)
 
