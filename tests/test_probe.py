@@ -274,3 +274,97 @@ async def test_the_probe_screen_draws_every_view(name, size):
                 assert "cover the" in shown and "MLP" in shown, key
         await pilot.press("escape")
         assert not isinstance(app.screen, ProbeScreen)
+
+
+def test_claims_read_the_probes_at_their_steps(tmp_path, capsys):
+    """sharpness, jacobian_* and lr in [[expect]] are measured at the steps the claims read,
+    on the network after that step: the same values the API gives after that many steps."""
+    import json
+
+    from tui_grad.cli import main
+    from tui_grad.engine import Simulator
+    from tui_grad.scenario import load_scenario
+
+    path = tmp_path / "claims.toml"
+    path.write_text("""
+[network]
+depth = 6
+width = 12
+[training]
+batch_size = 16
+lr = 0.02
+[run]
+steps = 5
+[[expect]]
+check = "sharpness[step=0] < 2 / lr"
+[[expect]]
+check = "jacobian_spread[step=2] >= 0"
+[[expect]]
+check = "jacobian_mean_square[step=last] > 0"
+[[expect]]
+check = "loss_rises[step=last] <= 4"
+""")
+    summary = tmp_path / "summary.json"
+    assert main(["run", str(path), "--headless", "--check", "--summary", str(summary)]) == 0
+    assert capsys.readouterr().out.count("PASS") == 4
+    measured = [check["measured"] for check in json.loads(summary.read_text())["checks"]]
+    sim = Simulator(load_scenario(str(path)).config)
+    sim.step()
+    assert measured[0] == pytest.approx(sim.sharpness().value, rel=1e-12)
+    sim.step(), sim.step()
+    assert measured[1] == pytest.approx(sim.jacobian_singular_values().summary["spread"], rel=1e-12)
+    sim.step(), sim.step()
+    assert measured[2] == pytest.approx(sim.jacobian_singular_values().summary["mean_square"], rel=1e-12)
+    assert measured[3] in (0, 1, 2, 3, 4)
+
+
+def test_loss_rises_counts_the_steps_whose_loss_went_up():
+    from tui_grad import headless
+    from tui_grad.scenario import load_scenario
+
+    scenario = load_scenario("default").with_overrides({"run.steps": 30, "training.lr": 0.05})
+    result = headless.run(scenario, 30)[0]
+    sim_losses = [m.loss for m in _losses(scenario.config, 30)]
+    rises = sum(b > a for a, b in itertools.pairwise(sim_losses))
+    assert result.extra[-1]["loss_rises"] == rises > 0
+
+
+def _losses(config, steps):
+    from tui_grad.engine import Simulator
+    sim = Simulator(config)
+    return [sim.step() for _ in range(steps)]
+
+
+def test_history_keeps_sharpness_until_rewound_past_it():
+    from tui_grad.history import History
+
+    history = History()
+    for step, value in ((0, 1.0), (10, 2.0), (20, 3.0)):
+        history.append_sharpness(step, value, 0.1)
+    assert history.frame().sharpness.tolist() == [[0, 1.0, 0.1], [10, 2.0, 0.1], [20, 3.0, 0.1]]
+    history.truncate(10)
+    assert history.frame().sharpness.tolist() == [[0, 1.0, 0.1]]
+
+
+@pytest.mark.parametrize("size", [(80, 24), (160, 48)])
+async def test_sharpness_every_k_draws_on_the_loss_chart(size):
+    """run.sharpness_every (the lr panel) measures sharpness every K steps while the run
+    trains, and the loss chart shows it beside 2/lr; 0 turns it off."""
+    from tui_helpers import endless_app, wait_for
+
+    from tui_grad.tui.charts import LossChart
+
+    app = endless_app("edge-of-stability", paused=True)
+    async with app.run_test(size=size) as pilot:
+        await wait_for(pilot, lambda: app.session.history.latest is not None, timeout=30)
+        for _ in range(3):
+            await pilot.press("n")
+        await wait_for(pilot, lambda: app.session.history.frame().sharpness.shape[0] >= 1)
+        chart = app.query_one(LossChart)
+        if size == (80, 24):
+            await pilot.press("2")  # one chart at a time on a narrow screen
+        await wait_for(pilot, lambda: "sharpness" in str(chart.border_title))
+        frame = app.session.history.frame()
+        assert f"2/lr {2 / 0.15:.3g}" in str(chart.border_title)
+        assert frame.sharpness[0, 0] == 0 and frame.sharpness[0, 1] > 0
+        assert all(step % 10 == 0 for step in frame.sharpness[:, 0])

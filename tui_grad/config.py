@@ -245,6 +245,8 @@ OPTIONS: tuple[Option, ...] = (
            restart=False),
     Option("run", "seed", int, 0, "seed of every random choice (init, data, batches)", low=0,
            high=2**32 - 1),
+    Option("run", "sharpness_every", int, 0, "measure sharpness (the loss Hessian's top "
+           "eigenvalue) every K steps; 0 = off", low=0, high=1_000_000, restart=False),
     Option("run", "divergence_factor", float, 1e4,
            "diverged once the loss exceeds this times max(initial loss, 1)", low=1.0, high=1e300,
            restart=False),

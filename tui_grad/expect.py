@@ -8,10 +8,15 @@ is a product/quotient of numbers and metric references::
     status[step=0] == vanishing
     diverged_at < 50            # never diverging makes this FAIL
     diverged_at == none         # ... and this PASS
+    sharpness[step=last] > 0.9 * 2 / lr
+    jacobian_spread[step=0] < 2
 
 A reference is ``metric[selector, ...]``; selectors are ``layer=N|first|last`` (layers are
 1..depth+1, input side first; per-layer metrics only) and ``step=N|first|last`` (default:
-the entry's ``step`` key, else the last step). In the file::
+the entry's ``step`` key, else the last step). ``lr`` is the variant's learning rate;
+``loss_rises`` counts the steps so far whose loss exceeded the step before's. The probe
+metrics (PROBES: sharpness and the Jacobian's spectrum, see engine/probe.py) are measured
+only at the steps a claim reads, on the network as it is after that step. In the file::
 
     [[expect]]
     check = "grad_norm[layer=1] / grad_norm[layer=last] < 1e-6"
@@ -33,7 +38,10 @@ from tui_grad.engine.diagnose import VERDICTS
 PER_LAYER = ("grad_norm", "signal_norm", "weight_norm", "update_ratio", "act_mean", "act_std",
              "saturation", "dead_fraction", "prelu_slope", "predicted_signal_norm",
              "forget_gate_mean", "input_gate_mean", "output_gate_mean")
-SCALAR = ("loss", "global_grad_norm", "clip_scale", "status", "diverged_at", "chi_1")
+PROBES = ("sharpness", "jacobian_largest", "jacobian_smallest", "jacobian_mean_square",
+          "jacobian_variance_of_squares", "jacobian_spread")  # measured on request (probe.py)
+SCALAR = ("loss", "global_grad_norm", "clip_scale", "status", "diverged_at", "chi_1", "lr",
+          "loss_rises") + PROBES
 METRICS = PER_LAYER + SCALAR
 COMPARISONS: dict[str, Callable[[object, object], bool]] = {
     "<=": operator.le, ">=": operator.ge, "==": operator.eq, "!=": operator.ne,
@@ -66,8 +74,20 @@ class Expectation:
 
     def steps(self) -> set[int]:
         """Steps (LAST = -1 for the final one) whose metrics this claim reads."""
-        return {self.default_step if t.step is None else t.step
-                for side in (self.left, self.right) for t in side[::2] if isinstance(t, Ref)}
+        return {self.default_step if t.step is None else t.step for t in self.refs()}
+
+    def refs(self) -> list[Ref]:
+        """The metric references on both sides."""
+        return [t for side in (self.left, self.right) for t in side[::2] if isinstance(t, Ref)]
+
+    def probe_steps(self) -> dict[int, set[str]]:
+        """Steps (LAST for the final one) -> the probe metrics this claim reads there."""
+        wanted: dict[int, set[str]] = {}
+        for ref in self.refs():
+            if ref.metric in PROBES:
+                step = self.default_step if ref.step is None else ref.step
+                wanted.setdefault(step, set()).add(ref.metric)
+        return wanted
 
 
 def parse_expectation(entry: Mapping[str, object], variants: Sequence[str]) -> Expectation:

@@ -13,7 +13,7 @@ from tui_grad.config import ConfigError
 from tui_grad.csvout import CsvWriter, HistogramWriter
 from tui_grad.engine import Simulator, StepMetrics
 from tui_grad.engine.theory import Prediction
-from tui_grad.expect import LAST, PER_LAYER, Expectation, Ref, evaluate
+from tui_grad.expect import LAST, PER_LAYER, PROBES, Expectation, Ref, evaluate
 from tui_grad.scenario import Scenario
 
 
@@ -31,6 +31,9 @@ class VariantResult:
     theory: Prediction | None = None
     jacobian: dict | None = None  # the Jacobian's summary at the end, with --jacobian
     sharpness: float | None = None  # the last one measured, with --sharpness-every
+    lr: float = math.nan
+    loss_rises: int = 0  # steps whose loss exceeded the step before's
+    extra: dict[int, dict[str, float]] = field(default_factory=dict)  # per kept step (LAST: end)
 
     def summary(self) -> dict:
         """JSON-ready summary of this variant."""
@@ -89,33 +92,48 @@ def run(scenario: Scenario, steps: int, *, csv: TextIO | None = None, every: int
     """Run every variant of ``scenario`` for ``steps`` steps in lock-step.
 
     ``histograms``: tidy per-layer histograms every ``every`` steps; ``sharpness_every`` K:
-    the Hessian's top eigenvalue every K-th step (CSV column ``sharpness``); ``jacobian``:
+    the Hessian's top eigenvalue every K-th step (CSV column ``sharpness``; with a CSV and
+    no K, each variant's run.sharpness_every, 0 = never); ``jacobian``:
     the Jacobian's spectrum summary at the end, in each result (probe.py; MLP only)."""
     variants = scenario.variants
-    if histograms is not None or sharpness_every or jacobian:
+    # run.sharpness_every fills the CSV column; without a CSV only --sharpness-every measures
+    sharp_every = [sharpness_every or (v.config.run.sharpness_every if csv is not None else 0)
+                   for v in variants]
+    if histograms is not None or any(sharp_every) or jacobian:
         for variant in variants:
             if variant.config.network.model != "mlp":
                 raise ConfigError(f"--histograms, --sharpness-every and --jacobian cover the MLP "
                                   f"only (network.model = {variant.config.network.model!r})")
     wanted = {s for e in scenario.expects for s in e.steps()} | {0}
+    probes: dict[int, set[str]] = {}  # step -> probe metrics the claims read there
+    for expectation in scenario.expects:
+        for step, names in expectation.probe_steps().items():
+            probes.setdefault(step, set()).update(names)
     sims = [Simulator(v.config) for v in variants]
-    results = [VariantResult(v.name, theory=sim.theory) for v, sim in zip(variants, sims, strict=True)]
+    results = [VariantResult(v.name, theory=sim.theory, lr=v.config.training.lr)
+               for v, sim in zip(variants, sims, strict=True)]
     with_variant = bool(scenario.compare)
-    writer = CsvWriter(csv, with_variant, bool(sharpness_every)) if csv is not None else None
+    writer = CsvWriter(csv, with_variant, any(sharp_every)) if csv is not None else None
     hist_writer = HistogramWriter(histograms, with_variant) if histograms is not None else None
+    previous_loss: dict[str, float] = {}
     for step in range(steps):
         if stop is not None and stop.signal is not None:
             break
-        for sim, result in zip(sims, results, strict=True):
+        for sim, result, k in zip(sims, results, sharp_every, strict=True):
             metrics = sim.step()
             result.steps, result.final, result.diverged_at = step + 1, metrics, metrics.diverged_at
             result.seconds += metrics.seconds
             if result.initial_loss is None:
                 result.initial_loss = metrics.loss
+            elif metrics.loss > previous_loss[result.name]:
+                result.loss_rises += 1
+            previous_loss[result.name] = metrics.loss
             if step in wanted:
                 result.kept[step] = metrics
+                result.extra[step] = {"loss_rises": result.loss_rises,
+                                      **_measure(sim, probes.get(step, ()))}
             sharp = None
-            if sharpness_every and step % sharpness_every == 0:
+            if k and step % k == 0:
                 sharp = result.sharpness = sim.sharpness().value
             if writer is not None and step % every == 0:
                 writer.write_step(metrics, result.name, sharp)
@@ -123,6 +141,10 @@ def run(scenario: Scenario, steps: int, *, csv: TextIO | None = None, every: int
                 hist_writer.write(step, sim.histograms(), result.name)
         if progress is not None:
             progress(step + 1, steps)
+    for sim, result in zip(sims, results, strict=True):  # claims on the last step
+        result.extra[LAST] = {"loss_rises": result.loss_rises}
+        if result.steps and LAST in probes:
+            result.extra[LAST].update(_measure(sim, probes[LAST]))
     if jacobian:
         for sim, result in zip(sims, results, strict=True):
             if result.steps:
@@ -130,6 +152,17 @@ def run(scenario: Scenario, steps: int, *, csv: TextIO | None = None, every: int
                 result.jacobian = {**spectrum.summary, "layers": spectrum.layers,
                                    "subspace": spectrum.subspace}
     return results
+
+
+def _measure(sim: Simulator, names: set[str] | tuple) -> dict[str, float]:
+    """The probe metrics ``names`` of ``sim`` as it is now (expect.PROBES)."""
+    values: dict[str, float] = {}
+    if "sharpness" in names:
+        values["sharpness"] = sim.sharpness().value
+    if any(name.startswith("jacobian_") for name in names):
+        summary = sim.jacobian_singular_values().summary
+        values.update({f"jacobian_{key}": value for key, value in summary.items()})
+    return values
 
 
 def check(scenario: Scenario, results: list[VariantResult]) -> list[Check]:
@@ -149,9 +182,13 @@ def _lookup(result: VariantResult, ref: Ref, step: int) -> object:
         return result.diverged_at
     if ref.metric == "chi_1":
         return result.theory.chi_1 if result.theory is not None else float("nan")
+    if ref.metric == "lr":
+        return result.lr
     metrics = result.final if step == LAST else result.kept.get(step)
     if metrics is None:
         return float("nan")  # the run never reached that step
+    if ref.metric in PROBES or ref.metric == "loss_rises":
+        return float(result.extra.get(step, {}).get(ref.metric, math.nan))
     if ref.metric in PER_LAYER:
         layers = metrics.grad_norm_log10.size
         index = layers - 1 if ref.layer == LAST else ref.layer - 1

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -30,6 +30,7 @@ class Frame:
     heat_steps: np.ndarray  # (H,)
     heat_grad_log10: np.ndarray  # (H, L) per-layer log10 grad norm, oldest first
     diverged_at: int | None
+    sharpness: np.ndarray = field(default_factory=lambda: np.zeros((0, 3)))  # (K, 3): step, value, lr
 
 
 class History:
@@ -49,6 +50,7 @@ class History:
             self._norm: deque[float] = deque(maxlen=self._capacity)
             self._heat: deque[tuple[int, np.ndarray]] = deque()
             self._heat_stride = 1
+            self._sharpness: deque[tuple[int, float, float]] = deque(maxlen=self._capacity)
             self._first: StepMetrics | None = None
             self._latest: StepMetrics | None = None
             self._version += 1
@@ -79,6 +81,12 @@ class History:
                     self._heat_stride *= 2
             self._version += 1
 
+    def append_sharpness(self, step: int, value: float, lr: float) -> None:
+        """Record the sharpness measured after ``step`` and the lr it was taken with."""
+        with self._lock:
+            self._sharpness.append((step, value, lr))
+            self._version += 1
+
     def truncate(self, step: int, latest: StepMetrics | None = None) -> None:
         """Drop every record from ``step`` on (after rewinding the simulation); ``latest`` is
         the full record of the step before, when the caller kept it."""
@@ -89,6 +97,8 @@ class History:
                 self._norm.pop()
             while self._heat and self._heat[-1][0] >= step:
                 self._heat.pop()
+            while self._sharpness and self._sharpness[-1][0] >= step:
+                self._sharpness.pop()
             if self._first is not None and self._first.step >= step:
                 self._first = None
             self._latest = latest if latest is not None and latest.step < step else None
@@ -111,4 +121,5 @@ class History:
                 global_norm_log10=np.array(self._norm, dtype=np.float64), first=self._first,
                 latest=latest, heat_steps=np.array([s for s, _ in heat], dtype=np.int64),
                 heat_grad_log10=np.array([g for _, g in heat]) if heat else np.zeros((0, 0)),
-                diverged_at=latest.diverged_at if latest else None)
+                diverged_at=latest.diverged_at if latest else None,
+                sharpness=np.array(self._sharpness, dtype=np.float64).reshape(-1, 3))

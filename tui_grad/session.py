@@ -328,6 +328,10 @@ class Session:
                 if index == self.shown:
                     events.append(Diverged(metrics.step, run.report))
             run.history.append(metrics)
+            every = run.config.run.sharpness_every
+            if every and metrics.step % every == 0 and run.sim.diverged_at is None:
+                run.history.append_sharpness(metrics.step, run.sim.sharpness().value,
+                                             run.config.training.lr)
         if self.sim.step_index == self.config.run.steps:
             events.append(Finished(self.sim.step_index))
         return events

@@ -149,7 +149,8 @@ class GradientChart(Chart):
 
 
 class LossChart(Chart):
-    """Loss over steps (log10) with the divergence step marked."""
+    """Loss over steps (log10) with the divergence step marked; with run.sharpness_every,
+    sharpness and 2/lr on the right axis (gradient descent is unstable above 2/lr)."""
 
     title_text = "loss (log10)"
 
@@ -165,6 +166,19 @@ class LossChart(Chart):
             if y:
                 plt.plot(x, y, marker=marker, color=color, label=name)
         self.set_title(self.title_text)
+        sharp = frame.sharpness
+        if sharp.shape[0]:
+            pick = thin(sharp.shape[0], self.budget())
+            x, y = finite_series(sharp[pick, 0], sharp[pick, 1])
+            if y:
+                plt.plot(x, y, marker="o", color="magenta", label="sharpness (right)", yside="right")
+            with np.errstate(divide="ignore"):
+                x, y = finite_series(sharp[pick, 0], 2.0 / sharp[pick, 2])
+            if y:
+                plt.plot(x, y, marker="-", color="green", label="2/lr (right)", yside="right")
+            with np.errstate(divide="ignore"):
+                self.set_title(f"loss (log10), sharpness {sharp[-1, 1]:.3g} (2/lr "
+                               f"{2.0 / sharp[-1, 2]:.3g})")
         if frame.diverged_at is not None:
             plt.vline(frame.diverged_at, color="red")
             self.set_title(f"{self.title_text}: DIVERGED at step {frame.diverged_at}")

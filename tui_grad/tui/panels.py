@@ -47,7 +47,7 @@ GROUPS: tuple[Group, ...] = (
     Group("b", "batch norm", ("network.batch_norm", "network.bn_eps")),
     Group("r", "residual", ("network.residual", "network.residual_block", "network.residual_alpha")),
     Group("c", "clipping", ("training.clipping", "training.max_norm", "training.clip_value")),
-    Group("l", "learning rate", ("training.lr",)),
+    Group("l", "learning rate", ("training.lr", "run.sharpness_every")),
     Group("d", "depth / width", ("network.depth", "network.width", "network.dtype")),
     Group("w", "weight decay", ("training.weight_decay",)),
     Group("z", "batch size", ("training.batch_size",)),
