@@ -183,10 +183,90 @@ def test_the_probes_say_what_they_need(make_sim):
     sim.step()
     with pytest.raises(ValueError, match="example 99 is not in the batch"):
         sim.jacobian_singular_values(99)
-    lstm = make_sim(network__model="lstm", data__task="adding", network__width=8)
-    lstm.step()
-    with pytest.raises(ValueError, match="the MLP only"):
-        lstm.histograms()
+
+
+def recurrent(make_sim, model, **overrides):
+    options = dict(keep_grads=True, network__model=model, network__width=6, network__dtype="float64",
+                   data__task="adding", data__seq_len=7, training__batch_size=5, training__lr=0.0,
+                   network__recurrent_gain=1.2, run__seed=3)
+    return make_sim(**{**options, **overrides})
+
+
+RECURRENT_CASES = [("rnn", "tanh", "adding"), ("rnn", "relu", "adding"), ("lstm", "tanh", "adding"),
+                   ("lstm", "tanh", "copy_first")]
+
+
+@pytest.mark.parametrize("model,activation,task", RECURRENT_CASES)
+def test_recurrent_probes_give_the_engines_gradients_and_signal(make_sim, model, activation, task):
+    """For an RNN/LSTM the probes' float64 BPTT is the kernels': every gradient, and per time
+    step the signal ||dL/dh_t|| the charts show; layers are time steps."""
+    loss = "cross_entropy" if task == "copy_first" else "mse"
+    sim = recurrent(make_sim, model, network__activation=activation, data__task=task,
+                    training__loss=loss)
+    metrics = sim.step()
+    values = sim.layer_values()
+    assert values.loss == pytest.approx(metrics.loss, rel=1e-12)
+    for mine, theirs in zip(values.grads, sim.grads(), strict=True):
+        for key in theirs:
+            np.testing.assert_allclose(mine[key], theirs[key], rtol=1e-9, atol=1e-14, err_msg=key)
+    norms = [np.log10(np.linalg.norm(g)) for g in values.signal]
+    np.testing.assert_allclose(norms, metrics.signal_norm_log10[:-1], rtol=1e-9)
+    assert sum(w.shape == (sim.layout.gates * 6, 6) for w in values.weight_grad) == 7
+    np.testing.assert_allclose(sum(values.weight_grad), values.grads[0]["weight_hh"], rtol=1e-12)
+    hists = sim.histograms()
+    assert {h.layer for h in hists} == {0, 2, 3, 4, 6}  # about five time steps, first to last
+    assert all(h.total == values.activation[h.layer].size for h in hists if h.quantity == "activation")
+
+
+def recurrent_jacobian_by_differences(sim, example: int) -> np.ndarray:
+    """d h_T / d h_1 by central differences of an independent float64 forward pass from
+    (h_1, c_1), h_1 perturbed, c_1 held."""
+    net = sim.config.network
+    cell = {k: np.asarray(v, dtype=np.float64) for k, v in sim.params[0].items()}
+    x = np.asarray(sim._last_batch[0][example], dtype=np.float64)  # (T, inputs)
+    hidden = cell["weight_hh"].shape[1]
+    sigmoid = lambda z: 1.0 / (1.0 + np.exp(-z))  # noqa: E731
+
+    def step(h, c, x_t):
+        z = cell["weight_ih"] @ x_t + cell["weight_hh"] @ h + cell["bias"]
+        if net.model == "rnn":
+            return np.tanh(z) if net.activation == "tanh" else np.maximum(z, 0.0), c
+        i, f = sigmoid(z[:hidden]), sigmoid(z[hidden:2 * hidden])
+        g, o = np.tanh(z[2 * hidden:3 * hidden]), sigmoid(z[3 * hidden:])
+        c = f * c + i * g
+        return o * np.tanh(c), c
+
+    h1, c1 = step(np.zeros(hidden), np.zeros(hidden), x[0])
+
+    def last(h):
+        c = c1
+        for t in range(1, x.shape[0]):
+            h, c = step(h, c, x[t])
+        return h
+
+    eps = 1e-6
+    return np.stack([(last(h1 + eps * e) - last(h1 - eps * e)) / (2 * eps)
+                     for e in np.eye(hidden)], axis=1)
+
+
+@pytest.mark.parametrize("model,activation", [("rnn", "tanh"), ("rnn", "relu"), ("lstm", "tanh")])
+def test_recurrent_jacobian_matches_finite_differences(make_sim, model, activation):
+    sim = recurrent(make_sim, model, network__activation=activation)
+    sim.step()
+    for example in (0, 4):
+        spectrum = sim.jacobian_singular_values(example)
+        expected = np.linalg.svd(recurrent_jacobian_by_differences(sim, example), compute_uv=False)
+        np.testing.assert_allclose(spectrum.values, expected, rtol=1e-6, atol=1e-9 * expected[0])
+        assert spectrum.layers == 6
+
+
+def test_recurrent_sharpness_is_the_top_eigenvalue_of_the_hessian(make_sim):
+    sim = recurrent(make_sim, "lstm", network__width=2, data__seq_len=4, training__batch_size=8)
+    sim.step()
+    eigenvalues = np.linalg.eigvalsh(hessian_by_finite_differences(sim))
+    top = eigenvalues[np.argmax(np.abs(eigenvalues))]
+    result = sim.sharpness(iterations=500, tolerance=1e-10)
+    assert result.value == pytest.approx(top, rel=1e-5)
 
 
 def test_headless_writes_histograms_sharpness_and_the_jacobian(tmp_path, capsys):
@@ -233,7 +313,6 @@ def _input_dim() -> int:
 @pytest.mark.parametrize("args,message", [
     (["--sharpness-every", "0"], "--sharpness-every must be 1 or more (got 0)"),
     (["--csv", "-", "--histograms", "-"], "cannot both write to stdout"),
-    (["--set", "network.model=lstm", "--set", "data.task=adding", "--jacobian"], "cover the MLP only"),
     (["--histograms", "/nonexistent/dir/h.csv"], "/nonexistent/dir/h.csv: cannot write"),
 ])
 def test_bad_probe_options_are_one_line_errors(capsys, args, message):
@@ -245,10 +324,10 @@ def test_bad_probe_options_are_one_line_errors(capsys, args, message):
 
 
 @pytest.mark.parametrize("name,size", [("default", (80, 24)), ("default", (160, 48)),
-                                       ("rnn-vs-lstm", (80, 24))])
+                                       ("rnn-vs-lstm", (80, 24)), ("rnn-vs-lstm", (160, 48))])
 async def test_the_probe_screen_draws_every_view(name, size):
-    """D opens the probes; 1-3 and k draw each view at this size without error; a recurrent
-    model says the probes cover the MLP only."""
+    """D opens the probes; 1-3 and k draw each view at this size without error, for an MLP
+    and for an LSTM (whose layers are time steps)."""
     from tui_helpers import endless_app, screen_text, wait_for
 
     from tui_grad.tui.probes import ProbeScreen
@@ -268,10 +347,11 @@ async def test_the_probe_screen_draws_every_view(name, size):
             await wait_for(pilot, lambda: "measuring" not in screen_text(app), timeout=30)
             await pilot.pause(0.2)
             shown = screen_text(app)
-            if name == "default":
-                assert text in shown and "at step 0" in shown, key
-            else:
-                assert "cover the" in shown and "MLP" in shown, key
+            assert text in shown and "at step 0" in shown, key
+            if name != "default" and key == "1":
+                assert "time step 1" in shown and "time step 100" in shown
+            if name != "default" and key == "2":
+                assert "dh_T/dh_1 (99 time steps" in shown.replace("\n", "")
         await pilot.press("escape")
         assert not isinstance(app.screen, ProbeScreen)
 

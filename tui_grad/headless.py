@@ -9,7 +9,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TextIO
 
-from tui_grad.config import ConfigError
 from tui_grad.csvout import CsvWriter, HistogramWriter
 from tui_grad.engine import Simulator, StepMetrics
 from tui_grad.engine.theory import Prediction
@@ -94,16 +93,11 @@ def run(scenario: Scenario, steps: int, *, csv: TextIO | None = None, every: int
     ``histograms``: tidy per-layer histograms every ``every`` steps; ``sharpness_every`` K:
     the Hessian's top eigenvalue every K-th step (CSV column ``sharpness``; with a CSV and
     no K, each variant's run.sharpness_every, 0 = never); ``jacobian``:
-    the Jacobian's spectrum summary at the end, in each result (probe.py; MLP only)."""
+    the Jacobian's spectrum summary at the end, in each result (probe.py)."""
     variants = scenario.variants
     # run.sharpness_every fills the CSV column; without a CSV only --sharpness-every measures
     sharp_every = [sharpness_every or (v.config.run.sharpness_every if csv is not None else 0)
                    for v in variants]
-    if histograms is not None or any(sharp_every) or jacobian:
-        for variant in variants:
-            if variant.config.network.model != "mlp":
-                raise ConfigError(f"--histograms, --sharpness-every and --jacobian cover the MLP "
-                                  f"only (network.model = {variant.config.network.model!r})")
     wanted = {s for e in scenario.expects for s in e.steps()} | {0}
     probes: dict[int, set[str]] = {}  # step -> probe metrics the claims read there
     for expectation in scenario.expects:

@@ -17,6 +17,11 @@ asked for, a step costs what it did.
 - ``sharpness``: the top eigenvalue of the loss's Hessian (data loss, no weight decay) by
   power iteration on Hessian-vector products, each a central difference of two float64
   gradients.
+
+For an RNN or LSTM the layers are time steps t = 1..T, as on the UI's per-layer axis:
+pre-activation z_t (the LSTM's four gate inputs, i f g o), activation h_t, weight gradient
+the step's share of dL/dW_hh, signal dL/dh_t; the Jacobian is d h_T / d h_1 (the LSTM's cell
+state c_1 held, so it counts every path from h_1 through h and c).
 """
 
 from __future__ import annotations
@@ -49,6 +54,7 @@ class LayerValues:
     grads: list[dict[str, np.ndarray]] = field(repr=False)
     deriv: list[np.ndarray] = field(repr=False)  # phi'(pre-activation)
     bn_scale: list[np.ndarray | None] = field(repr=False)  # gamma / std per unit, with BN
+    cells: list[np.ndarray] | None = field(default=None, repr=False)  # LSTM: c_0..c_T
 
 
 @dataclass(frozen=True)
@@ -102,16 +108,12 @@ class Sharpness:
     converged: bool
 
 
-def _check_model(config) -> None:
-    if config.network.model != "mlp":
-        raise ValueError(f"distributions, Jacobian and sharpness cover the MLP only "
-                         f"(network.model = {config.network.model!r})")
-
-
 def layer_values(config, params: list, x: np.ndarray, y_reg: np.ndarray,
                  y_cls: np.ndarray) -> LayerValues:
-    """One exact float64 forward and backward pass of ``config``'s MLP with ``params``."""
-    _check_model(config)
+    """One exact float64 forward and backward pass of ``config``'s net with ``params``
+    (for an RNN/LSTM, x is (batch, T, inputs) and the layers are time steps)."""
+    if config.network.model != "mlp":
+        return _recurrent_values(config, params, x, y_reg, y_cls)
     net = config.network
     depth = net.depth
     from tui_grad.engine.layout import residual_sources
@@ -167,6 +169,69 @@ def layer_values(config, params: list, x: np.ndarray, y_reg: np.ndarray,
     return LayerValues(loss=loss, preactivation=pre, activation=act,
                        weight_grad=[g["weight"] for g in grads[:depth]], signal=signal,
                        grads=grads, deriv=deriv, bn_scale=scale)
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * z))  # no overflow warning for large |z|
+
+
+def _recurrent_values(config, params: list, x: np.ndarray, y_reg: np.ndarray,
+                      y_cls: np.ndarray) -> LayerValues:
+    """The RNN's or LSTM's forward pass through time and BPTT, in float64 (rnn.py's maths)."""
+    net = config.network
+    lstm = net.model == "lstm"
+    cell = {k: np.asarray(v, dtype=np.float64) for k, v in params[0].items()}
+    out = {k: np.asarray(v, dtype=np.float64) for k, v in params[1].items()}
+    w_ih, w_hh, bias = cell["weight_ih"], cell["weight_hh"], cell["bias"]
+    xs = np.asarray(x, dtype=np.float64)
+    batch, steps = xs.shape[0], xs.shape[1]
+    hidden = w_hh.shape[1]
+    h = [np.zeros((batch, hidden))]
+    c = [np.zeros((batch, hidden))]
+    pre, deriv = [], []
+    with np.errstate(over="ignore", invalid="ignore"):
+        for t in range(steps):
+            z = xs[:, t] @ w_ih.T + h[t] @ w_hh.T + bias
+            pre.append(z)
+            if lstm:
+                i, f = _sigmoid(z[:, :hidden]), _sigmoid(z[:, hidden:2 * hidden])
+                g, o = np.tanh(z[:, 2 * hidden:3 * hidden]), _sigmoid(z[:, 3 * hidden:])
+                deriv.append(np.concatenate([i, f, g, o], axis=1))  # the gates, for backward
+                c.append(f * c[t] + i * g)
+                h.append(o * np.tanh(c[t + 1]))
+            else:
+                a, d = phi_and_derivative(net.activation, z, net.negative_slope)
+                deriv.append(np.broadcast_to(d, z.shape))
+                h.append(a)
+        logits = h[steps] @ out["weight"].T + out["bias"]
+        loss, grad = _loss(config.training.loss, logits, y_reg, y_cls)
+    grads = [{k: np.zeros_like(v) for k, v in cell.items()},
+             {"weight": grad.T @ h[steps], "bias": grad.sum(axis=0)}]
+    signal, weight_grad = [None] * steps, [None] * steps
+    g_c = np.zeros((batch, hidden))
+    with np.errstate(over="ignore", invalid="ignore"):
+        g_h = grad @ out["weight"]
+        for t in range(steps - 1, -1, -1):
+            signal[t] = g_h
+            if lstm:
+                gates = deriv[t]
+                i, f = gates[:, :hidden], gates[:, hidden:2 * hidden]
+                g, o = gates[:, 2 * hidden:3 * hidden], gates[:, 3 * hidden:]
+                tanh_c = np.tanh(c[t + 1])
+                g_c = g_c + g_h * o * (1.0 - tanh_c * tanh_c)
+                gz = np.concatenate([g_c * g * i * (1.0 - i), g_c * c[t] * f * (1.0 - f),
+                                     g_c * i * (1.0 - g * g), g_h * tanh_c * o * (1.0 - o)], axis=1)
+                g_c = g_c * f
+            else:
+                gz = g_h * deriv[t]
+            weight_grad[t] = gz.T @ h[t]
+            grads[0]["weight_ih"] += gz.T @ xs[:, t]
+            grads[0]["weight_hh"] += weight_grad[t]
+            grads[0]["bias"] += gz.sum(axis=0)
+            g_h = gz @ w_hh
+    return LayerValues(loss=loss, preactivation=pre, activation=h[1:], weight_grad=weight_grad,
+                       signal=signal, grads=grads, deriv=deriv, bn_scale=[None] * steps,
+                       cells=c if lstm else None)
 
 
 def _loss(kind: str, logits: np.ndarray, y_reg: np.ndarray, y_cls: np.ndarray) -> tuple[float, np.ndarray]:
@@ -225,21 +290,17 @@ def histograms(values: LayerValues, layers: list[int] | None = None,
 
 def jacobian_singular_values(config, values: LayerValues, params: list, example: int = 0,
                              rng: np.random.Generator | None = None) -> Spectrum:
-    """Singular values of d h_depth / d h_1 for ``example`` of the batch (float64)."""
-    _check_model(config)
+    """Singular values of d h_depth / d h_1 for ``example`` of the batch (float64); for an
+    RNN/LSTM of d h_T / d h_1."""
     net = config.network
     batch = values.activation[0].shape[0]
     if not 0 <= example < batch:
         raise ValueError(f"example {example} is not in the batch (0..{batch - 1})")
+    if net.model != "mlp":
+        return _recurrent_spectrum(net, values, params, example, rng)
     from tui_grad.engine.layout import residual_sources
     skip = residual_sources(net.depth, net.residual, net.residual_block)
-    width = net.width
-    subspace = SUBSPACE_WIDTH if width > SUBSPACE_WIDTH else None
-    if subspace:
-        rng = rng or np.random.default_rng(0)
-        start, _ = np.linalg.qr(rng.standard_normal((width, subspace)))
-    else:
-        start = np.eye(width)
+    start, subspace = _start(net.width, rng)
     needed = {int(s) for s in skip if s >= 1}  # J at h_s, kept for the shortcut into s
     kept: dict[int, np.ndarray] = {}
     jac = start  # d h_1 / d h_1 (times Q)
@@ -256,18 +317,54 @@ def jacobian_singular_values(config, values: LayerValues, params: list, example:
                 jac = net.residual_alpha * branch + (source if source is not None else 0.0)
             else:
                 jac = branch
+    return Spectrum(_singular_values(jac), example, net.depth - 1, subspace)
+
+
+def _singular_values(jac: np.ndarray) -> np.ndarray:
     if not np.all(np.isfinite(jac)):
-        values_ = np.full(jac.shape[1], np.nan)
-    else:
-        values_ = np.linalg.svd(jac, compute_uv=False)
-    return Spectrum(values_, example, net.depth - 1, subspace)
+        return np.full(jac.shape[1], np.nan)
+    return np.linalg.svd(jac, compute_uv=False)
+
+
+def _start(width: int, rng: np.random.Generator | None) -> tuple[np.ndarray, int | None]:
+    """The identity, or past SUBSPACE_WIDTH units a random orthonormal basis of a subspace."""
+    if width <= SUBSPACE_WIDTH:
+        return np.eye(width), None
+    start, _ = np.linalg.qr((rng or np.random.default_rng(0)).standard_normal((width, SUBSPACE_WIDTH)))
+    return start, SUBSPACE_WIDTH
+
+
+def _recurrent_spectrum(net, values: LayerValues, params: list, example: int,
+                        rng: np.random.Generator | None) -> Spectrum:
+    """d h_T / d h_1 through time, forward mode: RNN J <- diag(phi'(z_t)) W_hh J; the LSTM
+    carries d c_t / d h_1 beside it (c_1 held)."""
+    w_hh = np.asarray(params[0]["weight_hh"], dtype=np.float64)
+    hidden = w_hh.shape[1]
+    steps = len(values.activation)
+    jac, subspace = _start(hidden, rng)
+    jac_c = np.zeros_like(jac)
+    with np.errstate(over="ignore", invalid="ignore"):
+        for t in range(1, steps):  # step t maps h_t (index t-1) to h_{t+1}
+            dz = w_hh @ jac
+            row = values.deriv[t][example]
+            if values.cells is None:
+                jac = row[:, None] * dz
+                continue
+            i, f = row[:hidden, None], row[hidden:2 * hidden, None]
+            g, o = row[2 * hidden:3 * hidden, None], row[3 * hidden:, None]
+            c_old, c_new = values.cells[t][example][:, None], values.cells[t + 1][example][:, None]
+            tanh_c = np.tanh(c_new)
+            jac_c = (f * jac_c + c_old * f * (1.0 - f) * dz[hidden:2 * hidden]
+                     + i * (1.0 - g * g) * dz[2 * hidden:3 * hidden]
+                     + g * i * (1.0 - i) * dz[:hidden])
+            jac = o * (1.0 - tanh_c * tanh_c) * jac_c + tanh_c * o * (1.0 - o) * dz[3 * hidden:]
+    return Spectrum(_singular_values(jac), example, steps - 1, subspace)
 
 
 def sharpness(config, params: list, x: np.ndarray, y_reg: np.ndarray, y_cls: np.ndarray,
               iterations: int = 20, tolerance: float = 1e-4, seed: int = 0) -> Sharpness:
     """The Hessian's top eigenvalue (largest in magnitude) of the data loss on (x, y), by
     power iteration; Hv = (g(theta + eps v) - g(theta - eps v)) / (2 eps) in float64."""
-    _check_model(config)
     theta = [{k: np.asarray(v, dtype=np.float64).copy() for k, v in layer.items()} for layer in params]
     flat, unflatten = _flatten(theta)
 

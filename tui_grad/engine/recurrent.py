@@ -110,6 +110,7 @@ class RecurrentSimulator(Simulator):
         runs it, flushing subnormals in float32 runs."""
         started = time.perf_counter()
         x, y_reg, y_cls = self._next_batch() if batch is None else self._user_batch(batch)
+        self._last_batch = (x, y_reg, y_cls)  # for the probes (probe.py)
         seq = np.ascontiguousarray(np.transpose(x, (1, 0, 2)))  # (T, B, D)
         cell, out = self.params
         stats, h, signal_log10 = self._forward(seq, cell)

@@ -380,7 +380,6 @@ class Simulator:
 
     # ----------------------------------------------------------------- probes (probe.py)
     def _probe_batch(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        probe._check_model(self.config)
         if self._last_batch is None:
             raise RuntimeError("no batch yet: call step() first (the probes use the last step's batch)")
         return self._last_batch
@@ -397,7 +396,8 @@ class Simulator:
         return probe.histograms(self.layer_values(), layers, quantities, bins)
 
     def jacobian_singular_values(self, example: int = 0) -> probe.Spectrum:
-        """Singular values of d h_depth / d h_1 for ``example`` of the last batch (float64)."""
+        """Singular values of d h_depth / d h_1 (RNN/LSTM: d h_T / d h_1) for ``example`` of
+        the last batch (float64)."""
         return probe.jacobian_singular_values(self.config, self.layer_values(), self.params, example)
 
     def sharpness(self, iterations: int = 20, tolerance: float = 1e-4) -> probe.Sharpness:

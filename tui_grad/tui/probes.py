@@ -22,7 +22,7 @@ from tui_grad.engine import probe
 VIEWS = ("distributions", "Jacobian spectrum", "sharpness")
 MARKERS = ("o", "x", "+", "*", "#", "@", "%", "=")  # one per layer, so NO_COLOR still tells them apart
 COLORS = ("blue", "red", "green", "magenta", "cyan", "yellow", "white", "orange")
-QUANTITY_TEXT = {"preactivation": "pre-activation (input of the activation)",
+QUANTITY_TEXT = {"preactivation": "pre-activation (input of the activation; LSTM: of the gates)",
                  "activation": "activation (layer output)",
                  "weight_grad": "weight gradient dL/dW, log10 |x|",
                  "signal": "backpropagated signal dL/dh, log10 |x|"}
@@ -110,7 +110,8 @@ class ProbeScreen(ModalScreen[None]):
             step, value = result
             config = self._session.config
             if self._view == 0:
-                drawn = draw_distributions(value, probe.QUANTITIES[self._quantity], width, height, color)
+                drawn = draw_distributions(value, probe.QUANTITIES[self._quantity], width, height,
+                                           color, _unit(config))
             elif self._view == 1:
                 drawn = draw_spectrum(value, config, width, height, color)
             else:
@@ -148,21 +149,28 @@ def _figure(width: int, height: int, color: bool):
     return plt
 
 
-def draw_distributions(histograms: list, quantity: str, width: int, height: int, color: bool) -> str:
-    """Outlines of ``quantity``'s histogram per layer, overlaid (distinct marker each)."""
+def _unit(config) -> str:
+    """What the probes' layers are: hidden layers, or time steps of an RNN/LSTM."""
+    return "layer" if config.network.model == "mlp" else "time step"
+
+
+def draw_distributions(histograms: list, quantity: str, width: int, height: int, color: bool,
+                       unit: str = "layer") -> str:
+    """Outlines of ``quantity``'s histogram per layer (time step), overlaid (distinct marker
+    each)."""
     chosen = [h for h in histograms if h.quantity == quantity]
     plt = _figure(width, height, color)
     for index, h in enumerate(chosen):
         centres = 0.5 * (h.edges[:-1] + h.edges[1:])
         plt.plot(centres.tolist(), h.counts.tolist(), marker=MARKERS[index % len(MARKERS)],
-                 color=COLORS[index % len(COLORS)] if color else None, label=f"layer {h.layer + 1}")
+                 color=COLORS[index % len(COLORS)] if color else None, label=f"{unit} {h.layer + 1}")
     plt.title(QUANTITY_TEXT[quantity])
     plt.ylabel("count")
     lines = [plt.build()]
-    apart = [f"layer {h.layer + 1}: {h.zeros}" for h in chosen if h.log]
+    apart = [f"{unit} {h.layer + 1}: {h.zeros}" for h in chosen if h.log]
     if apart:
         lines.append("exact zeros (not on the log axis): " + ", ".join(apart))
-    broken = [f"layer {h.layer + 1}: {h.nonfinite}" for h in chosen if h.nonfinite]
+    broken = [f"{unit} {h.layer + 1}: {h.nonfinite}" for h in chosen if h.nonfinite]
     if broken:
         lines.append("NaN or inf: " + ", ".join(broken))
     return "\n".join(lines)
@@ -179,11 +187,15 @@ def draw_spectrum(spectrum, config, width: int, height: int, color: bool) -> str
         plt.plot(index[finite].tolist(), np.log10(values[finite]).tolist(), marker="o",
                  color="blue" if color else None, label="singular values")
     plt.hline(0.0, "red" if color else None)
-    plt.title(f"log10 singular values of dh_{config.network.depth}/dh_1 "
-              f"({spectrum.layers} layers, example {spectrum.example}); line: isometry (all 1)")
-    lines = [plt.build(),
+    if config.network.model == "mlp":
+        what = f"dh_{config.network.depth}/dh_1 ({spectrum.layers} layers"
+    else:
+        what = f"dh_T/dh_1 ({spectrum.layers} time steps"
+    plt.title(f"log10 singular values, {what}, example {spectrum.example})")
+    lines = [plt.build(), "line at 0: isometry, every singular value 1",
              f"largest {summary['largest']:.3g}, smallest {summary['smallest']:.3g}, mean square "
-             f"{summary['mean_square']:.3g}, variance of squares {summary['variance_of_squares']:.3g}"]
+             f"{summary['mean_square']:.3g}, variance of squares {summary['variance_of_squares']:.3g}, "
+             f"spread {summary['spread']:.3g} (0 = isometry)"]
     if spectrum.subspace:
         lines.append(f"wider than {probe.SUBSPACE_WIDTH}: J on a random "
                      f"{spectrum.subspace}-dimensional subspace")
@@ -195,6 +207,12 @@ def spectrum_note(config) -> str:
     """What theory says about this net's spectrum, or that it does not cover it."""
     net = config.network
     orthogonal = net.init == "orthogonal"
+    if net.model == "lstm":
+        return ("theory: not covered; the forget gate scales the cell state's path, so values "
+                "stay near 1 where f is near 1 (c_1 held)")
+    if net.model == "rnn":
+        return ("theory: not covered; W_hh and phi' multiply once per step, so the values follow "
+                "the powers of recurrent_gain: below 1 they vanish, above 1 they explode")
     if net.batch_norm or net.residual:
         return "theory: not covered here (batch norm, shortcuts); batch norm's statistics are held fixed"
     if net.activation == "linear":
