@@ -159,6 +159,7 @@ INITS = ("normal", "uniform", "xavier_uniform", "xavier_normal", "kaiming_normal
 INIT_ALIASES = {"he_normal": "kaiming_normal", "msra": "kaiming_normal",
                 "he_uniform": "kaiming_uniform", "glorot_uniform": "xavier_uniform",
                 "glorot_normal": "xavier_normal"}
+SCHEDULES = ("constant", "warmup_linear", "warmup_cosine", "step")
 TASKS = ("teacher", "spirals", "blobs", "adding", "copy_first")
 CLASSIFICATION_TASKS = ("spirals", "blobs", "copy_first")
 SEQUENCE_TASKS = ("adding", "copy_first")  # for the recurrent models
@@ -210,6 +211,15 @@ OPTIONS: tuple[Option, ...] = (
     Option("training", "optimizer", str, "sgd", "update rule", choices=("sgd", "momentum", "adam"),
            restart=False),
     Option("training", "lr", float, 0.01, "learning rate", low=0.0, high=1000.0, restart=False),
+    Option("training", "schedule", str, "constant", "lr schedule: constant, warmup_linear (from 0 "
+           "to lr over warmup_steps), warmup_cosine (then a cosine to 0 over decay_steps), step "
+           "(x decay_factor every decay_steps)", choices=SCHEDULES, restart=False),
+    Option("training", "warmup_steps", int, 100, "warmup_*: steps of the linear ramp from 0 to lr",
+           low=1, high=10_000_000, restart=False),
+    Option("training", "decay_steps", int, 1000, "warmup_cosine: steps of the decay after the "
+           "warm-up; step: steps between two decays", low=1, high=10_000_000, restart=False),
+    Option("training", "decay_factor", float, 0.1, "step: lr multiplier every decay_steps",
+           low=0.0, high=1.0, low_open=True, restart=False),
     Option("training", "momentum", float, 0.9, "momentum coefficient (optimizer = momentum)",
            low=0.0, high=0.9999, restart=False),
     Option("training", "adam_beta1", float, 0.9, "Adam's first-moment decay", low=0.0,

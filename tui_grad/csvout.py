@@ -34,6 +34,7 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("forget_gate", "lstm: mean forget-gate activation at this time step (empty otherwise)"),
     ("input_gate", "lstm: mean input-gate activation at this time step (empty otherwise)"),
     ("output_gate", "lstm: mean output-gate activation at this time step (empty otherwise)"),
+    ("lr", "the learning rate of the step's update (training.schedule at this step)"),
 )
 
 
@@ -42,9 +43,10 @@ SHARPNESS_COLUMN = ("sharpness", "top eigenvalue of the loss's Hessian on the st
                     "step, empty on the others")
 HISTOGRAM_COLUMNS: tuple[tuple[str, str], ...] = (
     ("step", "training step, from 0"),
-    ("layer", "hidden layer 1..depth, input side first"),
-    ("quantity", "preactivation (the input of the activation, after batch norm), activation, "
-                 "weight_grad (dL/dW) or signal (dL/dh)"),
+    ("layer", "hidden layer 1..depth, input side first (rnn/lstm: time step 1..seq_len)"),
+    ("quantity", "preactivation (the input of the activation, after batch norm; lstm: of the "
+                 "gates), activation, weight_grad (dL/dW; rnn/lstm: the step's share of dL/dW_hh) "
+                 "or signal (dL/dh)"),
     ("bin_low", "the bin's lower edge; for weight_grad and signal an edge of |x| on log10 bins; "
                 "0 with bin_high 0: exact zeros; nan with bin_high nan: NaN or inf values"),
     ("bin_high", "the bin's upper edge (the last bin includes it)"),
@@ -114,7 +116,8 @@ class CsvWriter:
                 "" if math.isnan(predicted[layer]) else format_log10(predicted[layer]),
                 *(_optional(gates, layer) for gates in (metrics.forget_gate_mean,
                                                         metrics.input_gate_mean,
-                                                        metrics.output_gate_mean)))
+                                                        metrics.output_gate_mean)),
+                format_number(metrics.lr))
             if self._sharpness:
                 fields += ("" if sharpness is None else format_number(sharpness),)
             rows.append(prefix + ",".join(fields) + "\n")

@@ -13,7 +13,7 @@ is a product/quotient of numbers and metric references::
 
 A reference is ``metric[selector, ...]``; selectors are ``layer=N|first|last`` (layers are
 1..depth+1, input side first; per-layer metrics only) and ``step=N|first|last`` (default:
-the entry's ``step`` key, else the last step). ``lr`` is the variant's learning rate;
+the entry's ``step`` key, else the last step). ``lr`` is the learning rate of the step's update;
 ``loss_rises`` counts the steps so far whose loss exceeded the step before's. The probe
 metrics (PROBES: sharpness and the Jacobian's spectrum, see engine/probe.py) are measured
 only at the steps a claim reads, on the network as it is after that step. In the file::

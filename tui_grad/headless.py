@@ -30,7 +30,6 @@ class VariantResult:
     theory: Prediction | None = None
     jacobian: dict | None = None  # the Jacobian's summary at the end, with --jacobian
     sharpness: float | None = None  # the last one measured, with --sharpness-every
-    lr: float = math.nan
     loss_rises: int = 0  # steps whose loss exceeded the step before's
     extra: dict[int, dict[str, float]] = field(default_factory=dict)  # per kept step (LAST: end)
 
@@ -104,8 +103,7 @@ def run(scenario: Scenario, steps: int, *, csv: TextIO | None = None, every: int
         for step, names in expectation.probe_steps().items():
             probes.setdefault(step, set()).update(names)
     sims = [Simulator(v.config) for v in variants]
-    results = [VariantResult(v.name, theory=sim.theory, lr=v.config.training.lr)
-               for v, sim in zip(variants, sims, strict=True)]
+    results = [VariantResult(v.name, theory=sim.theory) for v, sim in zip(variants, sims, strict=True)]
     with_variant = bool(scenario.compare)
     writer = CsvWriter(csv, with_variant, any(sharp_every)) if csv is not None else None
     hist_writer = HistogramWriter(histograms, with_variant) if histograms is not None else None
@@ -176,8 +174,6 @@ def _lookup(result: VariantResult, ref: Ref, step: int) -> object:
         return result.diverged_at
     if ref.metric == "chi_1":
         return result.theory.chi_1 if result.theory is not None else float("nan")
-    if ref.metric == "lr":
-        return result.lr
     metrics = result.final if step == LAST else result.kept.get(step)
     if metrics is None:
         return float("nan")  # the run never reached that step

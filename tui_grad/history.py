@@ -24,6 +24,7 @@ class Frame:
     version: int
     steps: np.ndarray  # (S,) step numbers of the scalar series
     loss: np.ndarray  # (S,)
+    lr: np.ndarray  # (S,) the learning rate of each step's update
     global_norm_log10: np.ndarray  # (S,)
     first: StepMetrics | None  # step 0 of this run (the faint reference profile)
     latest: StepMetrics | None
@@ -47,6 +48,7 @@ class History:
         with self._lock:
             self._steps: deque[int] = deque(maxlen=self._capacity)
             self._loss: deque[float] = deque(maxlen=self._capacity)
+            self._lr: deque[float] = deque(maxlen=self._capacity)
             self._norm: deque[float] = deque(maxlen=self._capacity)
             self._heat: deque[tuple[int, np.ndarray]] = deque()
             self._heat_stride = 1
@@ -73,6 +75,7 @@ class History:
             self._latest = metrics
             self._steps.append(metrics.step)
             self._loss.append(metrics.loss)
+            self._lr.append(metrics.lr)
             self._norm.append(metrics.global_grad_norm_log10)
             if metrics.step % self._heat_stride == 0:
                 self._heat.append((metrics.step, metrics.grad_norm_log10))
@@ -94,6 +97,7 @@ class History:
             while self._steps and self._steps[-1] >= step:
                 self._steps.pop()
                 self._loss.pop()
+                self._lr.pop()
                 self._norm.pop()
             while self._heat and self._heat[-1][0] >= step:
                 self._heat.pop()
@@ -117,7 +121,7 @@ class History:
             latest = self._latest
             return Frame(
                 version=self._version, steps=np.array(self._steps, dtype=np.int64),
-                loss=np.array(self._loss, dtype=np.float64),
+                loss=np.array(self._loss, dtype=np.float64), lr=np.array(self._lr, dtype=np.float64),
                 global_norm_log10=np.array(self._norm, dtype=np.float64), first=self._first,
                 latest=latest, heat_steps=np.array([s for s, _ in heat], dtype=np.int64),
                 heat_grad_log10=np.array([g for _, g in heat]) if heat else np.zeros((0, 0)),

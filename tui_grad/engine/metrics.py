@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -44,6 +45,7 @@ class StepMetrics:
     forget_gate_mean: np.ndarray | None = None  # LSTM only: mean forget gate per time step
     input_gate_mean: np.ndarray | None = None  # LSTM only
     output_gate_mean: np.ndarray | None = None  # LSTM only
+    lr: float = math.nan  # the learning rate of this step's update (training.schedule)
 
     @property
     def depth(self) -> int:

@@ -31,6 +31,28 @@ def log2_global_norm(layer_ss: np.ndarray, exps: np.ndarray) -> float:
     return 0.5 * (top + math.log2(np.exp2(log2_ss - top).sum()))
 
 
+def scheduled_lr(lr: float, schedule: str, step: int, warmup_steps: int, decay_steps: int,
+                 decay_factor: float) -> float:
+    """The learning rate of training step ``step`` (0-based) under ``schedule``:
+
+    - ``constant``: lr.
+    - ``warmup_linear``: lr * (step + 1) / warmup_steps during the warm-up, then lr.
+    - ``warmup_cosine``: the same warm-up, then lr * (1 + cos(pi * k / decay_steps)) / 2
+      at k = step - warmup_steps + 1 steps after it, and 0 from k = decay_steps on.
+    - ``step``: lr * decay_factor ** (step // decay_steps), as torch's StepLR.
+    """
+    if schedule == "constant":
+        return lr
+    if schedule == "step":
+        return lr * decay_factor ** (step // decay_steps)
+    if step < warmup_steps:
+        return lr * (step + 1) / warmup_steps
+    if schedule == "warmup_linear":
+        return lr
+    done = min(step - warmup_steps + 1, decay_steps) / decay_steps
+    return lr * 0.5 * (1.0 + math.cos(math.pi * done))
+
+
 def clip_coefficient(log2_norm: float, clipping: str, max_norm: float) -> float:
     """torch.nn.utils.clip_grad_norm_'s factor max_norm / (norm + 1e-6), capped at 1."""
     if clipping != "clip_grad_norm" or not math.isfinite(log2_norm):

@@ -211,7 +211,7 @@ class RecurrentSimulator(Simulator):
             act_mean=nan_tail[0], act_std=nan_tail[1], saturation=nan_tail[2],
             dead_fraction=np.zeros(steps + 1), prelu_slope=np.full(steps + 1, np.nan),
             underflow=signal_log10 < FLOAT32_TINY_LOG10, forward_underflow=forward_underflow,
-            seconds=time.perf_counter() - started,
+            seconds=time.perf_counter() - started, lr=self.lr,
             forget_gate_mean=nan_tail[3], input_gate_mean=nan_tail[4],
             output_gate_mean=nan_tail[5])
         self.step_index += 1

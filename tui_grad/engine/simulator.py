@@ -298,7 +298,7 @@ class Simulator:
             update_ratio=update_ratio, act_mean=stats[0].copy(), act_std=stats[1].copy(),
             saturation=stats[2].copy(), dead_fraction=stats[3].copy(), prelu_slope=slopes,
             underflow=grad_log10 < FLOAT32_TINY_LOG10, forward_underflow=stats[4] < FLOAT32_TINY,
-            seconds=time.perf_counter() - started)
+            seconds=time.perf_counter() - started, lr=self.lr)
 
     def _judge(self, loss: float, grad_log10: np.ndarray, signal_log10: np.ndarray,
                log2_norm: float) -> str:
@@ -329,10 +329,17 @@ class Simulator:
         training = self.config.training
         return float(training.clip_value) if training.clipping == "clip_grad_value" else math.inf
 
+    @property
+    def lr(self) -> float:
+        """The learning rate the next step's update uses (training.schedule at this step)."""
+        t = self.config.training
+        return optim.scheduled_lr(t.lr, t.schedule, self.step_index, t.warmup_steps,
+                                  t.decay_steps, t.decay_factor)
+
     def _update_hyper(self) -> tuple:
         training = self.config.training
         return (np.int64(optim.OPTIMIZER_CODES[training.optimizer]), float(self._updates),
-                float(training.lr), float(training.momentum), float(training.adam_beta1),
+                float(self.lr), float(training.momentum), float(training.adam_beta1),
                 float(training.adam_beta2), float(training.adam_eps), float(training.weight_decay))
 
     def _update(self, log2_norm: float, sums: np.ndarray) -> tuple[float, float]:

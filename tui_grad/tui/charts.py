@@ -150,7 +150,8 @@ class GradientChart(Chart):
 
 class LossChart(Chart):
     """Loss over steps (log10) with the divergence step marked; with run.sharpness_every,
-    sharpness and 2/lr on the right axis (gradient descent is unstable above 2/lr)."""
+    sharpness and 2/lr on the right axis (gradient descent is unstable above 2/lr), else,
+    while a schedule changes the lr, the lr there."""
 
     title_text = "loss (log10)"
 
@@ -179,12 +180,23 @@ class LossChart(Chart):
             with np.errstate(divide="ignore"):
                 self.set_title(f"loss (log10), sharpness {sharp[-1, 1]:.3g} (2/lr "
                                f"{2.0 / sharp[-1, 2]:.3g})")
+        elif _varies(frame.lr):  # a schedule at work
+            pick = thin(frame.lr.size, self.budget())
+            x, y = finite_series(frame.steps[pick].astype(np.float64), frame.lr[pick])
+            plt.plot(x, y, marker="-", color="green", label="lr (right)", yside="right")
+            self.set_title(f"loss (log10), lr {frame.lr[-1]:.3g}")
         if frame.diverged_at is not None:
             plt.vline(frame.diverged_at, color="red")
             self.set_title(f"{self.title_text}: DIVERGED at step {frame.diverged_at}")
         steps = frame.steps
         self.integer_xaxis(int(steps[0]) if steps.size else 0, int(steps[-1]) if steps.size else 0,
                            "step")
+
+
+def _varies(values: np.ndarray) -> bool:
+    """Whether the finite values are not all the same."""
+    finite = values[np.isfinite(values)]
+    return finite.size > 1 and float(finite.max()) > float(finite.min())
 
 
 class ActivationChart(Chart):
