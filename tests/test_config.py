@@ -90,3 +90,30 @@ def test_readme_tables_match_the_code():
     readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
     assert options_table() in readme, "run: python -m tui_grad.docs and paste into README"
     assert columns_table() in readme
+
+
+def test_the_older_batch_norm_spelling_still_reads_as_norm(tmp_path):
+    """Files, --set and the API that say batch_norm = true mean norm = batch_norm."""
+    from tui_grad.scenario import load_scenario
+
+    assert Config({"network.batch_norm": True}).network.norm == "batch_norm"
+    assert Config({"network.norm": "batch_norm"}).network.batch_norm is True
+    layer = Config({"network.norm": "layer_norm"})
+    assert layer.replace(network__batch_norm=False).network.norm == "layer_norm"
+    path = tmp_path / "old.toml"
+    path.write_text('lock = ["network.batch_norm"]\n[network]\nbatch_norm = true\n'
+                    '[[compare]]\nname = "off"\nnetwork.batch_norm = false\n'.replace(
+                        "lock", "[scenario]\nlock", 1))
+    scenario = load_scenario(str(path))
+    assert scenario.config.network.norm == "batch_norm" and scenario.lock == ("network.norm",)
+    assert scenario.variants[0].overrides == {"network.norm": "none"}
+
+
+@pytest.mark.parametrize("values,message", [
+    ({"network.norm_position": "pre", "network.norm": "layer_norm"}, "needs residual = true"),
+    ({"network.norm_position": "post", "network.residual": True}, "and a norm"),
+])
+def test_a_norm_around_the_shortcut_needs_a_shortcut_and_a_norm(values, message):
+    with pytest.raises(ConfigError, match=message) as info:
+        Config(values)
+    assert info.value.key == "network.norm_position"

@@ -384,3 +384,24 @@ def test_snapshot_into_recycled_memory_replays_identically(make_sim):
     first = [sim.step().loss for _ in range(3)]
     sim.restore(snap)
     assert [sim.step().loss for _ in range(3)] == first
+
+
+def test_rezero_alphas_start_at_zero_and_are_learned(make_sim):
+    """learn_alpha: one alpha per block, at residual_alpha (0: every block is
+    the identity, the net is as deep as its first and last layers); a step moves them."""
+    sim = make_sim(network__depth=9, network__width=8, network__activation="relu",
+                   network__residual=True, network__residual_block=2, network__residual_alpha=0.0,
+                   network__learn_alpha=True, training__optimizer="adam",
+                   training__lr=0.01)
+    alphas = [i for i, layer in enumerate(sim.params) if "alpha" in layer]
+    assert alphas == [2, 4, 6, 8]  # each block's last layer
+    first = sim.step()
+    # alpha = 0 cuts the blocks' weights off from the loss: their gradients are exactly 0
+    assert np.isneginf(first.grad_norm_log10[1:-1]).all() and np.isfinite(first.global_grad_norm_log10)
+    assert np.all(np.isfinite(sim.step().grad_norm_log10))  # once the alphas moved, no longer
+    moved = [float(sim.params[i]["alpha"][0]) for i in alphas]
+    assert all(abs(a) > 1e-3 for a in moved)  # Adam: about lr per step
+    fixed = make_sim(network__depth=9, network__width=8, network__activation="relu",
+                     network__residual=True, network__residual_alpha=0.0)
+    assert not any("alpha" in layer for layer in fixed.params)
+    assert fixed.step().loss == pytest.approx(first.loss, rel=1e-6)  # same net at step 0

@@ -37,6 +37,25 @@ def test_the_probes_float64_pass_gives_the_engines_gradients(make_sim, activatio
             np.testing.assert_allclose(mine[key], theirs[key], rtol=1e-9, atol=1e-14, err_msg=key)
 
 
+@pytest.mark.parametrize("norm,position,learnable", [
+    ("layer_norm", "layer", False), ("layer_norm", "pre", True), ("layer_norm", "post", False),
+    ("batch_norm", "pre", False), ("batch_norm", "post", True)])
+def test_the_probes_pass_covers_norms_around_the_shortcut(make_sim, norm, position, learnable):
+    sim = small(make_sim, network__norm=norm, network__norm_position=position,
+                network__residual=True, network__learn_alpha=learnable,
+                network__residual_alpha=0.5)
+    metrics = sim.step()
+    values = sim.layer_values()
+    assert values.loss == pytest.approx(metrics.loss, rel=1e-12)
+    for mine, theirs in zip(values.grads, sim.grads(), strict=True):
+        for key in theirs:
+            np.testing.assert_allclose(mine[key], theirs[key], rtol=1e-9, atol=1e-14, err_msg=key)
+    norms = [np.log10(np.linalg.norm(g)) for g in values.signal]
+    np.testing.assert_allclose(norms, metrics.signal_norm_log10[:-1], rtol=1e-9)
+    with pytest.raises(ValueError, match="does not cover layer norm"):
+        sim.jacobian_singular_values()
+
+
 def linear_net_jacobian(sim, example: int) -> np.ndarray:
     """d h_depth / d h_1 built independently: each layer's Jacobian diag(phi'(u)) W from
     sim.params and the pre-activations recomputed here, multiplied in float64."""

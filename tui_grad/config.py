@@ -159,6 +159,8 @@ INITS = ("normal", "uniform", "xavier_uniform", "xavier_normal", "kaiming_normal
 INIT_ALIASES = {"he_normal": "kaiming_normal", "msra": "kaiming_normal",
                 "he_uniform": "kaiming_uniform", "glorot_uniform": "xavier_uniform",
                 "glorot_normal": "xavier_normal"}
+NORMS = ("none", "batch_norm", "layer_norm")
+NORM_POSITIONS = ("layer", "pre", "post")
 SCHEDULES = ("constant", "warmup_linear", "warmup_cosine", "step")
 TASKS = ("teacher", "spirals", "blobs", "adding", "copy_first")
 CLASSIFICATION_TASKS = ("spirals", "blobs", "copy_first")
@@ -189,13 +191,21 @@ OPTIONS: tuple[Option, ...] = (
            high=100.0),
     Option("network", "bias_std", float, 0.0, "std of random normal noise added to bias_init",
            low=0.0, high=100.0),
-    Option("network", "batch_norm", bool, False, "Linear -> BatchNorm -> activation in hidden layers"),
-    Option("network", "bn_eps", float, 1e-5, "BatchNorm epsilon", low=0.0, high=1.0, low_open=True),
+    Option("network", "norm", str, "none", "normalisation: batch_norm (over the batch, per unit) "
+           "or layer_norm (over the units, per example), with a learnable gain and bias",
+           choices=NORMS),
+    Option("network", "norm_position", str, "layer", "where the norm sits: layer (Linear -> norm "
+           "-> activation, every hidden layer); with shortcuts pre (h + alpha*f(N(h)), and N "
+           "before the output layer) or post (N(h + alpha*f(h)))", choices=NORM_POSITIONS),
+    Option("network", "bn_eps", float, 1e-5, "the norm's epsilon (added to the variance)", low=0.0,
+           high=1.0, low_open=True),
     Option("network", "residual", bool, False, "identity shortcut h + alpha*f(h) every block"),
     Option("network", "residual_block", int, 2, "hidden layers per residual block", low=1,
            high=5000),
     Option("network", "residual_alpha", float, 1.0, "scale of the residual branch (try 1/sqrt(depth))",
            low=0.0, high=100.0),
+    Option("network", "learn_alpha", bool, False, "learn each block's alpha, starting "
+           "at residual_alpha (0 = ReZero: every block starts as the identity)"),
     Option("network", "recurrent_init", str, "orthogonal", "rnn/lstm: init of weight_hh",
            choices=("orthogonal", "normal")),
     Option("network", "recurrent_gain", float, 1.0,
@@ -263,12 +273,27 @@ OPTIONS: tuple[Option, ...] = (
 )
 
 OPTIONS_BY_NAME: dict[str, Option] = {option.name: option for option in OPTIONS}
+# Older spellings still read in files, --set and the API; stored as their current option.
+LEGACY_OPTIONS: dict[str, Option] = {
+    "network.batch_norm": Option("network", "batch_norm", bool, False,
+                                 "older spelling: true = network.norm batch_norm"),
+}
+
+
+def canonical(name: str, value: Any, current: Mapping[str, Any] | None = None) -> tuple[str, Any]:
+    """The current option an older spelling (LEGACY_OPTIONS) stands for, and its value:
+    ``network.batch_norm = true`` is ``network.norm = batch_norm``; false turns a batch norm
+    off (and leaves another norm as it is in ``current``)."""
+    if name != "network.batch_norm":
+        return name, value
+    norm = (current or {}).get("network.norm", "none")
+    return "network.norm", "batch_norm" if value else ("none" if norm == "batch_norm" else norm)
 
 
 def option(name: str) -> Option:
     """Return the Option called ``name`` (``section.key``) or raise ConfigError with a hint."""
     try:
-        return OPTIONS_BY_NAME[name]
+        return OPTIONS_BY_NAME[name] if name not in LEGACY_OPTIONS else LEGACY_OPTIONS[name]
     except KeyError:
         hint = difflib.get_close_matches(name, OPTIONS_BY_NAME, n=1)
         if not hint and "." in name:
@@ -302,7 +327,8 @@ class Config:
     def __init__(self, values: Mapping[str, Any] | None = None) -> None:
         merged = {opt.name: opt.default for opt in OPTIONS}
         for name, value in (values or {}).items():
-            merged[name] = option(name).coerce(value)
+            key, meant = canonical(name, option(name).coerce(value), merged)
+            merged[key] = meant
         _check_consistency(merged)
         object.__setattr__(self, "_values", merged)
 
@@ -322,6 +348,8 @@ class Config:
 
     def __getitem__(self, name: str) -> Any:
         if name not in self._values:
+            if name == "network.batch_norm":  # the older spelling reads on
+                return self._values["network.norm"] == "batch_norm"
             option(name)  # raises with a suggestion
         return self._values[name]
 
@@ -393,6 +421,11 @@ def _check_consistency(values: Mapping[str, Any]) -> None:
         raise ConfigError(
             f"cross_entropy needs a classification task (spirals or blobs), not "
             f"{values['data.task']!r}", key="training.loss")
+    if values["network.norm_position"] != "layer" and (
+            not values["network.residual"] or values["network.norm"] == "none"):
+        raise ConfigError(f"norm_position {values['network.norm_position']!r} places the norm "
+                          f"around the shortcut: it needs residual = true and a norm "
+                          f"(use layer otherwise)", key="network.norm_position")
     if values["data.task"] == "spirals" and values["data.input_dim"] < 2:
         raise ConfigError("spirals need input_dim >= 2 (got 1)", key="data.input_dim")
 

@@ -17,7 +17,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from tui_grad.config import OPTIONS, SECTIONS, Config, ConfigError, option
+from tui_grad.config import OPTIONS, SECTIONS, Config, ConfigError, canonical, option
 from tui_grad.expect import Expectation, parse_expectation
 
 META_KEYS = ("name", "title", "description", "notes", "notes_zh", "lock")
@@ -223,7 +223,7 @@ def _lock(meta: Mapping[str, Any], lines: _Lines) -> tuple[str, ...]:
             option(name)
         except ConfigError as exc:
             raise ConfigError(f"{name!r}: {exc.message}", **where) from None
-    return tuple(value)
+    return tuple(canonical(name, True)[0] for name in value)
 
 
 def _overrides(data: Mapping[str, Any], lines: _Lines) -> dict[str, Any]:
@@ -233,9 +233,10 @@ def _overrides(data: Mapping[str, Any], lines: _Lines) -> dict[str, Any]:
             name = f"{section}.{key}"
             where = lines.of(section, key)
             try:
-                overrides[name] = option(name).from_toml(value)
+                key, meant = canonical(name, option(name).from_toml(value), overrides)
             except ConfigError as exc:
                 raise ConfigError(exc.message, key=name, line=where) from None
+            overrides[key] = meant
     return overrides
 
 
@@ -252,7 +253,8 @@ def _variant(entry: Mapping[str, Any], index: int, base: Config, lines: _Lines) 
         pairs = {f"{key}.{k}": v for k, v in value.items()} if isinstance(value, dict) else {key: value}
         for dotted, raw in pairs.items():
             try:
-                overrides[dotted] = option(dotted).from_toml(raw)
+                key, meant = canonical(dotted, option(dotted).from_toml(raw), base.as_dict())
+                overrides[key] = meant
             except ConfigError as exc:
                 raise ConfigError(exc.message, key=f"compare[{name}].{dotted}", line=line) from None
     try:

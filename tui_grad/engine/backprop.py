@@ -17,6 +17,10 @@ from numba import njit
 from tui_grad.engine.activations import KERNEL, through_activation
 from tui_grad.engine.gemm import matmul
 from tui_grad.engine.kernels import (
+    AT_LAYER,
+    BATCH_NORM,
+    POST,
+    PRE,
     column_sums,
     log10_of,
     max_abs,
@@ -42,6 +46,36 @@ def batchnorm_backward(grad, xhat, inv_std, gamma, d_gamma, d_beta):
         k = gamma[c] * inv_std[c] / batch
         for r in range(batch):
             grad[r, c] = k * (batch * grad[r, c] - sum_g - xhat[r, c] * sum_gx)
+
+
+@njit(**KERNEL)
+def layernorm_backward(grad, xhat, inv_std, gamma, d_gamma, d_beta):
+    """Turn dL/d(LN output) in ``grad`` into dL/dz in place, row by row; write d_gamma,
+    d_beta (sums over the rows)."""
+    batch, width = grad.shape
+    d_gamma[:] = 0
+    d_beta[:] = 0
+    for r in range(batch):
+        sum_g = 0.0
+        sum_gx = 0.0
+        for c in range(width):
+            d_gamma[c] += grad[r, c] * xhat[r, c]
+            d_beta[c] += grad[r, c]
+            g = grad[r, c] * gamma[c]
+            sum_g += g
+            sum_gx += g * xhat[r, c]
+        k = inv_std[r] / width
+        for c in range(width):
+            grad[r, c] = k * (width * grad[r, c] * gamma[c] - sum_g - xhat[r, c] * sum_gx)
+
+
+@njit(**KERNEL)
+def norm_backward(kind, grad, xhat, inv_std, gamma, d_gamma, d_beta):
+    """Batch norm's or layer norm's backward pass on ``grad`` in place."""
+    if kind == BATCH_NORM:
+        batchnorm_backward(grad, xhat, inv_std, gamma, d_gamma, d_beta)
+    else:
+        layernorm_backward(grad, xhat, inv_std, gamma, d_gamma, d_beta)
 
 
 @njit(**KERNEL)
@@ -86,15 +120,16 @@ def renormalize_with_column_sums(grad_z, flush_below, column_sums_out):
 
 
 @njit(**KERNEL)
-def layer_gradients(grads, base, lay, i, grad_z, h_in, exp, out, flush_below):
+def layer_gradients(grads, base, lay, i, grad_z, h_in, exp, out, flush_below, pre_norm):
     """From dL/dz of layer i (mantissa, exponent exp) write dW, db; fill out[:, i]; return exp.
 
     ``grads`` holds layer i's gradients only: a tensor at offset ``off`` of the flat
-    parameter vector is at ``off - base`` in it (see layer_grads).
+    parameter vector is at ``off - base`` in it (see layer_grads). ``pre_norm``: the layer's
+    norm is on its input, whose gradient comes later (see pre_norm_gradients).
     ``out`` rows: 0 sum of squares of all the layer's grads (mantissa units), 1 of dW
     alone, 3 the layer's exponent.
     """
-    dims, w_off, b_off, g_off, be_off, s_off, h_off, skip_from = lay
+    dims, w_off, b_off, g_off, be_off, s_off, h_off, skip_from, a_off = lay
     n_in, n_out = dims[i], dims[i + 1]
     d_bias = grads[b_off[i] - base:b_off[i] - base + n_out]
     shift = renormalize_with_column_sums(grad_z, flush_below, d_bias)
@@ -102,16 +137,18 @@ def layer_gradients(grads, base, lay, i, grad_z, h_in, exp, out, flush_below):
     factor = math.ldexp(1.0, -shift)
     depth = dims.size - 2
     extra = 0.0
-    if i < depth:  # BN gamma/beta and the prelu slope were written before renormalising
-        for off in (g_off[i], be_off[i]):
+    if i < depth and not pre_norm:  # norm gain/bias, the prelu slope and a learnable alpha
+        for off in (g_off[i], be_off[i]):  # were written before renormalising
             if off >= 0:
                 tensor = grads[off - base:off - base + n_out]
                 for k in range(n_out):
                     tensor[k] = tensor[k] * factor
                 extra += sum_squares(tensor)
-        if s_off[i] >= 0:
-            grads[s_off[i] - base] = grads[s_off[i] - base] * factor
-            extra += np.float64(grads[s_off[i] - base]) ** 2
+    if i < depth:
+        for off in (s_off[i], a_off[i]):
+            if off >= 0:
+                grads[off - base] = grads[off - base] * factor
+                extra += np.float64(grads[off - base]) ** 2
     d_weight = grads[w_off[i] - base:w_off[i] - base + n_out * n_in].reshape((n_out, n_in))
     matmul(grad_z.T, h_in, d_weight)
     weight_ss = sum_squares(d_weight)
@@ -119,6 +156,33 @@ def layer_gradients(grads, base, lay, i, grad_z, h_in, exp, out, flush_below):
     out[1, i] = weight_ss
     out[3, i] = exp
     return exp
+
+
+@njit(**KERNEL)
+def pre_norm_gradients(params, grads, base, lay, hyper, i, signal, xh_buf, inv_std, out):
+    """The norm on layer i's input (norm_position pre): turn dL/dN(h_i) in ``signal`` into
+    dL/dh_i in place, write the norm's gain and bias gradients (at the layer's exponent) and
+    add their squares to out[0, i]."""
+    dims, w_off, b_off, g_off, be_off, s_off, h_off, skip_from, a_off = lay
+    n_in = dims[i]
+    batch = signal.shape[0]
+    cell = i * batch * n_in
+    d_gamma = grads[g_off[i] - base:g_off[i] - base + n_in]
+    d_beta = grads[be_off[i] - base:be_off[i] - base + n_in]
+    norm_backward(hyper[1], signal, xh_buf[cell:cell + batch * n_in].reshape((batch, n_in)),
+                  inv_std[i], params[g_off[i]:g_off[i] + n_in], d_gamma, d_beta)
+    out[0, i] += sum_squares(d_gamma) + sum_squares(d_beta)
+
+
+@njit(**KERNEL)
+def _layer_input(h_buf, n_buf, lay, position, i, batch):
+    """What layer i multiplied by its weight: h_i, or N(h_i) under a pre-norm."""
+    dims, g_off, h_off = lay[0], lay[3], lay[6]
+    n_in = dims[i]
+    if position == PRE and g_off[i] >= 0:
+        cell = i * batch * n_in
+        return n_buf[cell:cell + batch * n_in].reshape((batch, n_in))
+    return h_buf[h_off[i]:h_off[i] + batch * n_in].reshape((batch, n_in))
 
 
 @njit(**KERNEL)
@@ -155,7 +219,7 @@ def fused_update(params, grads, base, update, layer, exp, out):
 
 @njit(**KERNEL)
 def backward(params, grads, lay, hyper, h_buf, u_buf, xh_buf, inv_std, d_buf, grad_out,
-             signal, grad_z, carry, out, flush_below, update):
+             signal, grad_z, carry, out, flush_below, update, n_buf, br_buf):
     """Backpropagate dL/dlogits (in grad_out) through every layer into ``grads`` (mantissas).
 
     ``out`` rows 0, 1, 3 as in layer_gradients; row 4 gets log10 ||dL/dh|| at each layer's
@@ -172,17 +236,20 @@ def backward(params, grads, lay, hyper, h_buf, u_buf, xh_buf, inv_std, d_buf, gr
     gradients; ``keep`` says whether all of them are written to ``grads``.
     """
     fused, scratch = update[8], update[9]
-    dims, w_off, b_off, g_off, be_off, s_off, h_off, skip_from = lay
-    act_code, use_bn, bn_eps, alpha, float32_approx, negative_slope, keep_u, keep_deriv = hyper
+    dims, w_off, b_off, g_off, be_off, s_off, h_off, skip_from, a_off = lay
+    (act_code, norm, bn_eps, alpha, float32_approx, negative_slope, keep_u, keep_deriv,
+     position) = hyper
     depth = dims.size - 2
     batch = grad_out.shape[0]
     out[4, depth] = log10_of(sum_squares(grad_out), 0)
-    h_last = h_buf[h_off[depth]:h_off[depth] + batch * dims[depth]].reshape((batch, dims[depth]))
+    h_last = _layer_input(h_buf, n_buf, lay, position, depth, batch)
     lg, base = layer_grads(grads, scratch, update, depth)
-    exp = layer_gradients(lg, base, lay, depth, grad_out, h_last, 0, out, flush_below)
+    exp = layer_gradients(lg, base, lay, depth, grad_out, h_last, 0, out, flush_below, False)
     weight = params[w_off[depth]:w_off[depth] + dims[depth + 1] * dims[depth]]
     g = signal[:batch * dims[depth]].reshape((batch, dims[depth]))
     matmul(grad_out, weight.reshape((dims[depth + 1], dims[depth])), g)
+    if position == PRE and g_off[depth] >= 0:
+        pre_norm_gradients(params, lg, base, lay, hyper, depth, g, xh_buf, inv_std, out)
     if fused:
         fused = fused_update(params, lg, base, update, depth, exp, out)
     carry_target, carry_exp = -1, 0
@@ -195,13 +262,28 @@ def backward(params, grads, lay, hyper, h_buf, u_buf, xh_buf, inv_std, d_buf, gr
         if carry_target == i + 1:
             exp = merge_carry(g, exp, carry, carry_exp, flush_below)
             carry_target = -1
+        cell = i * batch * n_out
+        lg, base = layer_grads(grads, scratch, update, i)
+        post_norm = position == POST and g_off[i] >= 0
+        if post_norm:  # h_{i+1} = N(h_s + alpha * a); ||dL/dh_{i+1}|| before it
+            out[4, i] = log10_of(sum_squares(g), exp)
+            norm_backward(norm, g, xh_buf[cell:cell + batch * n_out].reshape((batch, n_out)),
+                          inv_std[i], params[g_off[i]:g_off[i] + n_out],
+                          lg[g_off[i] - base:g_off[i] - base + n_out],
+                          lg[be_off[i] - base:be_off[i] - base + n_out])
         branch = 1.0
         if skip_from[i] >= 0:  # h_{i+1} = h_s + alpha * a: dL/dh_s gets g unchanged
             carry[:batch * n_out] = g.ravel()
-            carry_exp, carry_target, branch = exp, skip_from[i], alpha
-        cell = i * batch * n_out
+            carry_exp, carry_target = exp, skip_from[i]
+            branch = params[a_off[i]] if a_off[i] >= 0 else alpha
+        if a_off[i] >= 0:  # dL/dalpha = sum of g * phi(u) over the block's output
+            branch_out = br_buf[cell:cell + batch * n_out]
+            g_flat = g.ravel()
+            alpha_grad = 0.0
+            for k in range(g_flat.size):
+                alpha_grad += np.float64(g_flat[k]) * branch_out[k]
+            lg[a_off[i] - base] = alpha_grad
         gz = grad_z[:batch * n_out].reshape((batch, n_out))
-        lg, base = layer_grads(grads, scratch, update, i)
         if s_off[i] >= 0:
             u_cell = cell if keep_u else 0
             u = u_buf[u_cell:u_cell + batch * n_out].ravel()
@@ -212,7 +294,8 @@ def backward(params, grads, lay, hyper, h_buf, u_buf, xh_buf, inv_std, d_buf, gr
                     slope_grad += branch * g_flat[k] * u[k]
             lg[s_off[i] - base] = slope_grad
         if keep_deriv:
-            out[4, i] = log10_of(sum_squares(g), exp)
+            if not post_norm:
+                out[4, i] = log10_of(sum_squares(g), exp)
             deriv = d_buf[cell:cell + batch * n_out].reshape((batch, n_out))
             for r in range(batch):
                 for c in range(n_out):
@@ -221,16 +304,20 @@ def backward(params, grads, lay, hyper, h_buf, u_buf, xh_buf, inv_std, d_buf, gr
             # residual nets here: they keep phi', so the branch scale is 1)
             y = h_buf[h_off[i + 1]:h_off[i + 1] + batch * n_out].reshape((batch, n_out))
             out[4, i] = log10_of(through_activation(act_code, g, y, gz, negative_slope), exp)
-        if use_bn:
-            batchnorm_backward(gz, xh_buf[cell:cell + batch * n_out].reshape((batch, n_out)),
-                               inv_std[i], params[g_off[i]:g_off[i] + n_out],
-                               lg[g_off[i] - base:g_off[i] - base + n_out],
-                               lg[be_off[i] - base:be_off[i] - base + n_out])
-        h_in = h_buf[h_off[i]:h_off[i] + batch * n_in].reshape((batch, n_in))
-        exp = layer_gradients(lg, base, lay, i, gz, h_in, exp, out, flush_below)
+        if position == AT_LAYER and g_off[i] >= 0:
+            norm_backward(norm, gz, xh_buf[cell:cell + batch * n_out].reshape((batch, n_out)),
+                          inv_std[i], params[g_off[i]:g_off[i] + n_out],
+                          lg[g_off[i] - base:g_off[i] - base + n_out],
+                          lg[be_off[i] - base:be_off[i] - base + n_out])
+        pre_norm = position == PRE and g_off[i] >= 0
+        h_in = _layer_input(h_buf, n_buf, lay, position, i, batch)
+        exp = layer_gradients(lg, base, lay, i, gz, h_in, exp, out, flush_below, pre_norm)
         if i > 0:
             weight = params[w_off[i]:w_off[i] + n_out * n_in].reshape((n_out, n_in))
-            matmul(gz, weight, signal[:batch * n_in].reshape((batch, n_in)))
+            g_in = signal[:batch * n_in].reshape((batch, n_in))
+            matmul(gz, weight, g_in)
+            if pre_norm:
+                pre_norm_gradients(params, lg, base, lay, hyper, i, g_in, xh_buf, inv_std, out)
         if fused:
             fused = fused_update(params, lg, base, update, i, exp, out)
     return fused

@@ -18,8 +18,10 @@ class Buffers:
     lay: tuple
     h: np.ndarray  # h_0..h_depth, flat
     u: np.ndarray  # pre-activations (every layer's for prelu, else one layer's scratch)
-    xhat: np.ndarray  # BN-normalised pre-activations, every layer (size 1 without BN)
-    inv_std: np.ndarray  # (depth, width) BN 1/std
+    xhat: np.ndarray  # the norms' normalised values, every layer (size 1 without a norm)
+    inv_std: np.ndarray  # (depth + 1, max(width, batch)) the norms' 1/std (per unit or example)
+    normed: np.ndarray  # pre-norm outputs, every layer's input (size 1 unless norm_position pre)
+    branch: np.ndarray  # phi(u) of every layer (size 1 unless alpha is learnable)
     a: np.ndarray  # one layer's activation scratch
     deriv: np.ndarray  # phi'(u), every layer's if kept (see Simulator._keep_deriv), else one's
     logits: np.ndarray  # (B, D_out)
@@ -34,7 +36,8 @@ class Buffers:
 
     @classmethod
     def allocate(cls, layout: Layout, batch: int, dtype: type, *, keep_u: bool,
-                 keep_deriv: bool, batch_norm: bool) -> Buffers:
+                 keep_deriv: bool, norm: bool, pre_norm: bool = False,
+                 learnable_alpha: bool = False) -> Buffers:
         """Buffers for ``layout`` and ``batch`` examples."""
         depth, n_out = layout.depth, int(layout.dims[-1])
         width = int(layout.dims[1:-1].max())
@@ -46,8 +49,10 @@ class Buffers:
             batch=batch, lay=layout.kernel_tuple(batch),
             h=np.zeros(int(batch * layout.dims[:-1].sum()), dtype=dtype),
             u=np.zeros(cells if keep_u else batch * width, dtype=dtype),
-            xhat=np.zeros(cells if batch_norm else 1, dtype=dtype),
-            inv_std=np.ones((depth, width), dtype=dtype),
+            xhat=np.zeros(cells + batch * width if norm else 1, dtype=dtype),
+            inv_std=np.ones((depth + 1, max(width, batch)), dtype=dtype),
+            normed=np.zeros(cells + batch * width if pre_norm else 1, dtype=dtype),
+            branch=np.zeros(cells if learnable_alpha else 1, dtype=dtype),
             a=np.zeros(batch * width, dtype=dtype),
             deriv=np.zeros(cells if keep_deriv else batch * width, dtype=dtype),
             logits=np.zeros((batch, n_out), dtype=dtype),

@@ -24,6 +24,8 @@ from tui_grad.engine.gemm import matmul_nt
 
 LOG10_2 = 0.30102999566398120
 MSE, CROSS_ENTROPY = 0, 1
+NO_NORM, BATCH_NORM, LAYER_NORM = 0, 1, 2  # config.NORMS
+AT_LAYER, PRE, POST = 0, 1, 2  # config.NORM_POSITIONS
 
 
 @intrinsic
@@ -179,6 +181,37 @@ def batchnorm_forward(z, xhat, inv_std, gamma, beta, eps):
 
 
 @njit(**KERNEL)
+def layernorm_forward(z, xhat, inv_std, gamma, beta, eps):
+    """Normalise each row of z (B, W) over its units in place into gamma*xhat + beta, as
+    torch.nn.LayerNorm (biased variance, eps inside the square root); keep xhat, 1/std."""
+    batch, width = z.shape
+    for r in range(batch):
+        mean = 0.0
+        for c in range(width):
+            mean += z[r, c]
+        mean /= width
+        var = 0.0
+        for c in range(width):
+            d = z[r, c] - mean
+            var += d * d
+        inv = 1.0 / math.sqrt(var / width + eps)
+        inv_std[r] = inv
+        for c in range(width):
+            xh = (z[r, c] - mean) * inv
+            xhat[r, c] = xh
+            z[r, c] = gamma[c] * xh + beta[c]
+
+
+@njit(**KERNEL)
+def norm_forward(kind, z, xhat, inv_std, gamma, beta, eps):
+    """Batch norm or layer norm of z in place (see batchnorm_forward, layernorm_forward)."""
+    if kind == BATCH_NORM:
+        batchnorm_forward(z, xhat, inv_std, gamma, beta, eps)
+    else:
+        layernorm_forward(z, xhat, inv_std, gamma, beta, eps)
+
+
+@njit(**KERNEL)
 def layer_statistics(h, a, deriv, stats, i):
     """Fill stats[:, i] = mean, std of h; saturated fraction of phi'; dead-unit fraction of a
     (units 0 or -0 in every row), in one pass over the block.
@@ -236,26 +269,37 @@ def column_sums(block, out):
 
 @njit(**KERNEL)
 def forward(params, lay, hyper, h_buf, u_buf, xh_buf, inv_std, a_buf, d_buf, logits, stats,
-            w_t):
+            w_t, n_buf, br_buf):
     """Run every layer on h_0 (already in h_buf); write logits (B, D_out) and stats (5, L):
     rows 0-3 as in layer_statistics, row 4 the largest |pre-activation| (logits: |logit|).
 
-    ``lay`` = (dims, w_off, b_off, g_off, be_off, s_off, h_off, skip_from), see layout.py.
-    ``hyper`` = (act_code, use_bn, bn_eps, alpha, float32_approx, negative_slope, keep_u,
-    keep_deriv).
-    Keeps for backward: h_i, BN's xhat and 1/std, u when ``keep_u`` (prelu needs it for its
-    slope gradient) and phi'(u) per layer in d_buf when ``keep_deriv`` (otherwise d_buf is
-    one layer's scratch and backward recomputes phi' from h, see through_activation).
+    ``lay`` = (dims, w_off, b_off, g_off, be_off, s_off, h_off, skip_from, a_off), see
+    layout.py. ``hyper`` = (act_code, norm, bn_eps, alpha, float32_approx, negative_slope,
+    keep_u, keep_deriv, position) with norm and position codes as above.
+    Keeps for backward: h_i, the norms' xhat and 1/std (per layer, in xh_buf and inv_std),
+    u when ``keep_u`` (prelu needs it for its slope gradient), phi'(u) per layer in d_buf
+    when ``keep_deriv`` (otherwise d_buf is one layer's scratch and backward recomputes phi'
+    from h, see through_activation), a pre-norm's output (the layer's input) in n_buf and,
+    with a learnable alpha, each block's branch output phi(u) in br_buf.
     ``w_t`` is scratch for a transposed weight (see gemm.matmul_nt).
     """
-    dims, w_off, b_off, g_off, be_off, s_off, h_off, skip_from = lay
-    act_code, use_bn, bn_eps, alpha, float32_approx, negative_slope, keep_u, keep_deriv = hyper
+    dims, w_off, b_off, g_off, be_off, s_off, h_off, skip_from, a_off = lay
+    (act_code, norm, bn_eps, alpha, float32_approx, negative_slope, keep_u, keep_deriv,
+     position) = hyper
     depth = dims.size - 2
     batch = logits.shape[0]
     for i in range(depth + 1):
         n_in, n_out = dims[i], dims[i + 1]
         weight = params[w_off[i]:w_off[i] + n_out * n_in].reshape((n_out, n_in))  # (out, in)
         h_in = h_buf[h_off[i]:h_off[i] + batch * n_in].reshape((batch, n_in))
+        if position == PRE and g_off[i] >= 0:  # the layer reads N(h_i); the shortcut keeps h_i
+            cell = i * batch * n_in
+            normed = n_buf[cell:cell + batch * n_in].reshape((batch, n_in))
+            normed[:] = h_in
+            norm_forward(norm, normed, xh_buf[cell:cell + batch * n_in].reshape((batch, n_in)),
+                         inv_std[i], params[g_off[i]:g_off[i] + n_in],
+                         params[be_off[i]:be_off[i] + n_in], bn_eps)
+            h_in = normed
         if i == depth:
             matmul_nt(h_in, weight, params[b_off[i]:b_off[i] + n_out], logits, w_t)
             stats[0, i] = np.mean(logits)
@@ -271,10 +315,10 @@ def forward(params, lay, hyper, h_buf, u_buf, xh_buf, inv_std, a_buf, d_buf, log
         # the next layer's weights arrive during this layer's activation and statistics;
         # asked for before the product above, they pushed its own operands out of L1
         prefetch(params, w_off[i + 1], w_off[i + 1] + dims[i + 2] * n_out)
-        if use_bn:
-            batchnorm_forward(u, xh_buf[cell:cell + batch * n_out].reshape((batch, n_out)),
-                              inv_std[i], params[g_off[i]:g_off[i] + n_out],
-                              params[be_off[i]:be_off[i] + n_out], bn_eps)
+        if position == AT_LAYER and g_off[i] >= 0:
+            norm_forward(norm, u, xh_buf[cell:cell + batch * n_out].reshape((batch, n_out)),
+                         inv_std[i], params[g_off[i]:g_off[i] + n_out],
+                         params[be_off[i]:be_off[i] + n_out], bn_eps)
         slope = params[s_off[i]] if act_code == PRELU else negative_slope
         d_cell = cell if keep_deriv else 0
         deriv = d_buf[d_cell:d_cell + batch * n_out].reshape((batch, n_out))
@@ -284,10 +328,18 @@ def forward(params, lay, hyper, h_buf, u_buf, xh_buf, inv_std, a_buf, d_buf, log
             activate(act_code, u, h_out, deriv, slope, float32_approx)
             layer_statistics(h_out, h_out, deriv, stats, i)
             continue
-        a = a_buf[:batch * n_out].reshape((batch, n_out))
+        if a_off[i] >= 0:  # a learnable alpha: backward needs the branch's output
+            a = br_buf[cell:cell + batch * n_out].reshape((batch, n_out))
+        else:
+            a = a_buf[:batch * n_out].reshape((batch, n_out))
         activate(act_code, u, a, deriv, slope, float32_approx)
         h_skip = h_buf[h_off[source]:h_off[source] + batch * n_out]
         a_flat, h_flat = a.ravel(), h_out.ravel()
+        scale = params[a_off[i]] if a_off[i] >= 0 else alpha
         for k in range(h_flat.size):
-            h_flat[k] = h_skip[k] + alpha * a_flat[k]
+            h_flat[k] = h_skip[k] + scale * a_flat[k]
+        if position == POST and g_off[i] >= 0:  # N(h_s + alpha * a)
+            norm_forward(norm, h_out, xh_buf[cell:cell + batch * n_out].reshape((batch, n_out)),
+                         inv_std[i], params[g_off[i]:g_off[i] + n_out],
+                         params[be_off[i]:be_off[i] + n_out], bn_eps)
         layer_statistics(h_out, a, deriv, stats, i)

@@ -18,6 +18,10 @@ class Layout:
     ``dims`` = [input_dim, width x depth, n_outputs]; offsets are NONE where a layer has no
     such tensor. ``segments`` (4, n_tensors) rows: start, end, layer, is_weight.
     ``skip_from[i]`` = s >= 0 when hidden layer i's output is h_s + alpha * phi(...).
+    A layer's norm gain and bias (``g_off``, ``be_off``) belong to the norm it applies: with
+    norm_position layer to its pre-activation, pre to its input (the first layer of a block
+    and the output layer), post to its output after the shortcut's add (the last layer of a
+    block). ``a_off``: the learnable alpha of a block's last layer.
     """
 
     dims: np.ndarray
@@ -26,6 +30,7 @@ class Layout:
     g_off: np.ndarray
     be_off: np.ndarray
     s_off: np.ndarray
+    a_off: np.ndarray
     skip_from: np.ndarray
     segments: np.ndarray
     seg_start: np.ndarray  # layer i's tensors are segments seg_start[i]..seg_start[i+1]-1
@@ -49,7 +54,7 @@ class Layout:
     def kernel_tuple(self, batch: int) -> tuple[np.ndarray, ...]:
         """The ``lay`` argument of the kernels."""
         return (self.dims, self.w_off, self.b_off, self.g_off, self.be_off, self.s_off,
-                self.activation_offsets(batch), self.skip_from)
+                self.activation_offsets(batch), self.skip_from, self.a_off)
 
 
 def build_layout(config: Config) -> Layout:
@@ -57,7 +62,9 @@ def build_layout(config: Config) -> Layout:
     net = config.network
     depth = net.depth
     dims = np.array([config.input_dim] + [net.width] * depth + [config.n_outputs], dtype=np.int64)
-    offsets = {name: np.full(depth + 1, NONE, dtype=np.int64) for name in ("w", "b", "g", "be", "s")}
+    offsets = {name: np.full(depth + 1, NONE, dtype=np.int64) for name in ("w", "b", "g", "be", "s", "a")}
+    skip_from = residual_sources(depth, net.residual, net.residual_block)
+    normed = norm_layers(depth, net.norm, net.norm_position, skip_from)
     segments: list[tuple[int, int, int, int]] = []
     cursor = 0
 
@@ -71,16 +78,35 @@ def build_layout(config: Config) -> Layout:
         n_in, n_out = int(dims[layer]), int(dims[layer + 1])
         place("w", layer, n_out * n_in, True)
         place("b", layer, n_out, False)
-        if layer < depth and net.batch_norm:
-            place("g", layer, n_out, False)
-            place("be", layer, n_out, False)
+        if normed[layer]:
+            size = n_in if net.norm_position == "pre" else n_out
+            place("g", layer, size, False)
+            place("be", layer, size, False)
         if layer < depth and net.activation == "prelu":
             place("s", layer, 1, False)
+        if skip_from[layer] >= 0 and net.learn_alpha:
+            place("a", layer, 1, False)
     table = np.array(segments, dtype=np.int64).T.copy()
     seg_start = np.searchsorted(table[2], np.arange(depth + 2)).astype(np.int64)
     return Layout(dims, offsets["w"], offsets["b"], offsets["g"], offsets["be"], offsets["s"],
-                  residual_sources(depth, net.residual, net.residual_block), table, seg_start,
-                  cursor)
+                  offsets["a"], skip_from, table, seg_start, cursor)
+
+
+def norm_layers(depth: int, norm: str, position: str, skip_from: np.ndarray) -> np.ndarray:
+    """Which layers (0..depth, the output layer last) apply a norm: every hidden layer
+    (position layer), the first layer of each block and the output layer (pre), or the last
+    layer of each block (post)."""
+    normed = np.zeros(depth + 1, dtype=bool)
+    if norm == "none":
+        return normed
+    if position == "layer":
+        normed[:depth] = True
+    elif position == "pre":
+        normed[skip_from[skip_from >= 0]] = True
+        normed[depth] = True
+    else:
+        normed[skip_from >= 0] = True
+    return normed
 
 
 def residual_sources(depth: int, residual: bool, block: int) -> np.ndarray:

@@ -116,59 +116,98 @@ def layer_values(config, params: list, x: np.ndarray, y_reg: np.ndarray,
         return _recurrent_values(config, params, x, y_reg, y_cls)
     net = config.network
     depth = net.depth
-    from tui_grad.engine.layout import residual_sources
+    from tui_grad.engine.layout import norm_layers, residual_sources
     skip = residual_sources(depth, net.residual, net.residual_block)
+    normed = norm_layers(depth, net.norm, net.norm_position, skip)
+    where = net.norm_position
     p = [{k: np.asarray(v, dtype=np.float64) for k, v in layer.items()} for layer in params]
     h = [np.asarray(x, dtype=np.float64)]
-    pre, act, deriv, xhat, scale = [], [], [], [], []
-    for i in range(depth):
-        u = h[i] @ p[i]["weight"].T + p[i]["bias"]
-        if net.batch_norm:
-            mean, var = u.mean(axis=0), u.var(axis=0)
-            inv = 1.0 / np.sqrt(var + net.bn_eps)
-            xh = (u - mean) * inv
-            xhat.append((xh, inv))
-            u = p[i]["gamma"] * xh + p[i]["beta"]
-            scale.append(p[i]["gamma"] * inv)
-        else:
-            xhat.append(None)
+    inputs, pre, act, deriv, scale = [], [], [], [], []
+    caches: dict[int, tuple] = {}  # layer -> the norm's (xhat, 1/std)
+    alphas = [float(p[i]["alpha"][0]) if "alpha" in p[i] else net.residual_alpha
+              for i in range(depth + 1)]
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        for i in range(depth + 1):
+            layer_in = h[i]
+            if where == "pre" and normed[i]:
+                layer_in, caches[i] = _norm(net.norm, h[i], p[i], net.bn_eps)
+            inputs.append(layer_in)
+            u = layer_in @ p[i]["weight"].T + p[i]["bias"]
+            if i == depth:
+                logits = u
+                break
             scale.append(None)
-        slope = float(p[i]["prelu_slope"][0]) if "prelu_slope" in p[i] else net.negative_slope
-        with np.errstate(over="ignore", invalid="ignore"):
+            if where == "layer" and normed[i]:
+                u, caches[i] = _norm(net.norm, u, p[i], net.bn_eps)
+                if net.norm == "batch_norm":  # diagonal with the batch's statistics held
+                    scale[i] = (p[i]["gamma"] * caches[i][1]).ravel()
+            slope = float(p[i]["prelu_slope"][0]) if "prelu_slope" in p[i] else net.negative_slope
             a, d = phi_and_derivative(net.activation, u, slope)
-        pre.append(u)
-        act.append(a)
-        deriv.append(np.broadcast_to(d, u.shape))
-        h.append(h[skip[i]] + net.residual_alpha * a if skip[i] >= 0 else a)
-    with np.errstate(over="ignore", invalid="ignore"):
-        logits = h[depth] @ p[depth]["weight"].T + p[depth]["bias"]
+            pre.append(u)
+            act.append(a)
+            deriv.append(np.broadcast_to(d, u.shape))
+            out = h[skip[i]] + alphas[i] * a if skip[i] >= 0 else a
+            if where == "post" and normed[i]:
+                out, caches[i] = _norm(net.norm, out, p[i], net.bn_eps)
+            h.append(out)
         loss, grad = _loss(config.training.loss, logits, y_reg, y_cls)
     grads = [dict.fromkeys(layer) for layer in p]
-    grads[depth]["weight"], grads[depth]["bias"] = grad.T @ h[depth], grad.sum(axis=0)
+    grads[depth]["weight"], grads[depth]["bias"] = grad.T @ inputs[depth], grad.sum(axis=0)
     signal = [None] * depth
     pending = [np.zeros_like(hi) for hi in h]  # shortcut contributions to dL/dh_i
     with np.errstate(over="ignore", invalid="ignore"):
-        g_h = grad @ p[depth]["weight"]
+        g_h = _through_pre_norm(grad @ p[depth]["weight"], depth, where, normed, net.norm, caches,
+                                p, grads)
         for i in range(depth - 1, -1, -1):
             g_h = g_h + pending[i + 1]
             signal[i] = g_h
-            g_a = g_h * net.residual_alpha if skip[i] >= 0 else g_h
+            if where == "post" and normed[i]:
+                g_h = _norm_backward(net.norm, g_h, caches[i], p[i], grads[i])
+            g_a = g_h * alphas[i] if skip[i] >= 0 else g_h
             if skip[i] >= 0:
                 pending[skip[i]] += g_h
+            if "alpha" in p[i]:
+                grads[i]["alpha"] = np.array([np.sum(g_h * act[i])])
             g_u = g_a * deriv[i]
             if "prelu_slope" in p[i]:
                 negative = pre[i] <= 0
                 grads[i]["prelu_slope"] = np.array([np.sum(g_a * pre[i] * negative)])
-            if net.batch_norm:
-                xh, inv = xhat[i]
-                grads[i]["gamma"], grads[i]["beta"] = (g_u * xh).sum(axis=0), g_u.sum(axis=0)
-                g_xh = g_u * p[i]["gamma"]
-                g_u = inv * (g_xh - g_xh.mean(axis=0) - xh * (g_xh * xh).mean(axis=0))
-            grads[i]["weight"], grads[i]["bias"] = g_u.T @ h[i], g_u.sum(axis=0)
-            g_h = g_u @ p[i]["weight"]
+            if where == "layer" and normed[i]:
+                g_u = _norm_backward(net.norm, g_u, caches[i], p[i], grads[i])
+            grads[i]["weight"], grads[i]["bias"] = g_u.T @ inputs[i], g_u.sum(axis=0)
+            g_h = _through_pre_norm(g_u @ p[i]["weight"], i, where, normed, net.norm, caches, p,
+                                    grads)
     return LayerValues(loss=loss, preactivation=pre, activation=act,
                        weight_grad=[g["weight"] for g in grads[:depth]], signal=signal,
                        grads=grads, deriv=deriv, bn_scale=scale)
+
+
+def _norm(kind: str, x: np.ndarray, tensors: dict, eps: float) -> tuple[np.ndarray, tuple]:
+    """Batch norm (over the batch, per unit) or layer norm (over the units, per example) of
+    x with the layer's gamma and beta; and (xhat, 1/std) for the backward pass."""
+    axis = 0 if kind == "batch_norm" else 1
+    mean = x.mean(axis=axis, keepdims=True)
+    inv = 1.0 / np.sqrt(x.var(axis=axis, keepdims=True) + eps)
+    xhat = (x - mean) * inv
+    return tensors["gamma"] * xhat + tensors["beta"], (xhat, inv)
+
+
+def _norm_backward(kind: str, grad: np.ndarray, cache: tuple, tensors: dict,
+                   grads: dict) -> np.ndarray:
+    """dL/dx from dL/d(norm output); writes the gain's and bias's gradients into ``grads``."""
+    xhat, inv = cache
+    axis = 0 if kind == "batch_norm" else 1
+    grads["gamma"], grads["beta"] = (grad * xhat).sum(axis=0), grad.sum(axis=0)
+    g_xh = grad * tensors["gamma"]
+    return inv * (g_xh - g_xh.mean(axis=axis, keepdims=True)
+                  - xhat * (g_xh * xhat).mean(axis=axis, keepdims=True))
+
+
+def _through_pre_norm(g_in, i, where, normed, kind, caches, p, grads) -> np.ndarray:
+    """dL/dh_i from dL/d(layer i's input): through its pre-norm, if it has one."""
+    if where == "pre" and normed[i]:
+        return _norm_backward(kind, g_in, caches[i], p[i], grads[i])
+    return g_in
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
@@ -298,6 +337,9 @@ def jacobian_singular_values(config, values: LayerValues, params: list, example:
         raise ValueError(f"example {example} is not in the batch (0..{batch - 1})")
     if net.model != "mlp":
         return _recurrent_spectrum(net, values, params, example, rng)
+    if net.norm == "layer_norm" or net.norm_position != "layer":
+        raise ValueError("the Jacobian probe does not cover layer norm or a norm before or "
+                         "after the shortcut yet")
     from tui_grad.engine.layout import residual_sources
     skip = residual_sources(net.depth, net.residual, net.residual_block)
     start, subspace = _start(net.width, rng)

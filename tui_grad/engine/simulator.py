@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tui_grad.config import ACTIVATIONS, Config
+from tui_grad.config import ACTIVATIONS, NORM_POSITIONS, NORMS, Config
 from tui_grad.engine import backprop, diagnose, kernels, optim, probe, theory
 from tui_grad.engine.activations import FROM_OUTPUT
 from tui_grad.engine.buffers import Buffers
@@ -127,6 +127,8 @@ class Simulator:
                 tensors["beta"][:] = 0.0
             if "prelu_slope" in tensors:
                 tensors["prelu_slope"][:] = net.prelu_init
+            if "alpha" in tensors:
+                tensors["alpha"][:] = net.residual_alpha
 
     def _reset_optimizer(self) -> None:
         optimizer = self.config.training.optimizer
@@ -142,11 +144,14 @@ class Simulator:
             n_in, n_out = int(lay.dims[i]), int(lay.dims[i + 1])
             tensors = {"weight": flat[lay.w_off[i]:lay.w_off[i] + n_out * n_in].reshape(n_out, n_in),
                        "bias": flat[lay.b_off[i]:lay.b_off[i] + n_out]}
-            if lay.g_off[i] != NONE:
-                tensors["gamma"] = flat[lay.g_off[i]:lay.g_off[i] + n_out]
-                tensors["beta"] = flat[lay.be_off[i]:lay.be_off[i] + n_out]
+            if lay.g_off[i] != NONE:  # a pre-norm normalises the layer's input
+                size = n_in if self.config.network.norm_position == "pre" else n_out
+                tensors["gamma"] = flat[lay.g_off[i]:lay.g_off[i] + size]
+                tensors["beta"] = flat[lay.be_off[i]:lay.be_off[i] + size]
             if lay.s_off[i] != NONE:
                 tensors["prelu_slope"] = flat[lay.s_off[i]:lay.s_off[i] + 1]
+            if lay.a_off[i] != NONE:
+                tensors["alpha"] = flat[lay.a_off[i]:lay.a_off[i] + 1]
             layers.append(tensors)
         return layers
 
@@ -177,14 +182,17 @@ class Simulator:
             self._buffers = Buffers.allocate(self.layout, batch, self.dtype,
                                              keep_u=net.activation == "prelu",
                                              keep_deriv=self._keep_deriv(),
-                                             batch_norm=net.batch_norm)
+                                             norm=net.norm != "none",
+                                             pre_norm=net.norm_position == "pre",
+                                             learnable_alpha=net.learn_alpha)
         return self._buffers
 
     def _kernel_hyper(self) -> tuple:
         net = self.config.network
-        return (np.int64(ACTIVATIONS.index(net.activation)), bool(net.batch_norm),
+        return (np.int64(ACTIVATIONS.index(net.activation)), np.int64(NORMS.index(net.norm)),
                 float(net.bn_eps), float(net.residual_alpha), self.dtype is np.float32,
-                float(net.negative_slope), net.activation == "prelu", self._keep_deriv())
+                float(net.negative_slope), net.activation == "prelu", self._keep_deriv(),
+                np.int64(NORM_POSITIONS.index(net.norm_position)))
 
     def _keep_deriv(self) -> bool:
         """Whether phi'(u) is stored per layer; otherwise backward recomputes it from the
@@ -251,7 +259,7 @@ class Simulator:
         buf.h[:x.size] = x.ravel()
         hyper = self._kernel_hyper()
         kernels.forward(self._params, buf.lay, hyper, buf.h, buf.u, buf.xhat, buf.inv_std, buf.a,
-                        buf.deriv, buf.logits, buf.stats, buf.weight_t)
+                        buf.deriv, buf.logits, buf.stats, buf.weight_t, buf.normed, buf.branch)
         loss_code = kernels.CROSS_ENTROPY if self.config.training.loss == "cross_entropy" else kernels.MSE
         loss = float(kernels.loss_and_output_grad(loss_code, buf.logits, y_reg, y_cls, buf.grad_out))
         flush = FLUSH_BELOW[self.dtype]
@@ -269,7 +277,7 @@ class Simulator:
                   sums, fused, buf.grad_scratch, self.keep_grads or not fused)
         backprop.backward(self._params, self._grads, buf.lay, hyper, buf.h, buf.u, buf.xhat,
                          buf.inv_std, buf.deriv, buf.grad_out, buf.signal, buf.grad_z, buf.carry,
-                         buf.out, flush, update)
+                         buf.out, flush, update, buf.normed, buf.branch)
         self._grads_kept = self.keep_grads
         metrics = self._finish_step(loss, buf, started, sums, fused, slopes)
         self.step_index += 1

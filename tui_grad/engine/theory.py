@@ -218,6 +218,10 @@ def predict(config: Config, input_mean: float, input_second_moment: float) -> Pr
     """The finite-depth prediction for ``config``'s network fed inputs with these moments."""
     net = config.network
     depth = net.depth
+    if net.norm == "layer_norm" or net.norm_position != "layer":
+        return not_covered(depth, "layer norm, or a norm before or after the shortcut")
+    if net.residual and net.residual_alpha == 0.0:
+        return not_covered(depth, "alpha = 0: every block starts as the identity (ReZero)")
     if net.batch_norm:
         if net.residual or net.activation != "relu":
             return not_covered(depth, "batch norm is covered for relu without shortcuts only")
@@ -345,14 +349,15 @@ def _from_chi(chi: np.ndarray, skip_from: np.ndarray, alpha: float, chi_1: float
         log_chi = np.log(chi)
     log_e = np.full(depth + 1, -np.inf)  # log E||dL/dh_k||^2 relative to h_depth
     log_e[depth] = 0.0
-    for i in range(depth - 1, 0, -1):
-        incoming = log_e[i + 1]
-        if skip_from[i] >= 0:
-            log_e[skip_from[i]] = np.logaddexp(log_e[skip_from[i]], incoming)
-            log_e[i] = np.logaddexp(log_e[i], incoming + 2.0 * math.log(alpha) + log_chi[i]
-                                    if alpha > 0 else -np.inf)
-        else:
-            log_e[i] = np.logaddexp(log_e[i], incoming + log_chi[i])
+    with np.errstate(invalid="ignore", over="ignore"):  # chi = inf (the forward pass overflows)
+        for i in range(depth - 1, 0, -1):
+            incoming = log_e[i + 1]
+            if skip_from[i] >= 0:
+                log_e[skip_from[i]] = np.logaddexp(log_e[skip_from[i]], incoming)
+                log_e[i] = np.logaddexp(log_e[i], incoming + 2.0 * math.log(alpha) + log_chi[i]
+                                        if alpha > 0 else -np.inf)
+            else:
+                log_e[i] = np.logaddexp(log_e[i], incoming + log_chi[i])
     profile = np.full(depth + 1, np.nan)
     profile[:depth] = 0.5 * log_e[1:] / math.log(10.0)  # signal index i is h_{i+1}
     if phase == "residual":

@@ -33,7 +33,7 @@ class Group:
     @property
     def short(self) -> str:
         """The footer's word for the panel."""
-        return {"activation": "act", "batch norm": "bn", "residual": "res", "clipping": "clip",
+        return {"activation": "act", "norm": "norm", "residual": "res", "clipping": "clip",
                 "learning rate": "lr", "depth / width": "size", "weight decay": "wd",
                 "batch size": "batch", "optimizer": "opt", "task / loss": "task",
                 "recurrent": "rnn"}.get(
@@ -44,8 +44,9 @@ GROUPS: tuple[Group, ...] = (
     Group("a", "activation", ("network.activation", "network.negative_slope", "network.prelu_init")),
     Group("i", "init", ("network.init", "network.init_std", "network.init_a", "network.init_gain",
                         "network.bias_init")),
-    Group("b", "batch norm", ("network.batch_norm", "network.bn_eps")),
-    Group("r", "residual", ("network.residual", "network.residual_block", "network.residual_alpha")),
+    Group("b", "norm", ("network.norm", "network.norm_position", "network.bn_eps")),
+    Group("r", "residual", ("network.residual", "network.residual_block", "network.residual_alpha",
+                            "network.learn_alpha")),
     Group("c", "clipping", ("training.clipping", "training.max_norm", "training.clip_value")),
     Group("l", "learning rate", ("training.lr", "training.schedule", "training.warmup_steps",
                                  "training.decay_steps", "training.decay_factor",
