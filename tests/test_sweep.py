@@ -251,3 +251,14 @@ def test_plot_draws_the_map_with_the_critical_line_and_refuses_unknown_columns(t
     assert "chi_1 = 1, the theory's critical line (between network.init_gain = 0.5 and 2)" in text
     assert main(["plot", str(out), "loss_ration"]) == 2
     assert capsys.readouterr().err.startswith("tui-grad: error: no result column 'loss_ration'")
+
+
+def test_coord_check_on_a_cluster_equals_the_in_process_table(tmp_path, cluster):
+    """coord-check sends its widths through the sweep executor: on a Dask cluster the table
+    is the one computed in this process."""
+    address, _ = cluster
+    here, there = tmp_path / "here.csv", tmp_path / "there.csv"
+    common = ["coord-check", "mup-width", "--widths", "32,64", "--steps", "2"]
+    assert main([*common, "--csv", str(here)]) == 0
+    assert main([*common, "--csv", str(there), "--scheduler", address]) == 0
+    assert here.read_text() == there.read_text() and here.read_text().count("\n") == 1 + 2 * 2 * 2 * 5

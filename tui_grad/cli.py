@@ -12,7 +12,7 @@ from tui_grad import __version__
 from tui_grad.config import ConfigError
 
 PROG = "tui-grad"
-COMMANDS = ("run", "validate", "scenarios", "export", "serve", "sweep", "plot")
+COMMANDS = ("run", "validate", "scenarios", "export", "serve", "sweep", "plot", "coord-check")
 EXAMPLES = """\
 examples:
   tui-grad                                  open the UI on the default scenario
@@ -25,6 +25,7 @@ examples:
   tui-grad export default --set network.activation=relu -o mine.toml
   tui-grad serve default --port 8000        the same app in a browser (textual-serve)
   tui-grad sweep quick --out quick.csv --plot loss_ratio   a grid of runs on Dask, and its map
+  tui-grad coord-check mup-width --csv coord.csv   muP's coordinate check over widths
 """
 
 
@@ -82,6 +83,10 @@ def build_parser(command: str | None) -> argparse.ArgumentParser:
         from tui_grad.sweep.command import add_arguments
 
         add_arguments(command, parser)
+    elif command == "coord-check":
+        from tui_grad.coordcheck import add_arguments as coord_arguments
+
+        coord_arguments(parser)
     return parser
 
 
@@ -131,6 +136,10 @@ def main(argv: list[str] | None = None) -> int:
             from tui_grad.sweep.command import main as sweep_main
 
             return sweep_main(command, args)
+        if command == "coord-check":
+            from tui_grad.coordcheck import cmd_coord_check
+
+            return cmd_coord_check(args, load)
         if command == "scenarios":
             return cmd_scenarios(sys.stdout)
         if command == "export":

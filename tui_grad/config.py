@@ -206,6 +206,9 @@ OPTIONS: tuple[Option, ...] = (
            low=0.0, high=100.0),
     Option("network", "learn_alpha", bool, False, "learn each block's alpha, starting "
            "at residual_alpha (0 = ReZero: every block starts as the identity)"),
+    Option("network", "parametrization", str, "standard", "standard, or mup (Yang et al.: weights "
+           "N(0, init_gain^2/fan_in), output layer /fan_in^2, per-layer learning rates; "
+           "network.init is not used)", choices=("standard", "mup")),
     Option("network", "recurrent_init", str, "orthogonal", "rnn/lstm: init of weight_hh",
            choices=("orthogonal", "normal")),
     Option("network", "recurrent_gain", float, 1.0,
@@ -426,6 +429,8 @@ def _check_consistency(values: Mapping[str, Any]) -> None:
         raise ConfigError(f"norm_position {values['network.norm_position']!r} places the norm "
                           f"around the shortcut: it needs residual = true and a norm "
                           f"(use layer otherwise)", key="network.norm_position")
+    if values["network.parametrization"] == "mup" and recurrent:
+        raise ConfigError("mup is for the MLP (network.model = mlp)", key="network.parametrization")
     if values["data.task"] == "spirals" and values["data.input_dim"] < 2:
         raise ConfigError("spirals need input_dim >= 2 (got 1)", key="data.input_dim")
 

@@ -208,10 +208,11 @@ def fused_update(params, grads, base, update, layer, exp, out):
     Returns False, and updates nothing, once a layer's gradient is not finite.
     """
     state1, state2, segments, seg_start, clip_value, hyper, flush_min, sums = update[:8]
+    lr_scale = update[11]
     if not math.isfinite(out[0, layer]):
         return False
     update_layer(params, grads, base, state1, state2, segments, seg_start, layer,
-                 math.ldexp(1.0, exp), clip_value, hyper, flush_min, sums)
+                 math.ldexp(1.0, exp), clip_value, hyper, flush_min, sums, lr_scale)
     if clip_value == np.inf:  # nothing was clipped: the applied sum of squares is the layer's
         sums[2, layer] = out[0, layer]
     return True
@@ -232,7 +233,7 @@ def backward(params, grads, lay, hyper, h_buf, u_buf, xh_buf, inv_std, d_buf, gr
     Returns True when every layer was updated that way.
 
     ``update`` = (state1, state2, segments, seg_start, clip_value, optimizer hyper, flush_min,
-    sums, fused, scratch, keep): see optim.update_layer; ``scratch`` holds one layer's
+    sums, fused, scratch, keep, lr_scale): see optim.update_layer; ``scratch`` holds one layer's
     gradients; ``keep`` says whether all of them are written to ``grads``.
     """
     fused, scratch = update[8], update[9]

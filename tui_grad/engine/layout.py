@@ -121,3 +121,27 @@ def residual_sources(depth: int, residual: bool, block: int) -> np.ndarray:
         skip_from[end] = start
         start = end + 1
     return skip_from
+
+
+def lr_scales(layout, parametrization: str, optimizer: str) -> np.ndarray:
+    """Each tensor's (segment's) learning-rate multiplier. Standard: 1. muP (Yang et al. 2022,
+    Tensor Programs V, Table 3): input weights and all biases (and the other vector
+    parameters) lr * fan_out with SGD, lr with Adam; hidden weights lr with SGD, lr / fan_in
+    with Adam; output weights lr / fan_in with both. Momentum counts as SGD."""
+    segments = layout.segments
+    scales = np.ones(segments.shape[1])
+    if parametrization != "mup":
+        return scales
+    dims = layout.dims
+    depth = dims.size - 2
+    sgd = optimizer != "adam"
+    for s in range(segments.shape[1]):
+        layer, is_weight = int(segments[2, s]), bool(segments[3, s])
+        fan_in, fan_out = int(dims[layer]), int(dims[layer + 1])
+        if not is_weight or layer == 0:
+            scales[s] = fan_out if sgd else 1.0
+        elif layer == depth:
+            scales[s] = 1.0 / fan_in
+        else:
+            scales[s] = 1.0 if sgd else 1.0 / fan_in
+    return scales

@@ -64,7 +64,7 @@ def clip_coefficient(log2_norm: float, clipping: str, max_norm: float) -> float:
 
 @njit(**KERNEL)
 def apply_update(params, grads, state1, state2, segments, seg_start, factors, clip_value, hyper,
-                 flush_min, sums):
+                 flush_min, sums, lr_scale):
     """Update every parameter in place from its gradient mantissa times ``factors[layer]``.
 
     The separate pass used when the global gradient norm must be known first
@@ -73,12 +73,12 @@ def apply_update(params, grads, state1, state2, segments, seg_start, factors, cl
     for layer in range(seg_start.size - 1):
         base = segments[0, seg_start[layer]]
         update_layer(params, grads[base:], base, state1, state2, segments, seg_start, layer,
-                     factors[layer], clip_value, hyper, flush_min, sums)
+                     factors[layer], clip_value, hyper, flush_min, sums, lr_scale)
 
 
 @njit(**KERNEL)
 def update_layer(params, grads, base, state1, state2, segments, seg_start, layer, factor,
-                 clip_value, hyper, flush_min, sums):
+                 clip_value, hyper, flush_min, sums, lr_scale):
     """Update one layer's tensors in place from gradient mantissas times ``factor``.
 
     ``grads`` starts at offset ``base`` of the flat vector (the layer's own gradients).
@@ -90,13 +90,14 @@ def update_layer(params, grads, base, state1, state2, segments, seg_start, layer
     flush-to-zero. Accumulates into ``sums`` (3, L): row 0 ||W||^2 before the update,
     row 1 ||delta W||^2, row 2 (with value clipping only: otherwise it is the layer's own
     sum of squares, which the caller has) the clipped gradient's, in mantissa units.
+    ``lr_scale[s]`` multiplies the learning rate of segment s (muP; else 1).
     """
     bound = clip_value / factor if factor > 0 else np.inf
     for s in range(seg_start[layer], seg_start[layer + 1]):
         start, end, is_weight = segments[0, s], segments[1, s], segments[3, s]
         weight_ss, change_ss, grad_ss = _update_segment(params, grads[start - base:end - base],
                                                         state1, state2, start, end, factor, bound,
-                                                        hyper, flush_min)
+                                                        hyper, flush_min, lr_scale[s])
         if is_weight:
             sums[0, layer] += weight_ss
             sums[1, layer] += change_ss
@@ -105,7 +106,8 @@ def update_layer(params, grads, base, state1, state2, segments, seg_start, layer
 
 
 @njit(**KERNEL)
-def _update_segment(params, g_seg, state1, state2, start, end, factor, bound, hyper, flush_min):
+def _update_segment(params, g_seg, state1, state2, start, end, factor, bound, hyper, flush_min,
+                    rate_scale):
     """Update params[start:end] from ``g_seg``, their gradient mantissas; returns (||p||^2
     before, ||change||^2, clipped mantissa^2).
 
@@ -115,6 +117,7 @@ def _update_segment(params, g_seg, state1, state2, start, end, factor, bound, hy
     vectorising) and sum with ``reduce_add``.
     """
     optimizer, t, lr, momentum, beta1, beta2, eps, weight_decay = hyper
+    lr = lr * rate_scale
     p_seg = params[start:end]
     weight_ss = change_ss = grad_ss = 0.0
     low, high = FLOAT32_SCALES

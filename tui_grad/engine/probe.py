@@ -55,6 +55,7 @@ class LayerValues:
     deriv: list[np.ndarray] = field(repr=False)  # phi'(pre-activation)
     bn_scale: list[np.ndarray | None] = field(repr=False)  # gamma / std per unit, with BN
     cells: list[np.ndarray] | None = field(default=None, repr=False)  # LSTM: c_0..c_T
+    logits: np.ndarray | None = field(default=None, repr=False)  # (batch, outputs)
 
 
 @dataclass(frozen=True)
@@ -179,7 +180,7 @@ def layer_values(config, params: list, x: np.ndarray, y_reg: np.ndarray,
                                     grads)
     return LayerValues(loss=loss, preactivation=pre, activation=act,
                        weight_grad=[g["weight"] for g in grads[:depth]], signal=signal,
-                       grads=grads, deriv=deriv, bn_scale=scale)
+                       grads=grads, deriv=deriv, bn_scale=scale, logits=logits)
 
 
 def _norm(kind: str, x: np.ndarray, tensors: dict, eps: float) -> tuple[np.ndarray, tuple]:
@@ -270,7 +271,7 @@ def _recurrent_values(config, params: list, x: np.ndarray, y_reg: np.ndarray,
             g_h = gz @ w_hh
     return LayerValues(loss=loss, preactivation=pre, activation=h[1:], weight_grad=weight_grad,
                        signal=signal, grads=grads, deriv=deriv, bn_scale=[None] * steps,
-                       cells=c if lstm else None)
+                       cells=c if lstm else None, logits=logits)
 
 
 def _loss(kind: str, logits: np.ndarray, y_reg: np.ndarray, y_cls: np.ndarray) -> tuple[float, np.ndarray]:

@@ -15,7 +15,7 @@ from tui_grad.engine.buffers import Buffers
 from tui_grad.engine.data import BatchStream, make_dataset
 from tui_grad.engine.fpenv import flush_subnormals
 from tui_grad.engine.init import init_weight
-from tui_grad.engine.layout import NONE, Layout, build_layout
+from tui_grad.engine.layout import NONE, Layout, build_layout, lr_scales
 from tui_grad.engine.metrics import FLOAT32_TINY, FLOAT32_TINY_LOG10, StepMetrics
 from tui_grad.engine.tensors import LayerTensors
 
@@ -116,9 +116,14 @@ class Simulator:
         options = {"init_std": net.init_std, "init_a": net.init_a, "gain": net.init_gain,
                    "activation": net.activation, "negative_slope": net.negative_slope,
                    "prelu_init": net.prelu_init}
-        for _layer, tensors in enumerate(self.params):
+        depth = net.depth
+        for layer, tensors in enumerate(self.params):
             n_out, n_in = tensors["weight"].shape
-            tensors["weight"][:] = init_weight(rng, net.init, n_out, n_in, **options)
+            if net.parametrization == "mup":  # Tensor Programs V, Table 3: var 1/fan_in, output 1/fan_in^2
+                std = net.init_gain / (n_in if layer == depth else math.sqrt(n_in))
+                tensors["weight"][:] = rng.normal(0.0, std, size=(n_out, n_in))
+            else:
+                tensors["weight"][:] = init_weight(rng, net.init, n_out, n_in, **options)
             tensors["bias"][:] = net.bias_init
             if net.bias_std > 0:  # drawn only when asked, so other runs keep their numbers
                 tensors["bias"][:] += rng.normal(0.0, net.bias_std, size=n_out)
@@ -274,7 +279,7 @@ class Simulator:
             self._updates += 1
         update = (self._state1, self._state2, self.layout.segments, self.layout.seg_start,
                   self._clip_value(), self._update_hyper(), float(np.finfo(self.dtype).tiny),
-                  sums, fused, buf.grad_scratch, self.keep_grads or not fused)
+                  sums, fused, buf.grad_scratch, self.keep_grads or not fused, self._lr_scale())
         backprop.backward(self._params, self._grads, buf.lay, hyper, buf.h, buf.u, buf.xhat,
                          buf.inv_std, buf.deriv, buf.grad_out, buf.signal, buf.grad_z, buf.carry,
                          buf.out, flush, update, buf.normed, buf.branch)
@@ -344,6 +349,14 @@ class Simulator:
         return optim.scheduled_lr(t.lr, t.schedule, self.step_index, t.warmup_steps,
                                   t.decay_steps, t.decay_factor)
 
+    def _lr_scale(self) -> np.ndarray:
+        """Each tensor's learning-rate multiplier: muP's per-layer rates, else ones."""
+        key = (self.config.network.parametrization, self.config.training.optimizer)
+        if getattr(self, "_lr_scale_key", None) != key:
+            self._lr_scale_key = key
+            self._lr_scale_values = lr_scales(self.layout, *key)
+        return self._lr_scale_values
+
     def _update_hyper(self) -> tuple:
         training = self.config.training
         return (np.int64(optim.OPTIMIZER_CODES[training.optimizer]), float(self._updates),
@@ -360,7 +373,7 @@ class Simulator:
         optim.apply_update(self._params, self._grads, self._state1, self._state2,
                            self.layout.segments, self.layout.seg_start, factors,
                            self._clip_value(), self._update_hyper(),
-                           float(np.finfo(self.dtype).tiny), sums)
+                           float(np.finfo(self.dtype).tiny), sums, self._lr_scale())
         if training.clipping == "clip_grad_value":  # only value clipping fills sums[2]
             return self._applied(log2_norm, sums)
         return coefficient, log2_norm + math.log2(coefficient)  # coefficient 1.0 without clipping

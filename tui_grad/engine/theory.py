@@ -218,6 +218,8 @@ def predict(config: Config, input_mean: float, input_second_moment: float) -> Pr
     """The finite-depth prediction for ``config``'s network fed inputs with these moments."""
     net = config.network
     depth = net.depth
+    if net.parametrization == "mup":
+        return not_covered(depth, "muP's output layer and learning rates are not in the theory")
     if net.norm == "layer_norm" or net.norm_position != "layer":
         return not_covered(depth, "layer norm, or a norm before or after the shortcut")
     if net.residual and net.residual_alpha == 0.0:

@@ -117,12 +117,12 @@ def _executor(args: argparse.Namespace) -> Callable:
     if args.scheduler is not None and args.workers is not None:
         raise ConfigError("--workers starts a local cluster; --scheduler uses yours: give one of them")
     if args.scheduler is not None:
-        return lambda *a: executors.run_on_dask(*a, scheduler=args.scheduler)
+        return lambda *a, **k: executors.run_on_dask(*a, scheduler=args.scheduler, **k)
     if args.workers is not None and args.workers < 0:
         raise ConfigError(f"--workers must be 0 or more (got {args.workers})")
     if args.workers == 0:
         return executors.run_here
-    return lambda *a: executors.run_on_dask(*a, workers=args.workers or os.cpu_count() or 1)
+    return lambda *a, **k: executors.run_on_dask(*a, workers=args.workers or os.cpu_count() or 1, **k)
 
 
 def _execute(sweep: Sweep, writer, executor: Callable) -> tuple[bool, float, int]:

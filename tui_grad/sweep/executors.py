@@ -36,19 +36,20 @@ class Stop:
 
 
 def run_here(items: list[tuple[Run, dict[str, Any]]], steps: int, on_result: OnResult, stop: Stop,
-             idle: Callable[[], None] = lambda: None) -> None:
+             idle: Callable[[], None] = lambda: None, *, task: Callable = run_task) -> None:
     """Run every item in this process, one after the other (``--workers 0``, and the tests'
-    reference for what every other executor must reproduce)."""
+    reference for what every other executor must reproduce). ``task(values, steps)``: what
+    each item runs (a sweep's run by default; coord-check passes its own)."""
     for run, values in items:
         if stop.signal is not None:
             return
-        on_result(run, run_task(values, steps))
+        on_result(run, task(values, steps))
         idle()
 
 
 def run_on_dask(items: list[tuple[Run, dict[str, Any]]], steps: int, on_result: OnResult, stop: Stop,
                 idle: Callable[[], None] = lambda: None, *, workers: int | None = None,
-                scheduler: str | None = None) -> None:
+                scheduler: str | None = None, task: Callable = run_task) -> None:
     """Run every item as a Dask task: on a LocalCluster of ``workers`` one-thread processes, or
     on the cluster behind ``scheduler``. Results are handed to ``on_result`` as they finish; a
     lost worker's runs are redone by Dask, and each result arrives once."""
@@ -57,7 +58,7 @@ def run_on_dask(items: list[tuple[Run, dict[str, Any]]], steps: int, on_result: 
     with _client(workers, scheduler) as client:
         token = uuid.uuid4().hex[:8]
         keys = [f"tui-grad-run-{token}-{i}" for i in range(len(items))]
-        futures = client.map(run_task, [values for _, values in items], [steps] * len(items),
+        futures = client.map(task, [values for _, values in items], [steps] * len(items),
                              key=keys, pure=False)
         runs = {future.key: run for future, (run, _) in zip(futures, items, strict=True)}
         finished = as_completed(futures)

@@ -43,7 +43,7 @@ class Group:
 GROUPS: tuple[Group, ...] = (
     Group("a", "activation", ("network.activation", "network.negative_slope", "network.prelu_init")),
     Group("i", "init", ("network.init", "network.init_std", "network.init_a", "network.init_gain",
-                        "network.bias_init")),
+                        "network.bias_init", "network.parametrization")),
     Group("b", "norm", ("network.norm", "network.norm_position", "network.bn_eps")),
     Group("r", "residual", ("network.residual", "network.residual_block", "network.residual_alpha",
                             "network.learn_alpha")),
@@ -107,6 +107,16 @@ class OptionRow(Vertical):
                 yield Label(name[:15], classes="name")
                 yield NumberValue(self)
         yield Label("", classes="error")
+
+    def set_locked(self, locked: bool) -> None:
+        """Lock or unlock the row (another lesson step's scenario locks other options)."""
+        if locked == self.locked:
+            return
+        self.locked = locked
+        for label in self.query(".name").results(Label):
+            name = f"{self.option.key} (locked)" if locked else self.option.key
+            label.update(name[:15])
+        self.query_one(VALUE_SELECTOR).refresh()
 
     def set_value(self, value: Any) -> None:
         """Show ``value`` (after the App accepted it, or a reset)."""
