@@ -55,12 +55,14 @@ def test_bundled_scenarios_are_one_top_level_folder_shipped_in_the_wheel():
     assert sorted(p.stem for p in (root / "scenarios").glob("*.toml")) == BUNDLED
     assert not list((root / "tui_grad").rglob("*.toml"))
     setuptools = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"]
-    assert setuptools["package-dir"] == {"tui_grad.scenarios": "scenarios", "tui_grad.sweeps": "sweeps"}
-    assert setuptools["package-data"]["tui_grad.scenarios"] == ["*.toml"]
-    assert setuptools["package-data"]["tui_grad.sweeps"] == ["*.toml"]
+    folders = {"tui_grad.scenarios": "scenarios", "tui_grad.sweeps": "sweeps",
+               "tui_grad.lessons": "lessons"}
+    assert setuptools["package-dir"] == folders
+    for package in folders:
+        assert setuptools["package-data"][package] == ["*.toml"]
     subpackages = {".".join(p.parent.relative_to(root).parts)
                    for p in (root / "tui_grad").rglob("__init__.py")}
-    assert set(setuptools["packages"]) == subpackages | {"tui_grad.scenarios", "tui_grad.sweeps"}
+    assert set(setuptools["packages"]) == subpackages | set(folders)
 
 
 def test_unknown_key_reports_file_line_and_suggestion(tmp_path):

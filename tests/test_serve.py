@@ -345,3 +345,22 @@ def test_serve_refuses_a_bad_scenario_before_listening():
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert result.stderr.startswith("tui-grad: error: no-such-scenario: no such file")
+
+
+def test_a_served_lesson_shows_its_prompt_and_moves_on_in_chinese(open_tab):
+    """`serve --lesson NAME --lang zh`: a tab opens the lesson's first step with its Chinese
+    prompt; space starts it, N opens the next step's prompt; closing the tab ends the app."""
+    served = Served("--lesson", "vanishing-and-exploding", "--lang", "zh")
+    try:
+        page = open_tab(served.url)
+        text = wait_for_text(page, "第 1/13 步", timeout=60)
+        assert "深度" in text and "预测" in text
+        page.locator(".xterm-helper-textarea").focus()
+        page.keyboard.press("Space")
+        wait_for_text(page, "第 1/13 步", timeout=15, gone=True)
+        page.keyboard.press("Shift+N")
+        wait_for_text(page, "第 2/13 步", timeout=30)
+        page.close()
+        assert served.wait_until_no_app() == []
+    finally:
+        served.stop()

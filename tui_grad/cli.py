@@ -12,11 +12,14 @@ from tui_grad import __version__
 from tui_grad.config import ConfigError
 
 PROG = "tui-grad"
-COMMANDS = ("run", "validate", "scenarios", "export", "serve", "sweep", "plot", "coord-check")
+COMMANDS = ("run", "lesson", "validate", "scenarios", "export", "serve", "sweep", "plot",
+            "coord-check")
 EXAMPLES = """\
 examples:
   tui-grad                                  open the UI on the default scenario
   tui-grad sigmoid-vanishing                open a bundled scenario
+  tui-grad lesson vanishing-and-exploding   a workshop: the bundled lesson, step by step
+  tui-grad lesson vanishing-and-exploding --lang zh   the same lesson's prompts in Chinese
   tui-grad my-workshop.toml                 open a scenario file
   tui-grad run relu-init --headless --csv out.csv --check
   tui-grad run default --headless --steps 200 --set network.depth=100 --csv - | head
@@ -64,8 +67,15 @@ def build_parser(command: str | None) -> argparse.ArgumentParser:
                             "singular-value summary at the end to the JSON summary")
         parser.add_argument("--check", action="store_true", help="evaluate [[expect]]; exit 1 on FAIL")
         _common(parser)
+    elif command == "lesson":
+        parser.add_argument("lesson", help="lesson file or bundled lesson name "
+                            f"({', '.join(_bundled_lessons()) or 'none bundled'})")
+        parser.add_argument("--step", type=int, default=1, metavar="K",
+                            help="open at step K (default: 1)")
+        parser.add_argument("--lang", choices=("en", "zh"),
+                            help="language of the prompts and titles (default: from LANG, else en)")
     elif command == "validate":
-        parser.add_argument("files", nargs="+", help="scenario or sweep files to check")
+        parser.add_argument("files", nargs="+", help="scenario, lesson or sweep files to check")
     elif command == "export":
         parser.add_argument("scenario", help="scenario file or bundled scenario name")
         parser.add_argument("-o", "--output", metavar="PATH", help="file to write (default: stdout)")
@@ -78,6 +88,9 @@ def build_parser(command: str | None) -> argparse.ArgumentParser:
                             help="address to listen on (default: 127.0.0.1; 0.0.0.0 = every interface)")
         parser.add_argument("--port", type=int, default=8000,
                             help="port to listen on (default: 8000; 0 = any free port)")
+        parser.add_argument("--lesson", metavar="LESSON",
+                            help="serve a lesson (file or bundled name) instead of a scenario")
+        parser.add_argument("--lang", choices=("en", "zh"), help="with --lesson: its language")
         _common(parser)
     elif command in ("sweep", "plot"):
         from tui_grad.sweep.command import add_arguments
@@ -88,6 +101,23 @@ def build_parser(command: str | None) -> argparse.ArgumentParser:
 
         coord_arguments(parser)
     return parser
+
+
+def _bundled_lessons() -> list[str]:
+    from tui_grad.lesson import bundled_lessons
+
+    return list(bundled_lessons())
+
+
+def language(choice: str | None) -> str:
+    """--lang, else the locale (LC_ALL, then LANG: zh_* is Chinese), else English."""
+    if choice:
+        return choice
+    for name in ("LC_ALL", "LC_MESSAGES", "LANG"):
+        value = os.environ.get(name, "")
+        if value:
+            return "zh" if value.lower().startswith("zh") else "en"
+    return "en"
 
 
 def parse_overrides(args: argparse.Namespace) -> dict[str, object]:
@@ -136,6 +166,8 @@ def main(argv: list[str] | None = None) -> int:
             from tui_grad.sweep.command import main as sweep_main
 
             return sweep_main(command, args)
+        if command == "lesson":
+            return cmd_lesson(args)
         if command == "coord-check":
             from tui_grad.coordcheck import cmd_coord_check
 
@@ -171,6 +203,12 @@ def cmd_validate(files: list[str]) -> int:
     bad = 0
     for name in files:
         try:
+            if _is_lesson(name):
+                from tui_grad.lesson import load_lesson
+
+                lesson = load_lesson(name)
+                print(f"OK  {name}: lesson {lesson.title} ({len(lesson.steps)} steps)")
+                continue
             scenario = load_scenario(name)
         except ConfigError as exc:
             bad += 1
@@ -179,6 +217,23 @@ def cmd_validate(files: list[str]) -> int:
         extra = f", {len(scenario.compare)} variants" if scenario.compare else ""
         print(f"OK  {name}: {scenario.title or scenario.name} ({len(scenario.expects)} expectations{extra})")
     return 2 if bad else 0
+
+
+def _is_lesson(name: str) -> bool:
+    """A bundled lesson's name, or a file with [lesson] or [[step]] tables."""
+    from pathlib import Path
+
+    from tui_grad.lesson import bundled_lessons, is_lesson_file
+    from tui_grad.scenario import read_toml
+
+    path = Path(name)
+    if not path.is_file():
+        return name in bundled_lessons()
+    try:
+        data, _ = read_toml(path)
+    except ConfigError:
+        return False  # the scenario loader reports it
+    return is_lesson_file(data)
 
 
 def cmd_scenarios(out: TextIO) -> int:
@@ -295,10 +350,35 @@ def cmd_ui(args: argparse.Namespace) -> int:
         verb = "needs" if len(headless_only) == 1 else "need"
         raise ConfigError(f"{', '.join(headless_only)} {verb} --headless (the UI writes no files)")
     scenario = load(args.scenario, args)  # a bad file is reported first, terminal or not
+    _need_terminal("add --headless to run without one (tui-grad run SCENARIO --headless --csv -)")
+    from tui_grad.tui.app import GradApp
+
+    _run_app(GradApp(scenario), [variant.config for variant in scenario.variants])
+
+
+def cmd_lesson(args: argparse.Namespace) -> int:
+    """Open the UI on a lesson's step (default the first); N and P move between steps."""
+    from tui_grad.lesson import load_lesson
+
+    lesson = load_lesson(args.lesson)
+    if not 1 <= args.step <= len(lesson.steps):
+        raise ConfigError(f"--step must be 1..{len(lesson.steps)} (got {args.step})")
+    _need_terminal("a lesson is a sequence of live runs")
+    from tui_grad.tui.app import GradApp
+
+    step = lesson.steps[args.step - 1]
+    app = GradApp(lesson=lesson, lesson_step=args.step - 1, lang=language(args.lang))
+    _run_app(app, [variant.config for variant in step.scenario.variants])
+
+
+def _need_terminal(hint: str) -> None:
     # textual-serve runs the app without a terminal, through its web driver
     if not (sys.stdin.isatty() and sys.stdout.isatty()) and "TEXTUAL_DRIVER" not in os.environ:
-        raise ConfigError("the UI needs a terminal; add --headless to run without one "
-                          "(tui-grad run SCENARIO --headless --csv -)")
+        raise ConfigError(f"the UI needs a terminal; {hint}")
+
+
+def _run_app(app, configs: list) -> None:
+    """Run ``app`` after loading the kernels ``configs`` need; leave the process with it."""
     import asyncio
     import atexit
     import contextlib
@@ -308,10 +388,7 @@ def cmd_ui(args: argparse.Namespace) -> int:
 
     from tui_grad import warmup
 
-    warmup.preload([variant.config for variant in scenario.variants])  # before the UI starts
-    from tui_grad.tui.app import GradApp
-
-    app = GradApp(scenario)
+    warmup.preload(configs)  # before the UI starts
     workers = ThreadPoolExecutor(thread_name_prefix="tui-grad-worker")  # Textual's threads
     runner = asyncio.Runner()  # as asyncio.run, but leaving it need not wait for workers
     runner.get_loop().set_default_executor(workers)
@@ -338,6 +415,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from tui_grad import serve
 
     serve.check_port(args.port)
+    if args.lesson:
+        from tui_grad.lesson import load_lesson
+
+        load_lesson(args.lesson)  # fail here, not in every browser tab
+        argv = [sys.executable, "-m", "tui_grad", "lesson", "--lang", language(args.lang), "--",
+                args.lesson]
+        return serve.serve(argv, scenario=args.lesson, host=args.host, port=args.port)
     load(args.scenario, args)  # fail here, with a clear message, not in every browser tab
     argv = serve.app_command(args.scenario, args.overrides, args.steps, args.seed)
     return serve.serve(argv, scenario=args.scenario, host=args.host, port=args.port)

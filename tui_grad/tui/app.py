@@ -22,11 +22,12 @@ from textual.worker import get_current_worker
 
 from tui_grad.config import ConfigError, fit_change
 from tui_grad.history import Frame
+from tui_grad.lesson import Lesson
 from tui_grad.scenario import Scenario
 from tui_grad.session import Diverged, Finished, Restarted, Rewound, Session
 from tui_grad.tui.charts import ActivationChart, GradientChart, Heatmap, LossChart, UpdateRatioChart
 from tui_grad.tui.panels import GROUPS, OptionChanged, OptionRow, Panel, show_value
-from tui_grad.tui.screens import ExportScreen, HelpScreen, MapScreen, NotesScreen
+from tui_grad.tui.screens import ExportScreen, HelpScreen, LessonPromptScreen, MapScreen, NotesScreen
 
 NARROW_WIDTH = 120  # below this one chart is shown at a time
 CHUNK_SECONDS = 0.04  # compute between checks for cancellation and new requests
@@ -70,6 +71,10 @@ class GradApp(App[None]):
                 tooltip="this help: every key and option"),
         Binding("space", "toggle_run", "run/pause", id="run.toggle", tooltip="run / pause"),
         Binding("n", "step", "step", id="run.step", tooltip="pause and take one step"),
+        Binding("N", "lesson_step(1)", "next", id="lesson.next",
+                tooltip="lesson: the next step (its scenario and prompt)"),
+        Binding("P", "lesson_step(-1)", "prev", id="lesson.previous",
+                tooltip="lesson: the previous step"),
         Binding("o", "notes", "notes", id="app.notes",
                 tooltip="the scenario's notes (t: English / 中文)"),
         Binding("q", "quit", "quit", id="app.quit", tooltip="quit"),
@@ -115,10 +120,16 @@ class GradApp(App[None]):
     show_theory: reactive[bool] = reactive(True)
     """The gradient chart overlays the mean-field prediction of ||dL/dh||."""
 
-    def __init__(self, scenario: Scenario, *, autostart: bool = True) -> None:
+    def __init__(self, scenario: Scenario | None = None, *, autostart: bool = True,
+                 lesson: Lesson | None = None, lesson_step: int = 0, lang: str = "en") -> None:
         super().__init__()
+        self.lesson, self.lesson_index, self.lang = lesson, lesson_step, lang
+        if lesson is not None:
+            scenario = lesson.steps[lesson_step].scenario
         self.scenario = scenario
         self.session = Session(scenario)
+        if lesson is not None:
+            self.session.running = False  # the prompt first: predict, then press space
         self.baseline: Frame | None = None
         self.autostart = autostart
         self._drawn_version = -1
@@ -161,6 +172,8 @@ class GradApp(App[None]):
         self.redraw(force=True)
         if self.autostart:
             self.simulate()  # the worker starts now: its kernels load while the screen paints
+        if self.lesson is not None:
+            self._show_prompt()
 
     def on_resize(self, event) -> None:
         if not hasattr(self, "_main"):  # a resize can arrive before mount
@@ -181,7 +194,9 @@ class GradApp(App[None]):
         from tui_grad import warmup
 
         worker = get_current_worker()
-        configs = [variant.config for variant in self.scenario.variants]
+        # this worker's session: a lesson's next step gives the app a new one and a new worker
+        session, first_drawn = self.session, self._first_drawn
+        configs = [variant.config for variant in session.scenario.variants]
         if warmup.needed(configs):  # False: every kernel was cached, and is loaded now
             with warmup.Warmup(configs) as warm:  # leaving the block ends the child
                 warm.start()
@@ -193,12 +208,13 @@ class GradApp(App[None]):
                 self.startup_text = progress.text
         frozen = False
         while not worker.is_cancelled:
-            for event in self.session.advance(CHUNK_SECONDS):
-                self.post_message(SimulationEvent(event))
-            if self.session.history.latest is not None and not self._first_drawn.is_set():
+            for event in session.advance(CHUNK_SECONDS):
+                if not worker.is_cancelled:
+                    self.post_message(SimulationEvent(event))
+            if session.history.latest is not None and not first_drawn.is_set():
                 # the first paint of the screen is slow and needs the GIL: let the user see
                 # the first step before computing more (bounded, should a redraw never come)
-                self._first_drawn.wait(FIRST_DRAW_WAIT_SECONDS)
+                first_drawn.wait(FIRST_DRAW_WAIT_SECONDS)
             if not frozen:
                 # numba and llvmlite leave a huge heap of long-lived objects; every full
                 # garbage collection walked it and stalled the UI ~100 ms. Once the kernels
@@ -206,7 +222,7 @@ class GradApp(App[None]):
                 gc.freeze()
                 frozen = True
                 lower_thread_priority()  # after the first step, which the user waits for
-            time.sleep(YIELD_SECONDS if self.session.running else 0.02)
+            time.sleep(YIELD_SECONDS if session.running else 0.02)
 
     # ------------------------------------------------------------ drawing
     def redraw(self, force: bool = False) -> None:
@@ -236,9 +252,13 @@ class GradApp(App[None]):
         """The status bar, most important first (verdict, step, run state), cut to ``width``."""
         session, latest = self.session, self.session.history.latest
         name = self.scenario.name
+        line = Text(no_wrap=True, overflow="ellipsis", end="")
+        if self.lesson is not None:  # which step of the lesson first, its title at the end
+            name = self.lesson.steps[self.lesson_index].text(self.lang)[0]
+            line.append(f"lesson {self.lesson_index + 1}/{len(self.lesson.steps)} ",
+                        style="bold reverse")
         if len(self.scenario.variants) > 1:
             name += f" [{session.variant_name}]"
-        line = Text(no_wrap=True, overflow="ellipsis", end="")
         if latest is None:
             line.append(f"{name} | ")
             line.append(self.startup_text or "preparing the first step...")
@@ -351,6 +371,48 @@ class GradApp(App[None]):
                 row.set_value(config[row.option.name])
 
     # ------------------------------------------------------------ actions
+    # ------------------------------------------------------------ lessons
+    def check_action(self, action: str, parameters: tuple) -> bool | None:
+        """Next/previous step only in a lesson (hidden from the footer otherwise)."""
+        if action == "lesson_step":
+            return self.lesson is not None
+        return True
+
+    def _show_prompt(self) -> None:
+        def closed(start: bool | None) -> None:
+            if start:
+                self.session.running = True
+
+        self.push_screen(LessonPromptScreen(self.lesson, self.lesson_index, self.lang), closed)
+
+    def action_lesson_step(self, delta: int) -> None:
+        """Open the next (+1) or previous (-1) step: its scenario from step 0, paused, and
+        its prompt."""
+        if self.lesson is None:
+            return
+        index = self.lesson_index + delta
+        if not 0 <= index < len(self.lesson.steps):
+            self.say("this is the last step of the lesson" if delta > 0 else
+                     "this is the first step of the lesson", error=True)
+            return
+        while isinstance(self.screen, LessonPromptScreen):  # the old step's prompt
+            self.pop_screen()
+        self.lesson_index = index
+        self.scenario = self.lesson.steps[index].scenario
+        self.session = Session(self.scenario)  # the old worker keeps its own, and stops
+        self.session.running = False
+        self.baseline = None
+        self._first_drawn = threading.Event()
+        self.sub_title = self.scenario.title
+        for row in self._main.query(OptionRow):
+            row.set_locked(row.option.name in self.scenario.lock)
+        self._sync_rows()
+        self._drawn_version = -1
+        self.redraw(force=True)
+        if self.autostart:
+            self.simulate()  # exclusive: cancels the previous step's worker
+        self._show_prompt()
+
     def action_toggle_run(self) -> None:
         self.session.toggle_running()
 

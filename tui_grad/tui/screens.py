@@ -231,3 +231,43 @@ class MapScreen(ModalScreen[None]):
         hint.update(Text(f"m: next metric ({', '.join(self._metrics)}) - escape: close\n"
                          f"{self._source}{self._path}",
                          style="italic"))
+
+
+class LessonPromptScreen(ModalScreen[bool]):
+    """A lesson step's prompt, shown before its run starts: space starts it, N and P go to
+    the next or previous step, escape just closes (the run stays paused)."""
+
+    BINDINGS = [Binding("space", "dismiss(True)", "start", id="lesson.start"),
+                Binding("escape,enter", "dismiss(False)", "close", id="lesson.close"),
+                Binding("N", "app.lesson_step(1)", "next step", id="lesson.prompt_next"),
+                Binding("P", "app.lesson_step(-1)", "previous step", id="lesson.prompt_previous"),
+                Binding("t", "translate", "English / 中文", id="lesson.translate")]
+
+    def __init__(self, lesson, index: int, lang: str) -> None:
+        super().__init__()
+        self._lesson, self._index, self._step = lesson, index, lesson.steps[index]
+        self._lang, self._last = lang, index == len(lesson.steps) - 1
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll(id="dialog"):
+            yield Markdown(self._text())
+
+    def _text(self) -> str:
+        title, prompt = self._step.text(self._lang)
+        k, n = self._index + 1, len(self._lesson.steps)
+        position = f"第 {k}/{n} 步" if self._lang == "zh" else f"step {k}/{n}"
+        lines = [f"# {position}: {title}", f"*{self._lesson.heading(self._lang)}*", "", prompt]
+        if self._step.watch:
+            lines += ["", "**Watch:**" if self._lang != "zh" else "**观察:**"]
+            lines += [f"- `{claim.text}`" for claim in self._step.watch]
+        if self._lang == "zh":
+            more = "最后一步" if self._last else "N:下一步"
+            keys = f"空格:开始运行 - {more} - P:上一步 - o:说明 - t:English - escape:关闭"
+        else:
+            more = "last step" if self._last else "N: next step"
+            keys = f"space: start the run - {more} - P: previous step - o: notes - t: 中文 - escape: close"
+        return "\n".join(lines) + f"\n\n*{keys}*"
+
+    def action_translate(self) -> None:
+        self._lang = "en" if self._lang == "zh" else "zh"
+        self.query_one(Markdown).update(self._text())
