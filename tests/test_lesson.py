@@ -118,7 +118,12 @@ async def test_a_lesson_walks_forward_and_back_with_its_prompts(tmp_path):
         await pilot.press("P")
         await wait_for(pilot, lambda: app.scenario.name == "default"
                        and isinstance(app.screen, LessonPromptScreen))
-        assert "step 1/2" in screen_text(app)
+        assert len(app.screen_stack) == 2  # the main screen and the new prompt, nothing else
+        assert "step 1/2" in screen_text(app) and "first step" in screen_text(app)
+        await pilot.press("o")  # the prompt says o shows the notes: over it, escape comes back
+        await wait_for(pilot, lambda: len(app.screen_stack) == 3)
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: isinstance(app.screen, LessonPromptScreen))
 
 
 async def test_the_lesson_keys_are_only_in_a_lesson():

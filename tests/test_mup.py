@@ -108,3 +108,29 @@ def test_coord_check_refuses_recurrent_nets_and_mup_refuses_them_too(capsys):
     assert "coord-check covers the MLP" in capsys.readouterr().err
     assert main(["run", "rnn-vs-lstm", "--headless", "--set", "network.parametrization=mup"]) == 2
     assert "mup is for the MLP" in capsys.readouterr().err
+
+
+def test_a_structural_change_through_apply_recomputes_the_rates(make_sim):
+    """Simulator.apply with a new depth or width rebuilds the layout: the per-tensor rates
+    follow it (an old array would be too short, or keep the old 1/fan_in)."""
+    sim = mup(make_sim, network__width=8, network__depth=3, network__dtype="float64",
+              keep_grads=True, training__lr=1e-3)
+    sim.step()
+    sim.apply(sim.config.replace(network__depth=6, network__width=16))
+    assert sim._lr_scale().size == sim.layout.segments.shape[1]
+    before = np.array(sim.params[-1]["weight"])
+    sim.step()
+    np.testing.assert_allclose(sim.params[-1]["weight"], before - 1e-3 / 16 * sim.grads()[-1]["weight"],
+                               rtol=1e-12, atol=1e-15)
+
+
+def test_vector_parameters_take_their_own_length_as_fan_out(make_sim):
+    """Under SGD a bias-like tensor's rate is lr * its length: a prelu slope (one number)
+    gets lr, the output layer's pre-norm gain (width numbers) lr * width."""
+    sim = mup(make_sim, network__width=32, network__activation="prelu", network__norm="layer_norm",
+              network__norm_position="pre", network__residual=True)
+    scales = lr_scales(sim.layout, "mup", "sgd")
+    lengths = sim.layout.segments[1] - sim.layout.segments[0]
+    vectors = sim.layout.segments[3] == 0
+    np.testing.assert_array_equal(scales[vectors], lengths[vectors])
+    assert 1 in lengths[vectors] and 32 in lengths[vectors]

@@ -56,6 +56,36 @@ def test_the_probes_pass_covers_norms_around_the_shortcut(make_sim, norm, positi
         sim.jacobian_singular_values()
 
 
+def test_the_jacobian_uses_each_blocks_learned_alpha(make_sim):
+    """With learn_alpha the spectrum is that of the same weights with those alphas fixed."""
+    options = dict(network__depth=8, network__width=12, network__residual=True,
+                   network__dtype="float64", data__input_dim=12, training__lr=0.0, run__seed=2)
+    learned = make_sim(network__learn_alpha=True, network__residual_alpha=0.1, **options)
+    fixed = make_sim(network__residual_alpha=0.9, **options)
+    for layer in learned.params:
+        if "alpha" in layer:
+            layer["alpha"][:] = 0.9
+    learned.step(), fixed.step()
+    np.testing.assert_allclose(learned.jacobian_singular_values().values,
+                               fixed.jacobian_singular_values().values, rtol=1e-10)
+
+
+def test_sharpness_on_the_chart_is_paired_with_the_scheduled_lr():
+    """During a warm-up the 2/lr line uses each measured step's own lr."""
+    from tui_grad.scenario import load_scenario
+    from tui_grad.session import Session
+
+    scenario = load_scenario("edge-of-stability").with_overrides(
+        {"training.schedule": "warmup_linear", "training.warmup_steps": 10, "run.sharpness_every": 1,
+         "run.steps": 1000})
+    session = Session(scenario)
+    while session.history.frame().steps.size < 4:
+        session.advance(0.5)
+    frame = session.history.frame()
+    steps = frame.sharpness[:, 0]
+    np.testing.assert_allclose(frame.sharpness[:, 2], 0.15 * (steps + 1) / 10)
+
+
 def linear_net_jacobian(sim, example: int) -> np.ndarray:
     """d h_depth / d h_1 built independently: each layer's Jacobian diag(phi'(u)) W from
     sim.params and the pre-activations recomputed here, multiplied in float64."""
@@ -333,6 +363,7 @@ def _input_dim() -> int:
     (["--sharpness-every", "0"], "--sharpness-every must be 1 or more (got 0)"),
     (["--csv", "-", "--histograms", "-"], "cannot both write to stdout"),
     (["--histograms", "/nonexistent/dir/h.csv"], "/nonexistent/dir/h.csv: cannot write"),
+    (["--set", "network.norm=layer_norm", "--jacobian"], "does not cover layer norm"),
 ])
 def test_bad_probe_options_are_one_line_errors(capsys, args, message):
     from tui_grad.cli import main

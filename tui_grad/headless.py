@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TextIO
 
+from tui_grad.config import ConfigError
 from tui_grad.csvout import CsvWriter, HistogramWriter
 from tui_grad.engine import Simulator, StepMetrics
 from tui_grad.engine.theory import Prediction
@@ -102,6 +103,13 @@ def run(scenario: Scenario, steps: int, *, csv: TextIO | None = None, every: int
     for expectation in scenario.expects:
         for step, names in expectation.probe_steps().items():
             probes.setdefault(step, set()).update(names)
+    wants_jacobian = jacobian or any(n.startswith("jacobian_") for names in probes.values() for n in names)
+    for variant in variants:  # refused before the run, not after it
+        net = variant.config.network
+        if wants_jacobian and (net.norm == "layer_norm" or net.norm_position != "layer"):
+            raise ConfigError(f"the Jacobian probe (--jacobian, jacobian_* claims) does not cover "
+                              f"layer norm or a norm before or after the shortcut (variant "
+                              f"{variant.name!r})")
     sims = [Simulator(v.config) for v in variants]
     results = [VariantResult(v.name, theory=sim.theory) for v, sim in zip(variants, sims, strict=True)]
     with_variant = bool(scenario.compare)

@@ -331,7 +331,7 @@ class Session:
             every = run.config.run.sharpness_every
             if every and metrics.step % every == 0 and run.sim.diverged_at is None:
                 run.history.append_sharpness(metrics.step, run.sim.sharpness().value,
-                                             run.config.training.lr)
+                                             metrics.lr)  # the scheduled lr of that step
         if self.sim.step_index == self.config.run.steps:
             events.append(Finished(self.sim.step_index))
         return events

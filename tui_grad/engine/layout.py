@@ -138,7 +138,9 @@ def lr_scales(layout, parametrization: str, optimizer: str) -> np.ndarray:
     for s in range(segments.shape[1]):
         layer, is_weight = int(segments[2, s]), bool(segments[3, s])
         fan_in, fan_out = int(dims[layer]), int(dims[layer + 1])
-        if not is_weight or layer == 0:
+        if not is_weight:  # biases, norm gains, prelu slopes, alphas: their own length is fan_out
+            scales[s] = float(segments[1, s] - segments[0, s]) if sgd else 1.0
+        elif layer == 0:
             scales[s] = fan_out if sgd else 1.0
         elif layer == depth:
             scales[s] = 1.0 / fan_in

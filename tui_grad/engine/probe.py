@@ -357,7 +357,8 @@ def jacobian_singular_values(config, values: LayerValues, params: list, example:
                 row = row * values.bn_scale[i]
             branch = (row[:, None] * np.asarray(params[i]["weight"], dtype=np.float64)) @ jac
             if skip[i] >= 0:  # h_{i+1} = h_s + alpha * branch; h_0 does not depend on h_1
-                jac = net.residual_alpha * branch + (source if source is not None else 0.0)
+                alpha = float(params[i]["alpha"][0]) if "alpha" in params[i] else net.residual_alpha
+                jac = alpha * branch + (source if source is not None else 0.0)
             else:
                 jac = branch
     return Spectrum(_singular_values(jac), example, net.depth - 1, subspace)

@@ -92,6 +92,7 @@ class Simulator:
         self._exps = np.zeros(self.layout.n_layers)
         self._reset_optimizer()
         self._buffers: Buffers | None = None
+        self._lr_scale_key = None  # the layout may have changed: recompute lr_scales
         self.step_index = 0
         self.initial_loss: float | None = None
         self.diverged_at: int | None = None

@@ -395,7 +395,7 @@ class GradApp(App[None]):
             self.say("this is the last step of the lesson" if delta > 0 else
                      "this is the first step of the lesson", error=True)
             return
-        while isinstance(self.screen, LessonPromptScreen):  # the old step's prompt
+        while len(self.screen_stack) > 1:  # the old step's prompt, help, notes, probes...
             self.pop_screen()
         self.lesson_index = index
         self.scenario = self.lesson.steps[index].scenario

@@ -115,7 +115,9 @@ class ProbeScreen(ModalScreen[None]):
             elif self._view == 1:
                 drawn = draw_spectrum(value, config, width, height, color)
             else:
-                drawn = draw_sharpness(value, self._sharpness_log, config.training.lr,
+                latest = self._session.history.latest  # the lr the schedule gave that step
+                lr = latest.lr if latest is not None and math.isfinite(latest.lr) else config.training.lr
+                drawn = draw_sharpness(value, self._sharpness_log, lr,
                                        config.training.optimizer, width, height, color)
             text = Text(f"{title} at step {step}\n")
             text.append_text(Text.from_ansi(drawn))

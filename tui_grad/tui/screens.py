@@ -241,7 +241,8 @@ class LessonPromptScreen(ModalScreen[bool]):
                 Binding("escape,enter", "dismiss(False)", "close", id="lesson.close"),
                 Binding("N", "app.lesson_step(1)", "next step", id="lesson.prompt_next"),
                 Binding("P", "app.lesson_step(-1)", "previous step", id="lesson.prompt_previous"),
-                Binding("t", "translate", "English / 中文", id="lesson.translate")]
+                Binding("t", "translate", "English / 中文", id="lesson.translate"),
+                Binding("o", "app.notes", "notes", id="lesson.notes")]
 
     def __init__(self, lesson, index: int, lang: str) -> None:
         super().__init__()
@@ -260,12 +261,15 @@ class LessonPromptScreen(ModalScreen[bool]):
         if self._step.watch:
             lines += ["", "**Watch:**" if self._lang != "zh" else "**观察:**"]
             lines += [f"- `{claim.text}`" for claim in self._step.watch]
+        first = self._index == 0
         if self._lang == "zh":
             more = "最后一步" if self._last else "N:下一步"
-            keys = f"空格:开始运行 - {more} - P:上一步 - o:说明 - t:English - escape:关闭"
+            back = "第一步" if first else "P:上一步"
+            keys = f"空格:开始运行 - {more} - {back} - o:说明 - t:English - escape:关闭"
         else:
             more = "last step" if self._last else "N: next step"
-            keys = f"space: start the run - {more} - P: previous step - o: notes - t: 中文 - escape: close"
+            back = "first step" if first else "P: previous step"
+            keys = f"space: start the run - {more} - {back} - o: notes - t: 中文 - escape: close"
         return "\n".join(lines) + f"\n\n*{keys}*"
 
     def action_translate(self) -> None:
