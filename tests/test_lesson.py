@@ -119,7 +119,7 @@ async def test_a_lesson_walks_forward_and_back_with_its_prompts(tmp_path):
         await wait_for(pilot, lambda: app.scenario.name == "default"
                        and isinstance(app.screen, LessonPromptScreen))
         assert len(app.screen_stack) == 2  # the main screen and the new prompt, nothing else
-        assert "step 1/2" in screen_text(app) and "first step" in screen_text(app)
+        assert "step 1/2" in screen_text(app) and "P: previous" not in screen_text(app)
         await pilot.press("o")  # the prompt says o shows the notes: over it, escape comes back
         await wait_for(pilot, lambda: len(app.screen_stack) == 3)
         await pilot.press("escape")

@@ -74,7 +74,8 @@ def test_coord_check_is_flat_under_mup_and_rises_with_width_in_sp(tmp_path, caps
     assert main(["coord-check", "mup-width", "--widths", "64,256,1024", "--steps", "3",
                  "--csv", str(out)]) == 0
     chart = capsys.readouterr().out
-    assert "standard, step 3" in chart and "log2 width" in chart and "\x1b[" not in chart
+    assert "standard, step 3" in chart and "width (log scale)" in chart and "\x1b[" not in chart
+    assert "1024" in chart and "256" in chart  # ticks at the widths measured
     rows = coord_rows(out)
     assert list(rows[0]) == ["variant", "width", "step", "layer", "act_abs_mean"]
     assert len(rows) == 2 * 3 * 3 * 5  # variants x widths x steps x (4 hidden + output)

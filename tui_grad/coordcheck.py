@@ -134,13 +134,14 @@ def _write_csv(stream, table: list[tuple], with_variant: bool) -> None:
 
 def chart(table: list[tuple], variants: list[str], steps: int, width: int | None = None) -> str:
     """muP's coordinate-check plot: per variant (rows) and step (columns), log10 mean
-    |activation| against log2 width, one line per layer (about five of them and the
-    output), distinct markers so it reads without colour."""
+    |activation| against width on a log axis (ticks at the widths measured), one line per
+    layer (about five of them and the output), distinct markers so it reads without colour."""
     import plotext as plt
 
     from tui_grad.engine.probe import default_layers
 
     layers_all = sorted({row[3] for row in table})
+    widths = sorted({row[1] for row in table})
     output = layers_all[-1]
     shown = [layers_all[i] for i in default_layers(len(layers_all) - 1, 4)] + [output]
     markers = ("o", "x", "+", "*", "#", "@")
@@ -148,7 +149,7 @@ def chart(table: list[tuple], variants: list[str], steps: int, width: int | None
                            if sys.stdout.isatty() else 100, 160)
     plt.main()
     plt.clf()
-    plt.plotsize(columns, 15 * len(variants))  # before subplots: the figure's size
+    plt.plotsize(columns, 20 * len(variants))  # before subplots: the figure's size
     plt.subplots(len(variants), steps)
     plain = "NO_COLOR" in os.environ or not sys.stdout.isatty()
     plt.theme("clear" if plain else "default")
@@ -164,7 +165,8 @@ def chart(table: list[tuple], variants: list[str], steps: int, width: int | None
                 plt.plot([float(np.log2(w)) for w, _ in points],
                          [float(np.log10(v)) for _, v in points],
                          marker=markers[index % len(markers)])
-            plt.xlabel("log2 width")
+            plt.xticks([float(np.log2(w)) for w in widths], [str(w) for w in widths])
+            plt.xlabel("width (log scale)")
             if step == 1:
                 plt.ylabel("log10 mean |act|")
     figure = plt.uncolorize(plt.build()) if plain else plt.build()

@@ -97,7 +97,7 @@ def load_lesson(source: str | Path) -> Lesson:
         hint = difflib.get_close_matches(str(source), bundled, n=1)
         more = f"; did you mean {hint[0]!r}?" if hint else f"; bundled: {', '.join(bundled)}"
         raise ConfigError(f"no such file or bundled lesson{more}", path=str(source))
-    data, lines = read_toml(path)
+    data, lines = read_toml(path, "lesson")
     shown = f"{path.stem} (bundled lesson)" if path.resolve().parent == bundled_folder().resolve() \
         else str(source)
     try:

@@ -87,7 +87,7 @@ class _Lines:
         return found
 
 
-def read_toml(path: Path) -> tuple[dict[str, Any], _Lines]:
+def read_toml(path: Path, kind: str = "scenario") -> tuple[dict[str, Any], _Lines]:
     """Parse a TOML file written by any common editor (BOM, CRLF) or raise ConfigError."""
     shown = str(path)
     try:
@@ -95,7 +95,7 @@ def read_toml(path: Path) -> tuple[dict[str, Any], _Lines]:
     except FileNotFoundError:
         raise ConfigError("no such file", path=shown) from None
     except IsADirectoryError:
-        raise ConfigError("is a directory, not a scenario file", path=shown) from None
+        raise ConfigError(f"is a directory, not a {kind} file", path=shown) from None
     except OSError as exc:
         raise ConfigError(f"cannot read ({exc.strerror})", path=shown) from None
     try:

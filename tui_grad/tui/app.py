@@ -253,12 +253,14 @@ class GradApp(App[None]):
         session, latest = self.session, self.session.history.latest
         name = self.scenario.name
         line = Text(no_wrap=True, overflow="ellipsis", end="")
-        if self.lesson is not None:  # which step of the lesson first, its title at the end
-            name = self.lesson.steps[self.lesson_index].text(self.lang)[0]
+        variant = f"[{session.variant_name}]" if len(self.scenario.variants) > 1 else ""
+        if self.lesson is not None:  # which step of the lesson first; the variant before the
+            # step's title, which a narrow screen cuts
+            name = f"{variant} {self.lesson.steps[self.lesson_index].text(self.lang)[0]}".lstrip()
             line.append(f"lesson {self.lesson_index + 1}/{len(self.lesson.steps)} ",
                         style="bold reverse")
-        if len(self.scenario.variants) > 1:
-            name += f" [{session.variant_name}]"
+        elif variant:
+            name += f" {variant}"
         if latest is None:
             line.append(f"{name} | ")
             line.append(self.startup_text or "preparing the first step...")

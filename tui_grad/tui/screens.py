@@ -264,12 +264,12 @@ class LessonPromptScreen(ModalScreen[bool]):
         first = self._index == 0
         if self._lang == "zh":
             more = "最后一步" if self._last else "N:下一步"
-            back = "第一步" if first else "P:上一步"
-            keys = f"空格:开始运行 - {more} - {back} - o:说明 - t:English - escape:关闭"
+            back = "" if first else " - P:上一步"
+            keys = f"空格:开始运行 - {more}{back} - o:说明 - t:English - escape:关闭"
         else:
             more = "last step" if self._last else "N: next step"
-            back = "first step" if first else "P: previous step"
-            keys = f"space: start the run - {more} - {back} - o: notes - t: 中文 - escape: close"
+            back = "" if first else " - P: previous step"
+            keys = f"space: start the run - {more}{back} - o: notes - t: 中文 - escape: close"
         return "\n".join(lines) + f"\n\n*{keys}*"
 
     def action_translate(self) -> None:
