@@ -20,6 +20,21 @@ def small(make_sim, **overrides):
     return make_sim(**{**options, **overrides})
 
 
+def assert_probe_pass_is_the_engines(sim, signal: bool = True):
+    """One step; the probes' float64 pass gives the kernels' loss and every gradient (and,
+    with ``signal``, the per-layer ||dL/dh|| the charts show). Returns the probe's values."""
+    metrics = sim.step()
+    values = sim.layer_values()
+    assert values.loss == pytest.approx(metrics.loss, rel=1e-12)
+    for mine, theirs in zip(values.grads, sim.grads(), strict=True):
+        for key in theirs:
+            np.testing.assert_allclose(mine[key], theirs[key], rtol=1e-9, atol=1e-14, err_msg=key)
+    if signal:
+        norms = [np.log10(np.linalg.norm(g)) for g in values.signal]
+        np.testing.assert_allclose(norms, metrics.signal_norm_log10[:-1], rtol=1e-9)
+    return values
+
+
 @pytest.mark.parametrize("activation,batch_norm,residual,loss", GRAD_CASES)
 def test_the_probes_float64_pass_gives_the_engines_gradients(make_sim, activation, batch_norm, residual,
                                                              loss):
@@ -29,12 +44,7 @@ def test_the_probes_float64_pass_gives_the_engines_gradients(make_sim, activatio
     sim = small(make_sim, network__activation=activation, network__batch_norm=batch_norm,
                 network__residual=residual, network__residual_block=2, network__residual_alpha=0.7,
                 training__loss=loss, data__task=task)
-    metrics = sim.step()
-    values = sim.layer_values()
-    assert values.loss == pytest.approx(metrics.loss, rel=1e-12)
-    for mine, theirs in zip(values.grads, sim.grads(), strict=True):
-        for key in theirs:
-            np.testing.assert_allclose(mine[key], theirs[key], rtol=1e-9, atol=1e-14, err_msg=key)
+    assert_probe_pass_is_the_engines(sim, signal=False)
 
 
 @pytest.mark.parametrize("norm,position,learnable", [
@@ -44,14 +54,7 @@ def test_the_probes_pass_covers_norms_around_the_shortcut(make_sim, norm, positi
     sim = small(make_sim, network__norm=norm, network__norm_position=position,
                 network__residual=True, network__learn_alpha=learnable,
                 network__residual_alpha=0.5)
-    metrics = sim.step()
-    values = sim.layer_values()
-    assert values.loss == pytest.approx(metrics.loss, rel=1e-12)
-    for mine, theirs in zip(values.grads, sim.grads(), strict=True):
-        for key in theirs:
-            np.testing.assert_allclose(mine[key], theirs[key], rtol=1e-9, atol=1e-14, err_msg=key)
-    norms = [np.log10(np.linalg.norm(g)) for g in values.signal]
-    np.testing.assert_allclose(norms, metrics.signal_norm_log10[:-1], rtol=1e-9)
+    assert_probe_pass_is_the_engines(sim)
     with pytest.raises(ValueError, match="does not cover layer norm"):
         sim.jacobian_singular_values()
 
@@ -252,14 +255,7 @@ def test_recurrent_probes_give_the_engines_gradients_and_signal(make_sim, model,
     loss = "cross_entropy" if task == "copy_first" else "mse"
     sim = recurrent(make_sim, model, network__activation=activation, data__task=task,
                     training__loss=loss)
-    metrics = sim.step()
-    values = sim.layer_values()
-    assert values.loss == pytest.approx(metrics.loss, rel=1e-12)
-    for mine, theirs in zip(values.grads, sim.grads(), strict=True):
-        for key in theirs:
-            np.testing.assert_allclose(mine[key], theirs[key], rtol=1e-9, atol=1e-14, err_msg=key)
-    norms = [np.log10(np.linalg.norm(g)) for g in values.signal]
-    np.testing.assert_allclose(norms, metrics.signal_norm_log10[:-1], rtol=1e-9)
+    values = assert_probe_pass_is_the_engines(sim)
     assert sum(w.shape == (sim.layout.gates * 6, 6) for w in values.weight_grad) == 7
     np.testing.assert_allclose(sum(values.weight_grad), values.grads[0]["weight_hh"], rtol=1e-12)
     hists = sim.histograms()

@@ -279,9 +279,11 @@ def cmd_headless(args: argparse.Namespace) -> int:
     steps = scenario.config.run.steps
     stop = headless.StopRequested()
     progress = headless.ProgressBar() if sys.stderr.isatty() else None
-    csv_stream = _open_output(args.csv)
+    from tui_grad.files import open_output
+
+    csv_stream = open_output(args.csv)
     try:
-        hist_stream = _open_output(args.histograms)
+        hist_stream = open_output(args.histograms)
     except ConfigError:
         if csv_stream not in (None, sys.stdout):
             csv_stream.close()
@@ -312,17 +314,6 @@ def cmd_headless(args: argparse.Namespace) -> int:
                   f"{info['verdict']}" + (f" (diverged at step {info['diverged_at']})"
                                           if info["diverged_at"] is not None else ""))
     return 1 if any(not c.passed for c in checks) else 0
-
-
-def _open_output(path: str | None) -> TextIO | None:
-    if path is None:
-        return None
-    if path == "-":
-        return sys.stdout
-    try:
-        return open(path, "w", encoding="utf-8", newline="")  # noqa: SIM115 - closed by caller
-    except OSError as exc:
-        raise ConfigError(f"cannot write ({exc.strerror})", path=path) from None
 
 
 def _write_summary(path: str | None, results: list, checks: list) -> None:

@@ -18,7 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from tui_grad.config import Config, ConfigError
+from tui_grad.config import Config, ConfigError, option
+from tui_grad.files import open_output
 
 COLUMNS = ("width", "step", "layer", "act_abs_mean")
 MAX_WIDTHS = 12
@@ -59,13 +60,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def parse_widths(text: str) -> list[int]:
     """``64,128,256`` -> [64, 128, 256]; a one-line error for anything else."""
+    width = option("network.width")
     widths = []
     for part in text.split(","):
-        part = part.strip()
-        if not part.isdigit() or not 1 <= int(part) <= 4096:
-            raise ConfigError(f"--widths must be widths 1..4096 separated by commas (got {part!r} "
-                              f"in {text!r})")
-        widths.append(int(part))
+        try:
+            widths.append(width.coerce(part.strip()))
+        except ConfigError:
+            raise ConfigError(f"--widths must be widths {width.describe_range()} separated by "
+                              f"commas (got {part.strip()!r} in {text!r})") from None
     if len(set(widths)) != len(widths) or not 2 <= len(widths) <= MAX_WIDTHS:
         raise ConfigError(f"--widths needs 2 to {MAX_WIDTHS} different widths (got {text!r})")
     return sorted(widths)
@@ -89,7 +91,7 @@ def cmd_coord_check(args: argparse.Namespace, load) -> int:
                 raise ConfigError("coord-check covers the MLP (network.model = mlp)",
                                   path=args.scenario)
             items.append(((variant.name, width), values))
-    stream = _open(args.csv)
+    stream = open_output(args.csv)
     results: dict[tuple[str, int], list] = {}
     workers = args.workers if args.workers is not None or args.scheduler else 0  # default: here
     executor = _executor(argparse.Namespace(workers=workers, scheduler=args.scheduler))
@@ -111,17 +113,6 @@ def cmd_coord_check(args: argparse.Namespace, load) -> int:
 def _no_run_steps(args: argparse.Namespace) -> argparse.Namespace:
     """The overrides ``load`` applies: --set and --seed; --steps is this command's own."""
     return argparse.Namespace(overrides=args.overrides, steps=None, seed=args.seed)
-
-
-def _open(path: str | None):
-    if path is None:
-        return None
-    if path == "-":
-        return sys.stdout
-    try:
-        return open(path, "w", encoding="utf-8", newline="")  # noqa: SIM115 - closed by caller
-    except OSError as exc:
-        raise ConfigError(f"cannot write ({exc.strerror})", path=path) from None
 
 
 def _write_csv(stream, table: list[tuple], with_variant: bool) -> None:

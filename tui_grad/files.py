@@ -6,7 +6,9 @@ Below both the command line and the UI, so neither imports the other to write a 
 from __future__ import annotations
 
 import contextlib
+import sys
 from pathlib import Path
+from typing import TextIO
 
 from tui_grad.config import ConfigError
 
@@ -33,4 +35,17 @@ def write_new_file(path: str, text: str, *, overwrite: bool = True) -> None:
     except OSError as exc:
         with contextlib.suppress(OSError):
             temporary.unlink(missing_ok=True)
+        raise ConfigError(f"cannot write ({exc.strerror})", path=path) from None
+
+
+def open_output(path: str | None) -> TextIO | None:
+    """A stream for a CSV the user asked for: None without a path, stdout for ``-``, else
+    the file (the caller closes it); ConfigError naming the path if it cannot be written."""
+    if path is None:
+        return None
+    if path == "-":
+        return sys.stdout
+    try:
+        return open(path, "w", encoding="utf-8", newline="")  # noqa: SIM115 - closed by caller
+    except OSError as exc:
         raise ConfigError(f"cannot write ({exc.strerror})", path=path) from None

@@ -12,6 +12,7 @@ from typing import TextIO
 from tui_grad.config import ConfigError
 from tui_grad.csvout import CsvWriter, HistogramWriter
 from tui_grad.engine import Simulator, StepMetrics
+from tui_grad.engine.probe import jacobian_not_covered
 from tui_grad.engine.theory import Prediction
 from tui_grad.expect import LAST, PER_LAYER, PROBES, Expectation, Ref, evaluate
 from tui_grad.scenario import Scenario
@@ -105,11 +106,9 @@ def run(scenario: Scenario, steps: int, *, csv: TextIO | None = None, every: int
             probes.setdefault(step, set()).update(names)
     wants_jacobian = jacobian or any(n.startswith("jacobian_") for names in probes.values() for n in names)
     for variant in variants:  # refused before the run, not after it
-        net = variant.config.network
-        if wants_jacobian and (net.norm == "layer_norm" or net.norm_position != "layer"):
-            raise ConfigError(f"the Jacobian probe (--jacobian, jacobian_* claims) does not cover "
-                              f"layer norm or a norm before or after the shortcut (variant "
-                              f"{variant.name!r})")
+        refused = jacobian_not_covered(variant.config) if wants_jacobian else None
+        if refused:
+            raise ConfigError(f"{refused} (--jacobian, jacobian_* claims; variant {variant.name!r})")
     sims = [Simulator(v.config) for v in variants]
     results = [VariantResult(v.name, theory=sim.theory) for v, sim in zip(variants, sims, strict=True)]
     with_variant = bool(scenario.compare)

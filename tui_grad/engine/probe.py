@@ -328,6 +328,14 @@ def histograms(values: LayerValues, layers: list[int] | None = None,
     return result
 
 
+def jacobian_not_covered(config) -> str | None:
+    """Why the Jacobian probe cannot measure ``config``'s net, or None when it can."""
+    net = config.network
+    if net.model == "mlp" and (net.norm == "layer_norm" or net.norm_position != "layer"):
+        return "the Jacobian probe does not cover layer norm or a norm before or after the shortcut yet"
+    return None
+
+
 def jacobian_singular_values(config, values: LayerValues, params: list, example: int = 0,
                              rng: np.random.Generator | None = None) -> Spectrum:
     """Singular values of d h_depth / d h_1 for ``example`` of the batch (float64); for an
@@ -338,9 +346,9 @@ def jacobian_singular_values(config, values: LayerValues, params: list, example:
         raise ValueError(f"example {example} is not in the batch (0..{batch - 1})")
     if net.model != "mlp":
         return _recurrent_spectrum(net, values, params, example, rng)
-    if net.norm == "layer_norm" or net.norm_position != "layer":
-        raise ValueError("the Jacobian probe does not cover layer norm or a norm before or "
-                         "after the shortcut yet")
+    refused = jacobian_not_covered(config)
+    if refused:
+        raise ValueError(refused)
     from tui_grad.engine.layout import residual_sources
     skip = residual_sources(net.depth, net.residual, net.residual_block)
     start, subspace = _start(net.width, rng)

@@ -353,7 +353,7 @@ class Simulator:
     def _lr_scale(self) -> np.ndarray:
         """Each tensor's learning-rate multiplier: muP's per-layer rates, else ones."""
         key = (self.config.network.parametrization, self.config.training.optimizer)
-        if getattr(self, "_lr_scale_key", None) != key:
+        if self._lr_scale_key != key:
             self._lr_scale_key = key
             self._lr_scale_values = lr_scales(self.layout, *key)
         return self._lr_scale_values
