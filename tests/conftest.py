@@ -18,6 +18,24 @@ def _make_sim(*, keep_grads: bool = False, **overrides) -> Simulator:
                      keep_grads=keep_grads)
 
 
+@pytest.fixture(autouse=True)
+def english_by_default():
+    """Every test starts in English (whatever the machine's locale) and leaves it so."""
+    from tui_grad import i18n
+
+    i18n.use("en")
+    yield
+    i18n.use("en")
+
+
+@pytest.fixture
+def language():
+    """Switch the interface's language for this test: ``language("zh")``."""
+    from tui_grad import i18n
+
+    return i18n.use
+
+
 @pytest.fixture
 def make_sim():
     """Build a Simulator from ``section__key=value`` keyword overrides (``network__depth=3``);

@@ -349,7 +349,8 @@ def test_serve_refuses_a_bad_scenario_before_listening():
 
 def test_a_served_lesson_shows_its_prompt_and_moves_on_in_chinese(open_tab):
     """`serve --lesson NAME --lang zh`: a tab opens the lesson's first step with its Chinese
-    prompt; space starts it, N opens the next step's prompt; closing the tab ends the app."""
+    prompt; space starts it, N opens the next step's prompt; the status bar and footer are in
+    Chinese too; closing the tab ends the app."""
     served = Served("--lesson", "vanishing-and-exploding", "--lang", "zh")
     try:
         page = open_tab(served.url)
@@ -360,6 +361,9 @@ def test_a_served_lesson_shows_its_prompt_and_moves_on_in_chinese(open_tab):
         wait_for_text(page, "第 1/13 步", timeout=15, gone=True)
         page.keyboard.press("Shift+N")
         wait_for_text(page, "第 2/13 步", timeout=30)
+        page.keyboard.press("Space")
+        text = wait_for_text(page, "课程 2/13", timeout=15)  # the status bar, in Chinese too
+        assert "帮助" in text and "退出" in text  # and the footer
         page.close()
         assert served.wait_until_no_app() == []
     finally:

@@ -32,3 +32,13 @@ async def advance(pilot) -> None:
 def test_main_screen(snap_compare, name, size):
     """The gradient profile, status bar, panels and footer as a participant sees them."""
     assert snap_compare(paused_app(name), terminal_size=size, run_before=advance)
+
+
+@pytest.mark.parametrize("view", ["main", "panel", "help", "forensics"])
+def test_chinese_at_80x24(snap_compare, language, view):
+    """In Chinese (two columns a character) the main screen, a panel, the help and the
+    divergence report still fit and read at 80x24."""
+    language("zh")
+    name = "exploding-init" if view == "forensics" else "sigmoid-vanishing"
+    keys = {"panel": ["i"], "help": ["question_mark"]}.get(view, [])
+    assert snap_compare(paused_app(name), terminal_size=(80, 24), run_before=advance, press=keys)

@@ -8,18 +8,22 @@ import os
 import sys
 from typing import TextIO
 
-from tui_grad import __version__
+from tui_grad import __version__, i18n
 from tui_grad.config import ConfigError
+from tui_grad.i18n import N_, tr
+
+VERDICTS = {"healthy": N_("healthy"), "vanishing": N_("vanishing"), "exploding": N_("exploding"),
+            "diverged": N_("diverged")}
 
 PROG = "tui-grad"
 COMMANDS = ("run", "lesson", "validate", "scenarios", "export", "serve", "sweep", "plot",
             "coord-check")
-EXAMPLES = """\
+EXAMPLES = N_("""\
 examples:
   tui-grad                                  open the UI on the default scenario
   tui-grad sigmoid-vanishing                open a bundled scenario
   tui-grad lesson vanishing-and-exploding   a workshop: the bundled lesson, step by step
-  tui-grad lesson vanishing-and-exploding --lang zh   the same lesson's prompts in Chinese
+  tui-grad lesson vanishing-and-exploding --lang zh   the same lesson, all in Chinese
   tui-grad my-workshop.toml                 open a scenario file
   tui-grad run relu-init --headless --csv out.csv --check
   tui-grad run default --headless --steps 200 --set network.depth=100 --csv - | head
@@ -29,68 +33,92 @@ examples:
   tui-grad serve default --port 8000        the same app in a browser (textual-serve)
   tui-grad sweep quick --out quick.csv --plot loss_ratio   a grid of runs on Dask, and its map
   tui-grad coord-check mup-width --csv coord.csv   muP's coordinate check over widths
-"""
+""")
+# argparse's own words (usage, errors), which it looks up through gettext's "_"
+ARGPARSE_TEXTS = (
+    N_("usage: "), N_("positional arguments"), N_("options"), N_("show this help message and exit"),
+    N_("argument %(argument_name)s: %(message)s"),
+    N_("unrecognized arguments: %s"), N_("the following arguments are required: %s"),
+    N_("expected one argument"), N_("invalid %(type)s value: %(value)r"),
+    N_("invalid choice: %(value)r (choose from %(choices)s)"),
+    N_("ambiguous option: %(option)s could match %(matches)s"))
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, with its errors on one line as every other bad input: no usage block."""
+
+    def error(self, message: str):
+        self.exit(2, f"{PROG}: {tr('error')}: {message} {tr('(see {prog} --help)', prog=self.prog)}\n")
+
+
+def _lang_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--lang", choices=i18n.LANGUAGES,
+                        help=tr("language of everything shown: en or zh (default: from LC_ALL/LANG, "
+                                "else en)"))
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--steps", type=int, metavar="N", help="training steps (overrides run.steps)")
-    parser.add_argument("--seed", type=int, metavar="N", help="random seed (overrides run.seed)")
+    parser.add_argument("--steps", type=int, metavar="N", help=tr("training steps (overrides run.steps)"))
+    parser.add_argument("--seed", type=int, metavar="N", help=tr("random seed (overrides run.seed)"))
     parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                        dest="overrides", help="override one option; repeatable")
+                        dest="overrides", help=tr("override one option; repeatable"))
 
 
 def build_parser(command: str | None) -> argparse.ArgumentParser:
     """The argument parser for ``command`` (None: the UI's ``tui-grad [SCENARIO]``)."""
     if command is None:
-        parser = argparse.ArgumentParser(
-            prog=PROG, description="Watch vanishing and exploding gradients in deep networks, live. "
-            f"Commands: {', '.join(COMMANDS)} (see `tui-grad COMMAND --help`).",
-            epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
-        parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+        parser = Parser(
+            prog=PROG, description=tr("Watch vanishing and exploding gradients in deep networks, live. "
+                                      "Commands: {commands} (see `tui-grad COMMAND --help`).",
+                                      commands=", ".join(COMMANDS)),
+            epilog=tr(EXAMPLES), formatter_class=argparse.RawDescriptionHelpFormatter)
+        parser.add_argument("--version", action="version", version=f"{PROG} {__version__}",
+                            help=tr("show program's version number and exit"))
         parser.add_argument("scenario", nargs="?", default="default",
-                            help="scenario file or bundled scenario name (default: default)")
+                            help=tr("scenario file or bundled scenario name (default: default)"))
         _common(parser)
+        _lang_option(parser)
         return parser
-    parser = argparse.ArgumentParser(prog=f"{PROG} {command}", epilog=EXAMPLES,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = Parser(prog=f"{PROG} {command}", epilog=tr(EXAMPLES),
+                    formatter_class=argparse.RawDescriptionHelpFormatter)
+    _lang_option(parser)
     if command == "run":
-        parser.add_argument("scenario", help="scenario file or bundled scenario name")
-        parser.add_argument("--headless", action="store_true", help="run without the UI")
-        parser.add_argument("--csv", metavar="PATH", help="write metrics as CSV ('-' = stdout)")
-        parser.add_argument("--every", type=int, default=1, metavar="K", help="keep every K-th step")
-        parser.add_argument("--summary", metavar="PATH", help="write a JSON summary")
-        parser.add_argument("--histograms", metavar="PATH", help="write per-layer histograms "
-                            "as CSV every --every steps ('-' = stdout)")
-        parser.add_argument("--sharpness-every", type=int, metavar="K", help="measure the "
-                            "Hessian's top eigenvalue every K-th step (CSV column sharpness)")
-        parser.add_argument("--jacobian", action="store_true", help="add the Jacobian's "
-                            "singular-value summary at the end to the JSON summary")
-        parser.add_argument("--check", action="store_true", help="evaluate [[expect]]; exit 1 on FAIL")
+        parser.add_argument("scenario", help=tr("scenario file or bundled scenario name"))
+        parser.add_argument("--headless", action="store_true", help=tr("run without the UI"))
+        parser.add_argument("--csv", metavar="PATH", help=tr("write metrics as CSV ('-' = stdout)"))
+        parser.add_argument("--every", type=int, default=1, metavar="K", help=tr("keep every K-th step"))
+        parser.add_argument("--summary", metavar="PATH", help=tr("write a JSON summary"))
+        parser.add_argument("--histograms", metavar="PATH", help=tr(
+            "write per-layer histograms as CSV every --every steps ('-' = stdout)"))
+        parser.add_argument("--sharpness-every", type=int, metavar="K", help=tr(
+            "measure the Hessian's top eigenvalue every K-th step (CSV column sharpness)"))
+        parser.add_argument("--jacobian", action="store_true", help=tr(
+            "add the Jacobian's singular-value summary at the end to the JSON summary"))
+        parser.add_argument("--check", action="store_true",
+                            help=tr("evaluate [[expect]]; exit 1 on FAIL"))
         _common(parser)
     elif command == "lesson":
-        parser.add_argument("lesson", help="lesson file or bundled lesson name "
-                            f"({', '.join(_bundled_lessons()) or 'none bundled'})")
+        parser.add_argument("lesson", help=tr("lesson file or bundled lesson name ({names})",
+                                              names=", ".join(_bundled_lessons()) or "-"))
         parser.add_argument("--step", type=int, default=1, metavar="K",
-                            help="open at step K (default: 1)")
-        parser.add_argument("--lang", choices=("en", "zh"),
-                            help="language of the prompts and titles (default: from LANG, else en)")
+                            help=tr("open at step K (default: 1)"))
     elif command == "validate":
-        parser.add_argument("files", nargs="+", help="scenario, lesson or sweep files to check")
+        parser.add_argument("files", nargs="+", help=tr("scenario, lesson or sweep files to check"))
     elif command == "export":
-        parser.add_argument("scenario", help="scenario file or bundled scenario name")
-        parser.add_argument("-o", "--output", metavar="PATH", help="file to write (default: stdout)")
-        parser.add_argument("--force", action="store_true", help="overwrite PATH if it exists")
+        parser.add_argument("scenario", help=tr("scenario file or bundled scenario name"))
+        parser.add_argument("-o", "--output", metavar="PATH",
+                            help=tr("file to write (default: stdout)"))
+        parser.add_argument("--force", action="store_true", help=tr("overwrite PATH if it exists"))
         _common(parser)
     elif command == "serve":
         parser.add_argument("scenario", nargs="?", default="default",
-                            help="scenario file or bundled scenario name (default: default)")
-        parser.add_argument("--host", default="127.0.0.1",
-                            help="address to listen on (default: 127.0.0.1; 0.0.0.0 = every interface)")
+                            help=tr("scenario file or bundled scenario name (default: default)"))
+        parser.add_argument("--host", default="127.0.0.1", help=tr(
+            "address to listen on (default: 127.0.0.1; 0.0.0.0 = every interface)"))
         parser.add_argument("--port", type=int, default=8000,
-                            help="port to listen on (default: 8000; 0 = any free port)")
+                            help=tr("port to listen on (default: 8000; 0 = any free port)"))
         parser.add_argument("--lesson", metavar="LESSON",
-                            help="serve a lesson (file or bundled name) instead of a scenario")
-        parser.add_argument("--lang", choices=("en", "zh"), help="with --lesson: its language")
+                            help=tr("serve a lesson (file or bundled name) instead of a scenario"))
         _common(parser)
     elif command in ("sweep", "plot"):
         from tui_grad.sweep.command import add_arguments
@@ -109,15 +137,27 @@ def _bundled_lessons() -> list[str]:
     return list(bundled_lessons())
 
 
-def language(choice: str | None) -> str:
-    """--lang, else the locale (LC_ALL, then LANG: zh_* is Chinese), else English."""
-    if choice:
-        return choice
-    for name in ("LC_ALL", "LC_MESSAGES", "LANG"):
-        value = os.environ.get(name, "")
-        if value:
-            return "zh" if value.lower().startswith("zh") else "en"
-    return "en"
+def language(argv: list[str]) -> str:
+    """--lang's value in ``argv`` if it names a language, else the locale's, else English.
+
+    Read before the parser is built: its help is written in that language. A bad value is
+    left to the parser, which reports it."""
+    for index, arg in enumerate(argv):
+        if arg == "--":
+            break
+        value = argv[index + 1] if arg == "--lang" and index + 1 < len(argv) else (
+            arg.removeprefix("--lang=") if arg.startswith("--lang=") else None)
+        if value in i18n.LANGUAGES:
+            return value
+    return i18n.language_from_environment()
+
+
+def use_language(argv: list[str]) -> str:
+    """Choose the language of this process from ``argv`` and the locale; argparse's own words
+    follow it."""
+    chosen = i18n.use(language(argv))
+    argparse._ = tr  # argparse looks its words up through this module-level name
+    return chosen
 
 
 def parse_overrides(args: argparse.Namespace) -> dict[str, object]:
@@ -126,7 +166,7 @@ def parse_overrides(args: argparse.Namespace) -> dict[str, object]:
     for item in args.overrides:
         name, sep, value = item.partition("=")
         if not sep or not name.strip():
-            raise ConfigError(f"--set needs SECTION.KEY=VALUE (got {item!r})")
+            raise ConfigError(tr("--set needs SECTION.KEY=VALUE (got {item})", item=repr(item)))
         overrides[name.strip()] = value
     if args.steps is not None:
         overrides["run.steps"] = args.steps
@@ -155,6 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     # Set before NumPy/SciPy load their OpenBLAS; a user's own setting wins.
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     argv = list(sys.argv[1:] if argv is None else argv)
+    use_language(argv)
     command = argv[0] if argv and argv[0] in COMMANDS else None
     args = build_parser(command).parse_args(argv[1:] if command else argv)
     try:
@@ -182,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_headless(args)
         return cmd_ui(args)
     except ConfigError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        print(f"{PROG}: {tr('error')}: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
@@ -207,15 +248,18 @@ def cmd_validate(files: list[str]) -> int:
                 from tui_grad.lesson import load_lesson
 
                 lesson = load_lesson(name)
-                print(f"OK  {name}: lesson {lesson.title} ({len(lesson.steps)} steps)")
+                print("OK  " + tr("{name}: lesson {title} ({steps} steps)", name=name,
+                                  title=lesson.heading(i18n.current()), steps=len(lesson.steps)))
                 continue
             scenario = load_scenario(name)
         except ConfigError as exc:
             bad += 1
-            print(f"{PROG}: error: {exc}", file=sys.stderr)
+            print(f"{PROG}: {tr('error')}: {exc}", file=sys.stderr)
             continue
-        extra = f", {len(scenario.compare)} variants" if scenario.compare else ""
-        print(f"OK  {name}: {scenario.title or scenario.name} ({len(scenario.expects)} expectations{extra})")
+        extra = tr(", {count} variants", count=len(scenario.compare)) if scenario.compare else ""
+        print("OK  " + tr("{name}: {title} ({count} expectations{extra})", name=name,
+                          title=scenario.heading() or scenario.name, count=len(scenario.expects),
+                          extra=extra))
     return 2 if bad else 0
 
 
@@ -241,7 +285,7 @@ def cmd_scenarios(out: TextIO) -> int:
     from tui_grad.scenario import bundled_paths, load_scenario
 
     for name, path in bundled_paths().items():
-        out.write(f"{name:28s} {load_scenario(path).title}\n")
+        out.write(f"{name:28s} {load_scenario(path).heading()}\n")
     return 0
 
 
@@ -253,15 +297,15 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     scenario = load(args.scenario, args)
     text = to_toml(scenario.config, name=scenario.name, title=scenario.title, notes=scenario.notes,
-                   lock=scenario.lock)
+                   lock=scenario.lock, title_zh=scenario.title_zh, notes_zh=scenario.notes_zh)
     if args.output in (None, "-"):
         sys.stdout.write(text)
         return 0
     try:
         write_new_file(args.output, text, overwrite=args.force)
     except FileExists:
-        raise ConfigError("already exists; add --force to overwrite it", path=args.output) from None
-    print(f"wrote {args.output}", file=sys.stderr)
+        raise ConfigError(tr("already exists; add --force to overwrite it"), path=args.output) from None
+    print(tr("wrote {path}", path=args.output), file=sys.stderr)
     return 0
 
 
@@ -270,11 +314,12 @@ def cmd_headless(args: argparse.Namespace) -> int:
     from tui_grad import headless
 
     if args.every < 1:
-        raise ConfigError(f"--every must be 1 or more (got {args.every})")
+        raise ConfigError(tr("{flag} must be 1 or more (got {value})", flag="--every", value=args.every))
     if args.sharpness_every is not None and args.sharpness_every < 1:
-        raise ConfigError(f"--sharpness-every must be 1 or more (got {args.sharpness_every})")
+        raise ConfigError(tr("{flag} must be 1 or more (got {value})", flag="--sharpness-every",
+                             value=args.sharpness_every))
     if args.csv == "-" and args.histograms == "-":
-        raise ConfigError("--csv and --histograms cannot both write to stdout ('-')")
+        raise ConfigError(tr("--csv and --histograms cannot both write to stdout ('-')"))
     scenario = load(args.scenario, args)
     steps = scenario.config.run.steps
     stop = headless.StopRequested()
@@ -298,7 +343,8 @@ def cmd_headless(args: argparse.Namespace) -> int:
             if stream not in (None, sys.stdout):
                 stream.close()
     if stop.signal is not None:
-        print(f"{PROG}: interrupted after {results[0].steps} steps", file=sys.stderr)
+        print(f"{PROG}: " + tr("interrupted after {steps} steps", steps=results[0].steps),
+              file=sys.stderr)
         _write_summary(args.summary, results, [])
         return 130
     checks = headless.check(scenario, results) if args.check else []
@@ -306,13 +352,16 @@ def cmd_headless(args: argparse.Namespace) -> int:
     for item in checks:
         print(item.line(bool(scenario.compare)), file=sys.stdout if args.csv != "-" else sys.stderr)
     if args.check and not scenario.expects:
-        print(f"{PROG}: note: {args.scenario} has no [[expect]] entries to check", file=sys.stderr)
+        print(f"{PROG}: " + tr("note: {scenario} has no [[expect]] entries to check",
+                               scenario=args.scenario), file=sys.stderr)
     if not args.csv and not args.check and args.histograms != "-":
         for result in results:
             info = result.summary()
-            print(f"{info['variant']}: {info['steps']} steps, final loss {info['final_loss']:.6g}, "
-                  f"{info['verdict']}" + (f" (diverged at step {info['diverged_at']})"
-                                          if info["diverged_at"] is not None else ""))
+            diverged = "" if info["diverged_at"] is None else tr(
+                " (diverged at step {step})", step=info["diverged_at"])
+            verdict = tr(VERDICTS[info["verdict"]]) if info["verdict"] in VERDICTS else "-"
+            print(tr("{variant}: {steps} steps, final loss {loss}, {verdict}", variant=info["variant"],
+                     steps=info["steps"], loss=f"{info['final_loss']:.6g}", verdict=verdict) + diverged)
     return 1 if any(not c.passed for c in checks) else 0
 
 
@@ -338,10 +387,12 @@ def cmd_ui(args: argparse.Namespace) -> int:
                                               ("--sharpness-every", getattr(args, "sharpness_every", None)),
                                               ("--jacobian", getattr(args, "jacobian", False))) if given]
     if headless_only:
-        verb = "needs" if len(headless_only) == 1 else "need"
-        raise ConfigError(f"{', '.join(headless_only)} {verb} --headless (the UI writes no files)")
+        flags = ", ".join(headless_only)
+        raise ConfigError(tr("{flags} needs --headless (the UI writes no files)", flags=flags)
+                          if len(headless_only) == 1 else
+                          tr("{flags} need --headless (the UI writes no files)", flags=flags))
     scenario = load(args.scenario, args)  # a bad file is reported first, terminal or not
-    _need_terminal("add --headless to run without one (tui-grad run SCENARIO --headless --csv -)")
+    _need_terminal(tr("add --headless to run without one (tui-grad run SCENARIO --headless --csv -)"))
     from tui_grad.tui.app import GradApp
 
     _run_app(GradApp(scenario), [variant.config for variant in scenario.variants])
@@ -353,19 +404,20 @@ def cmd_lesson(args: argparse.Namespace) -> int:
 
     lesson = load_lesson(args.lesson)
     if not 1 <= args.step <= len(lesson.steps):
-        raise ConfigError(f"--step must be 1..{len(lesson.steps)} (got {args.step})")
-    _need_terminal("a lesson is a sequence of live runs")
+        raise ConfigError(tr("--step must be 1..{last} (got {step})", last=len(lesson.steps),
+                             step=args.step))
+    _need_terminal(tr("a lesson is a sequence of live runs"))
     from tui_grad.tui.app import GradApp
 
     step = lesson.steps[args.step - 1]
-    app = GradApp(lesson=lesson, lesson_step=args.step - 1, lang=language(args.lang))
+    app = GradApp(lesson=lesson, lesson_step=args.step - 1)
     _run_app(app, [variant.config for variant in step.scenario.variants])
 
 
 def _need_terminal(hint: str) -> None:
     # textual-serve runs the app without a terminal, through its web driver
     if not (sys.stdin.isatty() and sys.stdout.isatty()) and "TEXTUAL_DRIVER" not in os.environ:
-        raise ConfigError(f"the UI needs a terminal; {hint}")
+        raise ConfigError(tr("the UI needs a terminal; {hint}", hint=hint))
 
 
 def _run_app(app, configs: list) -> None:
@@ -410,9 +462,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         from tui_grad.lesson import load_lesson
 
         load_lesson(args.lesson)  # fail here, not in every browser tab
-        argv = [sys.executable, "-m", "tui_grad", "lesson", "--lang", language(args.lang), "--",
+        argv = [sys.executable, "-m", "tui_grad", "lesson", "--lang", i18n.current(), "--",
                 args.lesson]
         return serve.serve(argv, scenario=args.lesson, host=args.host, port=args.port)
     load(args.scenario, args)  # fail here, with a clear message, not in every browser tab
-    argv = serve.app_command(args.scenario, args.overrides, args.steps, args.seed)
+    argv = serve.app_command(args.scenario, args.overrides, args.steps, args.seed, i18n.current())
     return serve.serve(argv, scenario=args.scenario, host=args.host, port=args.port)

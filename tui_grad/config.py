@@ -12,6 +12,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from tui_grad.i18n import N_, tr
+
 SECTIONS = ("network", "training", "data", "run")
 
 
@@ -60,12 +62,19 @@ class Option:
         """The dotted name used in scenario files, ``--set`` and the Python API."""
         return f"{self.section}.{self.key}"
 
+    @property
+    def help_text(self) -> str:
+        """``help`` in the language in use. ``help`` itself holds the English text (marked
+        with N_): whatever shows help to a user reads ``help_text`` (or ``tr(option.help)``)."""
+        return tr(self.help)
+
     def describe_range(self) -> str:
-        """Human text for the allowed values, e.g. ``1..5000`` or ``one of a, b``."""
+        """Human text for the allowed values, e.g. ``1..5000`` or ``one of a, b``, in the
+        language in use (the numbers and choices themselves stay as typed)."""
         if self.choices:
-            return "one of " + ", ".join(self.choices)
+            return tr("one of {choices}", choices=", ".join(self.choices))
         if self.kind is bool:
-            return "true or false"
+            return tr("true or false")
         if self.low is not None and self.high is not None:
             left = "(" if self.low_open else ""
             return f"{left}{_fmt(self.low, self.kind)}..{_fmt(self.high, self.kind)}"
@@ -74,30 +83,36 @@ class Option:
     def coerce(self, value: Any) -> Any:
         """Convert ``value`` (a TOML value or a CLI string) to this option's type, or raise."""
         kind = self.kind
-        got = f"(got {value!r})"
+        got = repr(value)
         if kind is bool:
             if isinstance(value, bool):
                 return value
             if isinstance(value, str) and value.strip().lower() in _BOOL_WORDS:
                 return _BOOL_WORDS[value.strip().lower()]
-            raise ConfigError(f"must be true or false {got}", key=self.name)
+            raise ConfigError(tr("must be true or false (got {value})", value=got), key=self.name)
         if kind is str:
             if not isinstance(value, str):
-                raise ConfigError(f"must be {self.describe_range()} {got}", key=self.name)
+                raise ConfigError(tr("must be {allowed} (got {value})", allowed=self.describe_range(),
+                                     value=got), key=self.name)
             word = value.strip().lower()
             word = self.aliases.get(word, word)
             if self.choices and word not in self.choices:
                 hint = difflib.get_close_matches(word, self.choices, n=1)
-                more = f"; did you mean {hint[0]!r}?" if hint else ""
-                raise ConfigError(f"must be {self.describe_range()} {got}{more}", key=self.name)
+                if hint:
+                    raise ConfigError(tr("must be {allowed} (got {value}); did you mean {hint}?",
+                                         allowed=self.describe_range(), value=got, hint=repr(hint[0])),
+                                      key=self.name)
+                raise ConfigError(tr("must be {allowed} (got {value})", allowed=self.describe_range(),
+                                     value=got), key=self.name)
             return word
         number = _to_number(value, kind, self.name)
         if math.isnan(number):
-            raise ConfigError(f"must be a number, not NaN {got}", key=self.name)
+            raise ConfigError(tr("must be a number, not NaN (got {value})", value=got), key=self.name)
         too_low = self.low is not None and (number <= self.low if self.low_open else number < self.low)
         too_high = self.high is not None and number > self.high
         if too_low or too_high:
-            raise ConfigError(f"must be {self.describe_range()} {got}", key=self.name)
+            raise ConfigError(tr("must be {allowed} (got {value})", allowed=self.describe_range(),
+                                 value=got), key=self.name)
         return number
 
     def from_toml(self, value: Any) -> Any:
@@ -106,12 +121,18 @@ class Option:
         UI's fields pass, and ``coerce`` reads them there)."""
         meant = self.coerce(value)
         if isinstance(value, str) and self.kind is not str:
-            words = {bool: "true or false", int: "an integer"}.get(self.kind, "a number")
             literal = str(meant).lower() if self.kind is bool else repr(meant)
-            raise ConfigError(f"must be {words}, written without quotes: {self.key} = {literal} "
-                              f"(got {value!r})", key=self.name)
+            raise ConfigError(tr(_UNQUOTED.get(self.kind, _UNQUOTED[float]),
+                                 example=f"{self.key} = {literal}", value=repr(value)), key=self.name)
         return meant
 
+
+# from_toml's refusal of a quoted number or boolean, by the option's type
+_UNQUOTED = {
+    bool: N_("must be true or false, written without quotes: {example} (got {value})"),
+    int: N_("must be an integer, written without quotes: {example} (got {value})"),
+    float: N_("must be a number, written without quotes: {example} (got {value})"),
+}
 
 _BOOL_WORDS = {"true": True, "on": True, "yes": True, "1": True,
                "false": False, "off": False, "no": False, "0": False}
@@ -122,10 +143,16 @@ def _fmt(number: float, kind: type = float) -> str:
     return str(int(number)) if kind is int else f"{number:g}"
 
 
+def _not_a_number(value: Any, kind: type, name: str) -> ConfigError:
+    """The refusal of ``value`` for an int or float option ``name``."""
+    if kind is int:
+        return ConfigError(tr("must be an integer (got {value})", value=repr(value)), key=name)
+    return ConfigError(tr("must be a number (got {value})", value=repr(value)), key=name)
+
+
 def _to_number(value: Any, kind: type, name: str) -> int | float:
-    got = f"(got {value!r})"
     if isinstance(value, bool):
-        raise ConfigError(f"must be a{'n integer' if kind is int else ' number'} {got}", key=name)
+        raise _not_a_number(value, kind, name)
     if isinstance(value, str):
         text = value.strip()
         try:
@@ -138,18 +165,17 @@ def _to_number(value: Any, kind: type, name: str) -> int | float:
             if kind is int and as_float is not None and as_float.is_integer():
                 value = int(as_float)
             else:
-                word = "an integer" if kind is int else "a number"
-                raise ConfigError(f"must be {word} {got}", key=name) from None
+                raise _not_a_number(value, kind, name) from None
     if kind is int:
         if isinstance(value, float):
             if not value.is_integer():
-                raise ConfigError(f"must be an integer {got}", key=name)
+                raise _not_a_number(value, kind, name)
             value = int(value)
         if not isinstance(value, int):
-            raise ConfigError(f"must be an integer {got}", key=name)
+            raise _not_a_number(value, kind, name)
         return value
     if not isinstance(value, (int, float)):
-        raise ConfigError(f"must be a number {got}", key=name)
+        raise _not_a_number(value, kind, name)
     return float(value)
 
 
@@ -169,109 +195,109 @@ MODELS = ("mlp", "rnn", "lstm")
 
 OPTIONS: tuple[Option, ...] = (
     # network: changing any of these rebuilds the model and restarts training
-    Option("network", "model", str, "mlp", "mlp (deep feed-forward), rnn or lstm (through time)",
+    Option("network", "model", str, "mlp", N_("mlp (deep feed-forward), rnn or lstm (through time)"),
            choices=MODELS),
-    Option("network", "depth", int, 20, "hidden layers between input and output", low=1, high=5000),
-    Option("network", "width", int, 64, "units in every hidden layer", low=1, high=4096),
-    Option("network", "activation", str, "tanh", "nonlinearity after every hidden layer",
+    Option("network", "depth", int, 20, N_("hidden layers between input and output"), low=1, high=5000),
+    Option("network", "width", int, 64, N_("units in every hidden layer"), low=1, high=4096),
+    Option("network", "activation", str, "tanh", N_("nonlinearity after every hidden layer"),
            choices=ACTIVATIONS),
-    Option("network", "negative_slope", float, 0.01, "leaky_relu slope for negative inputs",
+    Option("network", "negative_slope", float, 0.01, N_("leaky_relu slope for negative inputs"),
            low=0.0, high=1.0),
-    Option("network", "prelu_init", float, 0.25, "initial learnable prelu slope (one per layer)",
+    Option("network", "prelu_init", float, 0.25, N_("initial learnable prelu slope (one per layer)"),
            low=-1.0, high=1.0),
-    Option("network", "init", str, "xavier_normal", "weight init scheme (torch.nn.init names)",
+    Option("network", "init", str, "xavier_normal", N_("weight init scheme (torch.nn.init names)"),
            choices=INITS, aliases=INIT_ALIASES),
-    Option("network", "init_std", float, 1.0, "std of the 'normal' init", low=0.0, high=100.0,
+    Option("network", "init_std", float, 1.0, N_("std of the 'normal' init"), low=0.0, high=100.0,
            low_open=True),
-    Option("network", "init_a", float, 1.0, "bound a of the 'uniform' init U(-a, a)", low=0.0,
+    Option("network", "init_a", float, 1.0, N_("bound a of the 'uniform' init U(-a, a)"), low=0.0,
            high=100.0, low_open=True),
-    Option("network", "init_gain", float, 1.0, "multiplies the std of every init scheme",
+    Option("network", "init_gain", float, 1.0, N_("multiplies the std of every init scheme"),
            low=0.0, high=100.0, low_open=True),
-    Option("network", "bias_init", float, 0.0, "constant every bias starts at", low=-100.0,
+    Option("network", "bias_init", float, 0.0, N_("constant every bias starts at"), low=-100.0,
            high=100.0),
-    Option("network", "bias_std", float, 0.0, "std of random normal noise added to bias_init",
+    Option("network", "bias_std", float, 0.0, N_("std of random normal noise added to bias_init"),
            low=0.0, high=100.0),
-    Option("network", "norm", str, "none", "normalisation: batch_norm (over the batch, per unit) "
-           "or layer_norm (over the units, per example), with a learnable gain and bias",
+    Option("network", "norm", str, "none", N_("normalisation: batch_norm (over the batch, per unit) "
+           "or layer_norm (over the units, per example), with a learnable gain and bias"),
            choices=NORMS),
-    Option("network", "norm_position", str, "layer", "where the norm sits: layer (Linear -> norm "
+    Option("network", "norm_position", str, "layer", N_("where the norm sits: layer (Linear -> norm "
            "-> activation, every hidden layer); with shortcuts pre (h + alpha*f(N(h)), and N "
-           "before the output layer) or post (N(h + alpha*f(h)))", choices=NORM_POSITIONS),
-    Option("network", "bn_eps", float, 1e-5, "the norm's epsilon (added to the variance)", low=0.0,
+           "before the output layer) or post (N(h + alpha*f(h)))"), choices=NORM_POSITIONS),
+    Option("network", "bn_eps", float, 1e-5, N_("the norm's epsilon (added to the variance)"), low=0.0,
            high=1.0, low_open=True),
-    Option("network", "residual", bool, False, "identity shortcut h + alpha*f(h) every block"),
-    Option("network", "residual_block", int, 2, "hidden layers per residual block", low=1,
+    Option("network", "residual", bool, False, N_("identity shortcut h + alpha*f(h) every block")),
+    Option("network", "residual_block", int, 2, N_("hidden layers per residual block"), low=1,
            high=5000),
-    Option("network", "residual_alpha", float, 1.0, "scale of the residual branch (try 1/sqrt(depth))",
+    Option("network", "residual_alpha", float, 1.0, N_("scale of the residual branch (try 1/sqrt(depth))"),
            low=0.0, high=100.0),
-    Option("network", "learn_alpha", bool, False, "learn each block's alpha, starting "
-           "at residual_alpha (0 = ReZero: every block starts as the identity)"),
-    Option("network", "parametrization", str, "standard", "standard, or mup (Yang et al.: weights "
+    Option("network", "learn_alpha", bool, False, N_("learn each block's alpha, starting "
+           "at residual_alpha (0 = ReZero: every block starts as the identity)")),
+    Option("network", "parametrization", str, "standard", N_("standard, or mup (Yang et al.: weights "
            "N(0, init_gain^2/fan_in), output layer /fan_in^2, per-layer learning rates; "
-           "network.init is not used)", choices=("standard", "mup")),
-    Option("network", "recurrent_init", str, "orthogonal", "rnn/lstm: init of weight_hh",
+           "network.init is not used)"), choices=("standard", "mup")),
+    Option("network", "recurrent_init", str, "orthogonal", N_("rnn/lstm: init of weight_hh"),
            choices=("orthogonal", "normal")),
     Option("network", "recurrent_gain", float, 1.0,
-           "rnn/lstm: weight_hh = gain x orthogonal, or normal with std gain/sqrt(width)",
+           N_("rnn/lstm: weight_hh = gain x orthogonal, or normal with std gain/sqrt(width)"),
            low=0.0, high=100.0),
-    Option("network", "forget_bias", float, 1.0, "lstm: initial bias of the forget gate",
+    Option("network", "forget_bias", float, 1.0, N_("lstm: initial bias of the forget gate"),
            low=-100.0, high=100.0),
-    Option("network", "dtype", str, "float32", "floating point type of parameters and activations",
+    Option("network", "dtype", str, "float32", N_("floating point type of parameters and activations"),
            choices=("float32", "float64")),
     # training: these apply live, mid-run (except the loss, which changes the task)
-    Option("training", "loss", str, "mse", "mse (regression) or cross_entropy (classification)",
+    Option("training", "loss", str, "mse", N_("mse (regression) or cross_entropy (classification)"),
            choices=("mse", "cross_entropy")),
-    Option("training", "optimizer", str, "sgd", "update rule", choices=("sgd", "momentum", "adam"),
+    Option("training", "optimizer", str, "sgd", N_("update rule"), choices=("sgd", "momentum", "adam"),
            restart=False),
-    Option("training", "lr", float, 0.01, "learning rate", low=0.0, high=1000.0, restart=False),
-    Option("training", "schedule", str, "constant", "lr schedule: constant, warmup_linear (from 0 "
+    Option("training", "lr", float, 0.01, N_("learning rate"), low=0.0, high=1000.0, restart=False),
+    Option("training", "schedule", str, "constant", N_("lr schedule: constant, warmup_linear (from 0 "
            "to lr over warmup_steps), warmup_cosine (then a cosine to 0 over decay_steps), step "
-           "(x decay_factor every decay_steps)", choices=SCHEDULES, restart=False),
-    Option("training", "warmup_steps", int, 100, "warmup_*: steps of the linear ramp from 0 to lr",
+           "(x decay_factor every decay_steps)"), choices=SCHEDULES, restart=False),
+    Option("training", "warmup_steps", int, 100, N_("warmup_*: steps of the linear ramp from 0 to lr"),
            low=1, high=10_000_000, restart=False),
-    Option("training", "decay_steps", int, 1000, "warmup_cosine: steps of the decay after the "
-           "warm-up; step: steps between two decays", low=1, high=10_000_000, restart=False),
-    Option("training", "decay_factor", float, 0.1, "step: lr multiplier every decay_steps",
+    Option("training", "decay_steps", int, 1000, N_("warmup_cosine: steps of the decay after the "
+           "warm-up; step: steps between two decays"), low=1, high=10_000_000, restart=False),
+    Option("training", "decay_factor", float, 0.1, N_("step: lr multiplier every decay_steps"),
            low=0.0, high=1.0, low_open=True, restart=False),
-    Option("training", "momentum", float, 0.9, "momentum coefficient (optimizer = momentum)",
+    Option("training", "momentum", float, 0.9, N_("momentum coefficient (optimizer = momentum)"),
            low=0.0, high=0.9999, restart=False),
-    Option("training", "adam_beta1", float, 0.9, "Adam's first-moment decay", low=0.0,
+    Option("training", "adam_beta1", float, 0.9, N_("Adam's first-moment decay"), low=0.0,
            high=0.9999, restart=False),
-    Option("training", "adam_beta2", float, 0.999, "Adam's second-moment decay", low=0.0,
+    Option("training", "adam_beta2", float, 0.999, N_("Adam's second-moment decay"), low=0.0,
            high=0.999999, restart=False),
-    Option("training", "adam_eps", float, 1e-8, "Adam's denominator epsilon", low=0.0, high=1.0,
+    Option("training", "adam_eps", float, 1e-8, N_("Adam's denominator epsilon"), low=0.0, high=1.0,
            low_open=True, restart=False),
-    Option("training", "weight_decay", float, 0.0, "L2 penalty added to every gradient (torch SGD)",
+    Option("training", "weight_decay", float, 0.0, N_("L2 penalty added to every gradient (torch SGD)"),
            low=0.0, high=10.0, restart=False),
-    Option("training", "batch_size", int, 64, "examples per step", low=1, high=65536,
+    Option("training", "batch_size", int, 64, N_("examples per step"), low=1, high=65536,
            restart=False),
-    Option("training", "clipping", str, "none", "gradient clipping before the update",
+    Option("training", "clipping", str, "none", N_("gradient clipping before the update"),
            choices=("none", "clip_grad_norm", "clip_grad_value"), restart=False),
-    Option("training", "max_norm", float, 1.0, "clip_grad_norm: bound on the global norm",
+    Option("training", "max_norm", float, 1.0, N_("clip_grad_norm: bound on the global norm"),
            low=0.0, high=1e12, low_open=True, restart=False),
-    Option("training", "clip_value", float, 1.0, "clip_grad_value: bound on every element",
+    Option("training", "clip_value", float, 1.0, N_("clip_grad_value: bound on every element"),
            low=0.0, high=1e12, low_open=True, restart=False),
     # data: the synthetic task; changing it restarts
-    Option("data", "task", str, "teacher", "teacher (regression), spirals or blobs (classification)",
+    Option("data", "task", str, "teacher", N_("teacher (regression), spirals or blobs (classification)"),
            choices=TASKS),
-    Option("data", "n_samples", int, 1024, "examples in the training set", low=1, high=1_000_000),
-    Option("data", "input_dim", int, 16, "input features (spirals embed their 2-D plane)", low=1,
+    Option("data", "n_samples", int, 1024, N_("examples in the training set"), low=1, high=1_000_000),
+    Option("data", "input_dim", int, 16, N_("input features (spirals embed their 2-D plane)"), low=1,
            high=4096),
-    Option("data", "n_classes", int, 3, "classes of the blobs task (spirals have 2)", low=2,
+    Option("data", "n_classes", int, 3, N_("classes of the blobs task (spirals have 2)"), low=2,
            high=1000),
-    Option("data", "seq_len", int, 50, "rnn/lstm: time steps, the dependency length of the task",
+    Option("data", "seq_len", int, 50, N_("rnn/lstm: time steps, the dependency length of the task"),
            low=1, high=2000),
-    Option("data", "noise", float, 0.1, "teacher: target noise std; spirals/blobs: point jitter",
+    Option("data", "noise", float, 0.1, N_("teacher: target noise std; spirals/blobs: point jitter"),
            low=0.0, high=100.0),
     # run
-    Option("run", "steps", int, 500, "training steps of a headless run", low=0, high=10_000_000,
+    Option("run", "steps", int, 500, N_("training steps of a headless run"), low=0, high=10_000_000,
            restart=False),
-    Option("run", "seed", int, 0, "seed of every random choice (init, data, batches)", low=0,
+    Option("run", "seed", int, 0, N_("seed of every random choice (init, data, batches)"), low=0,
            high=2**32 - 1),
-    Option("run", "sharpness_every", int, 0, "measure sharpness (the loss Hessian's top "
-           "eigenvalue) every K steps; 0 = off", low=0, high=1_000_000, restart=False),
+    Option("run", "sharpness_every", int, 0, N_("measure sharpness (the loss Hessian's top "
+           "eigenvalue) every K steps; 0 = off"), low=0, high=1_000_000, restart=False),
     Option("run", "divergence_factor", float, 1e4,
-           "diverged once the loss exceeds this times max(initial loss, 1)", low=1.0, high=1e300,
+           N_("diverged once the loss exceeds this times max(initial loss, 1)"), low=1.0, high=1e300,
            restart=False),
 )
 
@@ -279,7 +305,7 @@ OPTIONS_BY_NAME: dict[str, Option] = {option.name: option for option in OPTIONS}
 # Older spellings still read in files, --set and the API; stored as their current option.
 LEGACY_OPTIONS: dict[str, Option] = {
     "network.batch_norm": Option("network", "batch_norm", bool, False,
-                                 "older spelling: true = network.norm batch_norm"),
+                                 N_("older spelling: true = network.norm batch_norm")),
 }
 
 
@@ -302,8 +328,10 @@ def option(name: str) -> Option:
         if not hint and "." in name:
             bare = name.rsplit(".", 1)[1]
             hint = [n for n in OPTIONS_BY_NAME if n.endswith("." + bare)][:1]
-        more = f"; did you mean {hint[0]!r}?" if hint else ""
-        raise ConfigError(f"unknown option{more}", key=name) from None
+        if hint:
+            raise ConfigError(tr("unknown option; did you mean {hint}?", hint=repr(hint[0])),
+                              key=name) from None
+        raise ConfigError(tr("unknown option"), key=name) from None
 
 
 class Section:
@@ -414,25 +442,29 @@ class Config:
 
 def _check_consistency(values: Mapping[str, Any]) -> None:
     recurrent = values["network.model"] != "mlp"
+    model, task = repr(values["network.model"]), repr(values["data.task"])
     if recurrent != (values["data.task"] in SEQUENCE_TASKS):
-        wanted = "adding or copy_first" if recurrent else "teacher, spirals or blobs"
-        raise ConfigError(f"model {values['network.model']!r} needs task {wanted} "
-                          f"(got {values['data.task']!r})", key="data.task")
+        if recurrent:
+            message = tr("model {model} needs task adding or copy_first (got {task})",
+                         model=model, task=task)
+        else:
+            message = tr("model {model} needs task teacher, spirals or blobs (got {task})",
+                         model=model, task=task)
+        raise ConfigError(message, key="data.task")
     if values["data.task"] == "adding" and values["training.loss"] != "mse":
-        raise ConfigError("the adding task is regression: use loss mse", key="training.loss")
+        raise ConfigError(tr("the adding task is regression: use loss mse"), key="training.loss")
     if values["training.loss"] == "cross_entropy" and values["data.task"] not in CLASSIFICATION_TASKS:
-        raise ConfigError(
-            f"cross_entropy needs a classification task (spirals or blobs), not "
-            f"{values['data.task']!r}", key="training.loss")
+        raise ConfigError(tr("cross_entropy needs a classification task (spirals or blobs), not {task}",
+                             task=task), key="training.loss")
     if values["network.norm_position"] != "layer" and (
             not values["network.residual"] or values["network.norm"] == "none"):
-        raise ConfigError(f"norm_position {values['network.norm_position']!r} places the norm "
-                          f"around the shortcut: it needs residual = true and a norm "
-                          f"(use layer otherwise)", key="network.norm_position")
+        raise ConfigError(tr("norm_position {position} places the norm around the shortcut: it needs "
+                             "residual = true and a norm (use layer otherwise)",
+                             position=repr(values["network.norm_position"])), key="network.norm_position")
     if values["network.parametrization"] == "mup" and recurrent:
-        raise ConfigError("mup is for the MLP (network.model = mlp)", key="network.parametrization")
+        raise ConfigError(tr("mup is for the MLP (network.model = mlp)"), key="network.parametrization")
     if values["data.task"] == "spirals" and values["data.input_dim"] < 2:
-        raise ConfigError("spirals need input_dim >= 2 (got 1)", key="data.input_dim")
+        raise ConfigError(tr("spirals need input_dim >= 2 (got 1)"), key="data.input_dim")
 
 
 # What a change of model, task or loss brings along so the three fit together (the UI's way

@@ -20,6 +20,7 @@ import numpy as np
 
 from tui_grad.config import Config, ConfigError, option
 from tui_grad.files import open_output
+from tui_grad.i18n import tr
 
 COLUMNS = ("width", "step", "layer", "act_abs_mean")
 MAX_WIDTHS = 12
@@ -43,19 +44,19 @@ def coord_task(values: dict[str, Any], steps: int) -> list[tuple[int, int, float
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``tui-grad coord-check``."""
-    parser.add_argument("scenario", help="scenario file or bundled scenario name (e.g. mup-width)")
+    parser.add_argument("scenario", help=tr("scenario file or bundled scenario name (e.g. mup-width)"))
     parser.add_argument("--widths", default="64,128,256,512,1024", metavar="W,W,...",
-                        help="hidden widths to compare (default: 64,128,256,512,1024)")
+                        help=tr("hidden widths to compare (default: 64,128,256,512,1024)"))
     parser.add_argument("--steps", type=int, default=3, metavar="N",
-                        help="training steps, measured after each (default: 3)")
-    parser.add_argument("--csv", metavar="PATH", help="write the tidy table (variant, width, step, "
-                        "layer, act_abs_mean) as CSV ('-' = stdout, then no chart)")
+                        help=tr("training steps, measured after each (default: 3)"))
+    parser.add_argument("--csv", metavar="PATH", help=tr("write the tidy table (variant, width, step, "
+                        "layer, act_abs_mean) as CSV ('-' = stdout, then no chart)"))
     parser.add_argument("--workers", type=int, metavar="N",
-                        help="local Dask worker processes (default: 0 = in this process)")
-    parser.add_argument("--scheduler", metavar="tcp://HOST:PORT", help="run on an existing Dask cluster")
-    parser.add_argument("--seed", type=int, metavar="N", help="random seed (overrides run.seed)")
+                        help=tr("local Dask worker processes (default: 0 = in this process)"))
+    parser.add_argument("--scheduler", metavar="tcp://HOST:PORT", help=tr("run on an existing Dask cluster"))
+    parser.add_argument("--seed", type=int, metavar="N", help=tr("random seed (overrides run.seed)"))
     parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                        dest="overrides", help="override one option; repeatable")
+                        dest="overrides", help=tr("override one option; repeatable"))
 
 
 def parse_widths(text: str) -> list[int]:
@@ -66,10 +67,12 @@ def parse_widths(text: str) -> list[int]:
         try:
             widths.append(width.coerce(part.strip()))
         except ConfigError:
-            raise ConfigError(f"--widths must be widths {width.describe_range()} separated by "
-                              f"commas (got {part.strip()!r} in {text!r})") from None
+            raise ConfigError(tr("--widths must be widths {range} separated by commas (got {part} in {text})",
+                                 range=width.describe_range(), part=repr(part.strip()),
+                                 text=repr(text))) from None
     if len(set(widths)) != len(widths) or not 2 <= len(widths) <= MAX_WIDTHS:
-        raise ConfigError(f"--widths needs 2 to {MAX_WIDTHS} different widths (got {text!r})")
+        raise ConfigError(tr("--widths needs 2 to {most} different widths (got {text})", most=MAX_WIDTHS,
+                             text=repr(text)))
     return sorted(widths)
 
 
@@ -80,7 +83,7 @@ def cmd_coord_check(args: argparse.Namespace, load) -> int:
 
     widths = parse_widths(args.widths)
     if args.steps < 1:
-        raise ConfigError(f"--steps must be 1 or more (got {args.steps})")
+        raise ConfigError(tr("{flag} must be 1 or more (got {value})", flag="--steps", value=args.steps))
     args.overrides = list(args.overrides)
     scenario = load(args.scenario, _no_run_steps(args))
     items = []
@@ -88,7 +91,7 @@ def cmd_coord_check(args: argparse.Namespace, load) -> int:
         for width in widths:
             values = {**variant.config.as_dict(), "network.width": width}
             if values["network.model"] != "mlp":
-                raise ConfigError("coord-check covers the MLP (network.model = mlp)",
+                raise ConfigError(tr("coord-check covers the MLP (network.model = mlp)"),
                                   path=args.scenario)
             items.append(((variant.name, width), values))
     stream = open_output(args.csv)
@@ -130,6 +133,7 @@ def chart(table: list[tuple], variants: list[str], steps: int, width: int | None
     import plotext as plt
 
     from tui_grad.engine.probe import default_layers
+    from tui_grad.plot import WideText
 
     layers_all = sorted({row[3] for row in table})
     widths = sorted({row[1] for row in table})
@@ -144,10 +148,12 @@ def chart(table: list[tuple], variants: list[str], steps: int, width: int | None
     plt.subplots(len(variants), steps)
     plain = "NO_COLOR" in os.environ or not sys.stdout.isatty()
     plt.theme("clear" if plain else "default")
+    wide = WideText()
+    x_label = wide(tr("width (log scale)"))
     for row, name in enumerate(variants, start=1):
         for step in range(1, steps + 1):
             plt.subplot(row, step)
-            plt.title(f"{name}, step {step}")
+            plt.title(wide(tr("{variant}, step {step}", variant=name, step=step)))
             for index, layer in enumerate(shown):
                 points = sorted((w, v) for n, w, s, lay, v in table
                                 if n == name and s == step and lay == layer and v > 0)
@@ -157,14 +163,16 @@ def chart(table: list[tuple], variants: list[str], steps: int, width: int | None
                          [float(np.log10(v)) for _, v in points],
                          marker=markers[index % len(markers)])
             plt.xticks([float(np.log2(w)) for w in widths], [str(w) for w in widths])
-            plt.xlabel("width (log scale)")
+            plt.xlabel(x_label)
             if step == 1:
                 plt.ylabel("log10 mean |act|")
-    figure = plt.uncolorize(plt.build()) if plain else plt.build()
+    figure = wide.restore(plt.uncolorize(plt.build()) if plain else plt.build())
     plt.main()  # plotext's figure is global: leave it a single plot again (the probes use it)
     plt.clf()
     plt.subplots(1, 1)
-    key = ", ".join(f"{markers[i % len(markers)]} {'output' if layer == output else f'layer {layer}'}"
+    key = tr(", ").join(f"{markers[i % len(markers)]} "
+                    + (tr("output") if layer == output else tr("layer {layer}", layer=layer))
                     for i, layer in enumerate(shown))
-    return figure + f"\nmarkers: {key}" + ("\nflat lines: the activations' scale does not depend on width "
-                          "(muP's promise); rising lines: it grows with width")
+    return (figure + "\n" + tr("markers: {key}", key=key) + "\n"
+            + tr("flat lines: the activations' scale does not depend on width (muP's promise); "
+                 "rising lines: it grows with width"))

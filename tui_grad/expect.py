@@ -34,6 +34,7 @@ from dataclasses import dataclass
 
 from tui_grad.config import ConfigError
 from tui_grad.engine.diagnose import VERDICTS
+from tui_grad.i18n import tr
 
 PER_LAYER = ("grad_norm", "signal_norm", "weight_norm", "update_ratio", "act_mean", "act_std",
              "saturation", "dead_fraction", "prelu_slope", "predicted_signal_norm",
@@ -94,22 +95,23 @@ def parse_expectation(entry: Mapping[str, object], variants: Sequence[str]) -> E
     """Parse one ``[[expect]]`` table; raise ConfigError saying what is wrong."""
     unknown = set(entry) - {"check", "step", "variant"}
     if unknown:
-        raise ConfigError(f"unknown key {sorted(unknown)[0]!r} (use check, step, variant)")
+        raise ConfigError(tr("unknown key {key} (use check, step, variant)", key=repr(sorted(unknown)[0])))
     text = entry.get("check")
     if not isinstance(text, str):
-        raise ConfigError('needs check = "metric[...] < value"')
+        raise ConfigError(tr('needs check = "metric[...] < value"'))
     step = entry.get("step", LAST)
     if isinstance(step, str) and step == "last":
         step = LAST
     if not isinstance(step, int) or isinstance(step, bool) or step < LAST:
-        raise ConfigError(f"step must be a step number or \"last\" (got {step!r})")
+        raise ConfigError(tr("step must be a step number or \"last\" (got {value})", value=repr(step)))
     variant = entry.get("variant")
     if variant is not None and variant not in variants:
-        raise ConfigError(f"variant {variant!r} is not one of the [[compare]] names {list(variants)}")
+        raise ConfigError(tr("variant {variant} is not one of the [[compare]] names {names}",
+                             variant=repr(variant), names=list(variants)))
     tokens = _tokens(text)
     ops = [i for i, (kind, _) in enumerate(tokens) if kind == "op"]
     if len(ops) != 1:
-        raise ConfigError(f"needs exactly one comparison (< <= > >= == !=) in {text!r}")
+        raise ConfigError(tr("needs exactly one comparison (< <= > >= == !=) in {claim}", claim=repr(text)))
     left, right = _side(tokens[:ops[0]], text), _side(tokens[ops[0] + 1:], text)
     return Expectation(text, left, tokens[ops[0]][1], right, step, variant)
 
@@ -119,14 +121,16 @@ def _tokens(text: str) -> list[tuple[str, object]]:
     while pos < len(text.rstrip()):
         match = _TOKEN.match(text, pos)
         if not match or match.end() == pos:
-            raise ConfigError(f"cannot read {text[pos:].strip()!r} in {text!r}")
+            raise ConfigError(tr("cannot read {part} in {claim}", part=repr(text[pos:].strip()),
+                                 claim=repr(text)))
         pos = match.end()
         kind = match.lastgroup
         if match.group("number") is not None:
             tokens.append(("number", float(match.group("number"))))
         elif match.group("ref") is not None:
             if match.group("sel") is not None and match.group("close") is None:
-                raise ConfigError(f"missing ']' to close {match.group('ref')}[ in {text!r}")
+                raise ConfigError(tr("missing ']' to close {metric}[ in {claim}", metric=match.group("ref"),
+                                     claim=repr(text)))
             tokens.append(("ref", _ref(match.group("ref"), match.group("sel"), text)))
         else:
             tokens.append((kind, match.group(kind)))
@@ -137,29 +141,32 @@ def _ref(name: str, selectors: str | None, text: str) -> object:
     if name in VERDICTS or name == "none":
         return name
     if name not in METRICS:
-        raise ConfigError(f"unknown metric {name!r} (known: {', '.join(METRICS)})")
+        raise ConfigError(tr("unknown metric {name} (known: {known})", name=repr(name),
+                             known=", ".join(METRICS)))
     step, layer = None, None
     for part in filter(None, (s.strip() for s in (selectors or "").split(","))):
         key, _, value = (p.strip() for p in part.partition("="))
         if key not in ("step", "layer") or not value:
-            raise ConfigError(f"selector {part!r} must be step=N or layer=N in {text!r}")
+            raise ConfigError(tr("selector {part} must be step=N or layer=N in {claim}", part=repr(part),
+                                 claim=repr(text)))
         number = {"last": LAST, "first": 0 if key == "step" else 1}.get(value)
         if number is None:
             if not value.isdigit() or (key == "layer" and int(value) < 1):
-                raise ConfigError(f"{key} must be a number, first or last (got {value!r})")
+                raise ConfigError(tr("{key} must be a number, first or last (got {value})", key=key,
+                                     value=repr(value)))
             number = int(value)
         step, layer = (number, layer) if key == "step" else (step, number)
     if name in PER_LAYER and layer is None:
-        raise ConfigError(f"{name} is per layer: say which, e.g. {name}[layer=1]")
+        raise ConfigError(tr("{name} is per layer: say which, e.g. {name}[layer=1]", name=name))
     return Ref(name, step, layer)
 
 
 def _side(tokens: list[tuple[str, object]], text: str) -> tuple:
     if not tokens or len(tokens) % 2 == 0:
-        raise ConfigError(f"incomplete expression {text!r}")
+        raise ConfigError(tr("incomplete expression {claim}", claim=repr(text)))
     for i, (kind, _) in enumerate(tokens):
         if (i % 2 == 0) != (kind in ("number", "ref")):
-            raise ConfigError(f"expected a value, then * or /, in {text!r}")
+            raise ConfigError(tr("expected a value, then * or /, in {claim}", claim=repr(text)))
     return tuple(value for _, value in tokens)
 
 
@@ -185,7 +192,7 @@ def _value(side: tuple, default_step: int, lookup: Callable[[Ref, int], object])
             result = value
             continue
         if result is None or value is None or isinstance(result, str) or isinstance(value, str):
-            raise ConfigError("only numbers can be multiplied or divided")
+            raise ConfigError(tr("only numbers can be multiplied or divided"))
         if side[i - 1] == "*":
             result = result * value
         else:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TextIO
 
 from tui_grad.config import ConfigError
+from tui_grad.i18n import tr
 
 
 class FileExists(ConfigError):
@@ -25,9 +26,9 @@ def write_new_file(path: str, text: str, *, overwrite: bool = True) -> None:
     """
     target = Path(path)
     if target.is_dir():
-        raise ConfigError("is a directory", path=path)
+        raise ConfigError(tr("is a directory"), path=path)
     if not overwrite and target.exists():
-        raise FileExists("already exists", path=path)
+        raise FileExists(tr("already exists"), path=path)
     temporary = target.with_name(f".{target.name}.tmp")
     try:
         temporary.write_text(text, encoding="utf-8")
@@ -35,7 +36,7 @@ def write_new_file(path: str, text: str, *, overwrite: bool = True) -> None:
     except OSError as exc:
         with contextlib.suppress(OSError):
             temporary.unlink(missing_ok=True)
-        raise ConfigError(f"cannot write ({exc.strerror})", path=path) from None
+        raise ConfigError(tr("cannot write ({reason})", reason=exc.strerror), path=path) from None
 
 
 def open_output(path: str | None) -> TextIO | None:
@@ -48,4 +49,4 @@ def open_output(path: str | None) -> TextIO | None:
     try:
         return open(path, "w", encoding="utf-8", newline="")  # noqa: SIM115 - closed by caller
     except OSError as exc:
-        raise ConfigError(f"cannot write ({exc.strerror})", path=path) from None
+        raise ConfigError(tr("cannot write ({reason})", reason=exc.strerror), path=path) from None

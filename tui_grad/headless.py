@@ -15,7 +15,14 @@ from tui_grad.engine import Simulator, StepMetrics
 from tui_grad.engine.probe import jacobian_not_covered
 from tui_grad.engine.theory import Prediction
 from tui_grad.expect import LAST, PER_LAYER, PROBES, Expectation, Ref, evaluate
+from tui_grad.i18n import N_, tr
 from tui_grad.scenario import Scenario
+
+# the engine's reasons (plain English, engine/probe.py) as the user reads them
+PROBE_REASONS = {
+    "the Jacobian probe does not cover layer norm or a norm before or after the shortcut yet":
+        N_("the Jacobian probe does not cover layer norm or a norm before or after the shortcut yet"),
+}
 
 
 @dataclass
@@ -69,10 +76,12 @@ class Check:
     measured: object
 
     def line(self, show_variant: bool) -> str:
-        """``PASS  claim  (measured ...)`` as printed by --check."""
+        """``PASS  claim  (measured ...)`` as printed by --check (the claim as written)."""
         where = f"[{self.variant}] " if show_variant else ""
         measured = f"{self.measured:.4g}" if isinstance(self.measured, float) else str(self.measured)
-        return f"{'PASS' if self.passed else 'FAIL'}  {where}{self.expectation.text}  (measured {measured})"
+        verdict = tr("PASS") if self.passed else tr("FAIL")
+        return tr("{verdict}  {variant}{claim}  (measured {value})", verdict=verdict, variant=where,
+                  claim=self.expectation.text, value=measured)
 
 
 class StopRequested:
@@ -108,7 +117,8 @@ def run(scenario: Scenario, steps: int, *, csv: TextIO | None = None, every: int
     for variant in variants:  # refused before the run, not after it
         refused = jacobian_not_covered(variant.config) if wants_jacobian else None
         if refused:
-            raise ConfigError(f"{refused} (--jacobian, jacobian_* claims; variant {variant.name!r})")
+            raise ConfigError(tr("{reason} (--jacobian, jacobian_* claims; variant {variant})",
+                                 reason=tr(PROBE_REASONS.get(refused, refused)), variant=repr(variant.name)))
     sims = [Simulator(v.config) for v in variants]
     results = [VariantResult(v.name, theory=sim.theory) for v, sim in zip(variants, sims, strict=True)]
     with_variant = bool(scenario.compare)
@@ -204,8 +214,8 @@ class ProgressBar:
     def __init__(self, stream: TextIO = sys.stderr) -> None:
         self._stream = stream
         self._bar = None
-        stream.write("computing the first step (the very first run also compiles the kernels, "
-                     "~20 s, once)...")
+        stream.write(tr("computing the first step (the very first run also compiles the kernels, "
+                        "~20 s, once)..."))
         stream.flush()
 
     def __call__(self, done: int, total: int) -> None:
@@ -213,7 +223,7 @@ class ProgressBar:
             from tui_grad.progressbar import TerminalProgress
 
             self._stream.write("\r\033[K")
-            self._bar = TerminalProgress(total, "step", self._stream)
+            self._bar = TerminalProgress(total, tr("step"), self._stream)
         self._bar.update(done, total, force=done == total)
         if done == total:
             self._bar.close()

@@ -10,7 +10,8 @@ A lesson file::
     [[step]]
     scenario = "sigmoid-vanishing"        # bundled name, or a file relative to the lesson
     title = "Why sigmoid stacks vanish"   # optional (default: the scenario's title)
-    title_zh = "..."                      # optional
+    title_zh = "..."                      # optional (default: the scenario's title_zh,
+                                          # when the step gives no title of its own)
     prompt = "Predict which layers stop learning, then press space."
     prompt_zh = "..."                     # optional
     set = { "network.depth" = 30 }        # optional overrides, as in a scenario file
@@ -31,6 +32,7 @@ from typing import Any
 
 from tui_grad.config import ConfigError, canonical, option
 from tui_grad.expect import Expectation, parse_expectation
+from tui_grad.i18n import tr
 from tui_grad.scenario import Scenario, find_file, load_scenario, read_toml
 
 LESSON_KEYS = ("title", "title_zh", "description")
@@ -95,11 +97,13 @@ def load_lesson(source: str | Path) -> Lesson:
     path = find_file(source, bundled)
     if path is None:
         hint = difflib.get_close_matches(str(source), bundled, n=1)
-        more = f"; did you mean {hint[0]!r}?" if hint else f"; bundled: {', '.join(bundled)}"
-        raise ConfigError(f"no such file or bundled lesson{more}", path=str(source))
+        message = (tr("no such file or bundled lesson; did you mean {name}?", name=repr(hint[0]))
+                   if hint else tr("no such file or bundled lesson; bundled: {names}",
+                                   names=", ".join(bundled)))
+        raise ConfigError(message, path=str(source))
     data, lines = read_toml(path, "lesson")
-    shown = f"{path.stem} (bundled lesson)" if path.resolve().parent == bundled_folder().resolve() \
-        else str(source)
+    shown = tr("{name} (bundled lesson)", name=path.stem) \
+        if path.resolve().parent == bundled_folder().resolve() else str(source)
     try:
         return _build(data, lines, path)
     except ConfigError as exc:
@@ -109,17 +113,19 @@ def load_lesson(source: str | Path) -> Lesson:
 def _build(data: dict[str, Any], lines, path: Path) -> Lesson:
     for table in data:
         if table not in ("lesson", "step"):
-            raise ConfigError(f"unknown table [{table}] (a lesson has [lesson] and [[step]])",
-                              line=lines.of(table))
+            raise ConfigError(tr("unknown table [{table}] (a lesson has [lesson] and [[step]])",
+                                 table=table), line=lines.of(table))
     meta = data.get("lesson", {})
     if not isinstance(meta, dict):
-        raise ConfigError("must be a table [lesson]", key="lesson", line=lines.of("lesson"))
+        raise ConfigError(tr("must be a table [{name}]", name="lesson"), key="lesson",
+                          line=lines.of("lesson"))
     _known(meta, LESSON_KEYS, "lesson", lines)
     steps = data.get("step", [])
     if not isinstance(steps, list) or not all(isinstance(s, dict) for s in steps):
-        raise ConfigError("must be written as [[step]] tables", key="step", line=lines.of("step"))
+        raise ConfigError(tr("must be written as [[{name}]] tables", name="step"), key="step",
+                          line=lines.of("step"))
     if not steps:
-        raise ConfigError("a lesson needs at least one [[step]]", key="step")
+        raise ConfigError(tr("a lesson needs at least one [[step]]"), key="step")
     built = tuple(_step(entry, i, path, lines) for i, entry in enumerate(steps))
     return Lesson(name=path.stem, title=_string(meta, "title", "lesson", lines, path.stem),
                   title_zh=_string(meta, "title_zh", "lesson", lines),
@@ -131,9 +137,10 @@ def _known(table: Mapping[str, Any], keys: tuple[str, ...], where: str, lines, i
     for key in table:
         if key not in keys:
             hint = difflib.get_close_matches(key, keys, n=1)
-            more = f"; did you mean {hint[0]!r}?" if hint else f" (use {', '.join(keys)})"
+            message = (tr("unknown key; did you mean {hint}?", hint=repr(hint[0])) if hint
+                       else tr("unknown key (use {keys})", keys=", ".join(keys)))
             name = where if where == "lesson" else f"step[{index + 1}]"
-            raise ConfigError(f"unknown key{more}", key=f"{name}.{key}",
+            raise ConfigError(message, key=f"{name}.{key}",
                               line=lines.of(where, key, index))
 
 
@@ -142,7 +149,7 @@ def _string(table: Mapping[str, Any], key: str, where: str, lines, default: str 
     value = table.get(key, default)
     if not isinstance(value, str):
         name = where if where == "lesson" else f"step[{index + 1}]"
-        raise ConfigError(f"must be a string (got {value!r})", key=f"{name}.{key}",
+        raise ConfigError(tr("must be a string (got {value})", value=repr(value)), key=f"{name}.{key}",
                           line=lines.of(where, key, index))
     return value
 
@@ -157,15 +164,15 @@ def _step(entry: Mapping[str, Any], index: int, path: Path, lines) -> LessonStep
     _known(entry, STEP_KEYS, "step", lines, index)
     source = entry.get("scenario")
     if not isinstance(source, str) or not source:
-        raise error('needs scenario = "NAME" (a bundled scenario or a file)')
+        raise error(tr('needs scenario = "NAME" (a bundled scenario or a file)'))
     local = path.parent / source
     try:
         scenario = load_scenario(local if local.suffix == ".toml" and local.exists() else source)
     except ConfigError as exc:
-        raise error(f"scenario {source!r}: {exc}", "scenario") from None
+        raise error(tr("scenario {name}: {error}", name=repr(source), error=exc), "scenario") from None
     overrides = entry.get("set", {})
     if not isinstance(overrides, dict):
-        raise error('must be a table, e.g. set = { "network.depth" = 30 }', "set")
+        raise error(tr('must be a table, e.g. set = { "network.depth" = 30 }'), "set")
     values = {}
     for name, value in overrides.items():
         try:
@@ -180,7 +187,7 @@ def _step(entry: Mapping[str, Any], index: int, path: Path, lines) -> LessonStep
             raise error(f"{exc.key or ''}: {exc.message}".lstrip(": "), "set") from None
     watch = entry.get("watch", [])
     if not isinstance(watch, list) or not all(isinstance(w, str) for w in watch):
-        raise error('must be a list of claims, e.g. ["loss[step=last] < 0.1"]', "watch")
+        raise error(tr('must be a list of claims, e.g. ["loss[step=last] < 0.1"]'), "watch")
     claims = []
     for text in watch:
         try:
@@ -189,9 +196,12 @@ def _step(entry: Mapping[str, Any], index: int, path: Path, lines) -> LessonStep
             raise error(exc.message, "watch") from None
     prompt = _string(entry, "prompt", "step", lines, index=index)
     if not prompt:
-        raise error('needs prompt = "..." (what to predict or try before running)', "prompt")
+        raise error(tr('needs prompt = "..." (what to predict or try before running)'), "prompt")
+    # a step without a title of its own takes the scenario's, in both languages
+    own_title = "title" in entry
     return LessonStep(scenario=scenario,
                       title=_string(entry, "title", "step", lines, scenario.title or scenario.name, index),
-                      title_zh=_string(entry, "title_zh", "step", lines, index=index),
+                      title_zh=_string(entry, "title_zh", "step", lines,
+                                       "" if own_title else scenario.title_zh, index),
                       prompt=prompt, prompt_zh=_string(entry, "prompt_zh", "step", lines, index=index),
                       watch=tuple(claims))

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import shutil
 import statistics
 import sys
 from collections.abc import Sequence
 
 from tui_grad.config import ConfigError
+from tui_grad.i18n import tr
 
 GLYPHS = "_.:-=+*#%@"  # low to high, readable without colour
 COLORS = (17, 18, 19, 25, 31, 37, 71, 142, 178, 202)  # blue (low) to orange (high), xterm-256
@@ -37,10 +39,11 @@ def draw_map(rows: list[dict[str, str]], metric: str, *, sweep=None, width: int 
 
     axes = _axes(rows, sweep)
     if not rows:
-        raise ConfigError("the result table has no rows to plot")
+        raise ConfigError(tr("the result table has no rows to plot"))
     if metric not in rows[0] or metric in axes or metric == KEY_COLUMNS_END:
         results = [c for c in rows[0] if c not in axes and c != KEY_COLUMNS_END]
-        raise ConfigError(f"no result column {metric!r} (columns: {', '.join(results)})")
+        raise ConfigError(tr("no result column {metric} (columns: {columns})", metric=repr(metric),
+                             columns=", ".join(results)))
     x_name, y_name = (axes + [""])[:2] if axes else ("", "")
     if x_name == "network.depth" and y_name:
         x_name, y_name = y_name, x_name  # depth goes up, as in the papers' maps
@@ -68,12 +71,45 @@ def draw_map(rows: list[dict[str, str]], metric: str, *, sweep=None, width: int 
     plt.ylim(-0.5, len(y_values) - 0.5)
     plt.xlabel(x_name)
     plt.ylabel(y_name)
-    plt.title(f"{metric} (median over seeds)")
-    legend = " ".join(f"{g}" for g in GLYPHS) + (", log scale" if log_colour else "")
-    text = plt.build() if color else plt.uncolorize(plt.build())
+    wide = WideText()
+    plt.title(wide(tr("{metric} (median over seeds)", metric=metric)))
+    legend = " ".join(f"{g}" for g in GLYPHS) + (tr(", log scale") if log_colour else "")
+    text = wide.restore(plt.build() if color else plt.uncolorize(plt.build()))
+    not_finite = any(not math.isfinite(v) for v in cells.values())
     return (text + f"\n{metric}: {GLYPHS[0]} {low:.3g} .. {GLYPHS[-1]} {high:.3g}  [{legend}]"
-            f"{'  x: diverged or not a number' if any(not math.isfinite(v) for v in cells.values()) else ''}"
+            + ("  " + tr("x: diverged or not a number") if not_finite else "")
             + "".join(f"\n{line}" for line in extra))
+
+
+class WideText:
+    """Texts for a plotext figure that may hold wide (Chinese) characters.
+
+    plotext counts every character as one terminal cell, so a title in Chinese would make its
+    line wider than the figure. Each such text goes to plotext as a placeholder of as many
+    cells (a private-use character repeated) and is put back in the built figure."""
+
+    def __init__(self) -> None:
+        self._texts: list[tuple[str, str]] = []
+
+    def __call__(self, text: str) -> str:
+        """``text`` itself when it is one cell a character, else its placeholder."""
+        from rich.cells import cell_len
+
+        cells = cell_len(text)
+        if cells == len(text):
+            return text
+        mark = chr(0xE000 + len(self._texts))
+        self._texts.append((mark, text))
+        return mark * cells
+
+    def restore(self, figure: str) -> str:
+        """The built figure with every placeholder replaced by its text (cut, where plotext
+        cut the placeholder)."""
+        from rich.cells import set_cell_size
+
+        for mark, text in self._texts:
+            figure = re.sub(f"{mark}+", lambda m, text=text: set_cell_size(text, len(m.group())), figure)
+        return figure
 
 
 def _label(value: str) -> str:
@@ -90,7 +126,7 @@ def _axes(rows: list[dict[str, str]], sweep) -> list[str]:
         return []
     names = list(rows[0])
     if KEY_COLUMNS_END not in names:
-        raise ConfigError("not a result table of tui-grad sweep (no seed column)")
+        raise ConfigError(tr("not a result table of tui-grad sweep (no seed column)"))
     return names[:names.index(KEY_COLUMNS_END)][:2]
 
 
@@ -177,9 +213,10 @@ def _mark(plt, marker, x_name, y_name, x_values, y_values, color) -> str:
     shown = ", ".join(f"{name} = {_label(str(marker[name]))}" for name in (x_name, y_name)
                       if name and name in marker)
     if any(w is None for w in where):
-        return f"{MARKER[0]} you are here: {shown or 'not a swept configuration'} (outside this map)"
+        return f"{MARKER[0]} " + tr("you are here: {where} (outside this map)",
+                                    where=shown or tr("not a swept configuration"))
     plt.scatter([where[0]], [where[1]], marker=MARKER[0], color=MARKER[1] if color else "default")
-    return f"{MARKER[0]} you are here: {shown}"
+    return f"{MARKER[0]} " + tr("you are here: {where}", where=shown)
 
 
 def _place(value, name: str, levels: Sequence[str]) -> float | None:
@@ -221,8 +258,9 @@ def _theory(plt, rows, x_name, y_name, x_values, y_values, color) -> list[str]:
     if crossing is not None:
         ys = [j / 4.0 - 0.5 for j in range(4 * len(y_values) + 1)]  # over the cells, not under
         plt.scatter([crossing] * len(ys), ys, marker="|", color="red" if color else "default")
-        said.append(f"| chi_1 = 1, the theory's critical line (between {x_name} = "
-                    f"{_label(x_values[int(crossing)])} and {_label(x_values[int(crossing) + 1])})")
+        left = min(int(crossing), len(x_values) - 2)  # chi_1 = 1 exactly at the last column
+        said.append("| " + tr("chi_1 = 1, the theory's critical line (between {axis} = {low} and {high})",
+                              axis=x_name, low=_label(x_values[left]), high=_label(x_values[left + 1])))
     if y_name == "network.depth":
         points = []
         for i, (_x, group) in enumerate(by_x.items()):
@@ -236,5 +274,6 @@ def _theory(plt, rows, x_name, y_name, x_values, y_values, color) -> list[str]:
         if points:
             plt.plot([p[0] for p in points], [p[1] for p in points], marker="o",
                      color="white" if color else "default")
-            said.append("o L = 6 xi_c (trainable depth bound, Schoenholz et al. 2017), clipped to the axis")
+            said.append("o " + tr("L = 6 xi_c (trainable depth bound, Schoenholz et al. 2017), clipped to "
+                                  "the axis"))
     return said

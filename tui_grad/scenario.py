@@ -1,6 +1,7 @@
 """Scenario files (TOML) <-> Config, bundled scenario lookup, and export.
 
-A scenario file holds ``[scenario]`` (name, title, description, notes, notes_zh, lock),
+A scenario file holds ``[scenario]`` (name, title, title_zh, description, notes, notes_zh,
+lock),
 one table per config section, optional ``[[compare]]`` variants and ``[[expect]]`` claims.
 Every error is a ConfigError naming the file, the line and the key.
 """
@@ -19,8 +20,9 @@ from typing import Any
 
 from tui_grad.config import OPTIONS, SECTIONS, Config, ConfigError, canonical, option
 from tui_grad.expect import Expectation, parse_expectation
+from tui_grad.i18n import N_, current, tr
 
-META_KEYS = ("name", "title", "description", "notes", "notes_zh", "lock")
+META_KEYS = ("name", "title", "title_zh", "description", "notes", "notes_zh", "lock")
 TOP_LEVEL = ("scenario", *SECTIONS, "compare", "expect")
 BUNDLED_PACKAGE = "tui_grad.scenarios"
 
@@ -48,6 +50,14 @@ class Scenario:
     expects: tuple[Expectation, ...] = ()
     lock: tuple[str, ...] = ()
     path: str | None = None
+    title_zh: str = ""
+
+    def heading(self, lang: str | None = None) -> str:
+        """The title in ``lang`` (default: the language in use): title_zh in Chinese where
+        the file has one, else the English title."""
+        if (lang or current()) == "zh" and self.title_zh:
+            return self.title_zh
+        return self.title
 
     @property
     def variants(self) -> tuple[Variant, ...]:
@@ -60,7 +70,7 @@ class Scenario:
         variants = tuple(Variant(v.name, Config.from_overrides({**overrides, **v.overrides}, base),
                                  v.overrides) for v in self.compare)
         return Scenario(self.name, self.title, self.description, self.notes, self.notes_zh, base,
-                        variants, self.expects, self.lock, self.path)
+                        variants, self.expects, self.lock, self.path, self.title_zh)
 
 
 class _Lines:
@@ -87,29 +97,35 @@ class _Lines:
         return found
 
 
+NOT_A_FILE = {"scenario": N_("is a directory, not a scenario file"),
+              "lesson": N_("is a directory, not a lesson file")}
+
+
 def read_toml(path: Path, kind: str = "scenario") -> tuple[dict[str, Any], _Lines]:
-    """Parse a TOML file written by any common editor (BOM, CRLF) or raise ConfigError."""
+    """Parse a TOML file written by any common editor (BOM, CRLF) or raise ConfigError.
+    ``kind`` (scenario or lesson) names the file a directory is not."""
     shown = str(path)
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
-        raise ConfigError("no such file", path=shown) from None
+        raise ConfigError(tr("no such file"), path=shown) from None
     except IsADirectoryError:
-        raise ConfigError(f"is a directory, not a {kind} file", path=shown) from None
+        raise ConfigError(tr(NOT_A_FILE.get(kind, NOT_A_FILE["scenario"])), path=shown) from None
     except OSError as exc:
-        raise ConfigError(f"cannot read ({exc.strerror})", path=shown) from None
+        raise ConfigError(tr("cannot read ({reason})", reason=exc.strerror), path=shown) from None
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = raw[:exc.start].count(b"\n") + 1
-        raise ConfigError("not UTF-8 text", path=shown, line=line) from None
+        raise ConfigError(tr("not UTF-8 text"), path=shown, line=line) from None
     try:
         data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
+    except tomllib.TOMLDecodeError as exc:  # tomllib's own words stay as Python wrote them
         match = re.search(r"\(at line (\d+), column \d+\)", str(exc))
-        message = re.sub(r"\s*\(at line \d+, column \d+\)", "", str(exc)) or "malformed TOML"
+        message = re.sub(r"\s*\(at line \d+, column \d+\)", "", str(exc))
         line = int(match.group(1)) if match else None
-        raise ConfigError(f"malformed TOML: {message}", path=shown, line=line) from None
+        raise ConfigError(tr("malformed TOML: {reason}", reason=message) if message
+                          else tr("malformed TOML"), path=shown, line=line) from None
     return data, _Lines(text)
 
 
@@ -117,7 +133,7 @@ def load_scenario(source: str | Path) -> Scenario:
     """Load a scenario file, or a bundled scenario by name (``sigmoid-vanishing``)."""
     path = resolve(source)
     data, lines = read_toml(path)
-    shown = str(source) if not _is_bundled(path) else f"{path.stem} (bundled)"
+    shown = str(source) if not _is_bundled(path) else tr("{name} (bundled)", name=path.stem)
     try:
         return _build(data, lines, path.stem, str(path))
     except ConfigError as exc:
@@ -140,8 +156,11 @@ def resolve(source: str | Path) -> Path:
     if found is not None:
         return found
     hint = difflib.get_close_matches(str(source), bundled, n=1)
-    more = f"; did you mean {hint[0]!r}?" if hint else "; `tui-grad scenarios` lists them"
-    raise ConfigError(f"no such file or bundled scenario{more}", path=str(source))
+    if hint:
+        raise ConfigError(tr("no such file or bundled scenario; did you mean {name}?",
+                             name=repr(hint[0])), path=str(source))
+    raise ConfigError(tr("no such file or bundled scenario; `tui-grad scenarios` lists them"),
+                      path=str(source))
 
 
 def bundled_paths() -> dict[str, Path]:
@@ -167,14 +186,16 @@ def _build(data: dict[str, Any], lines: _Lines, stem: str, path: str) -> Scenari
     for table in data:
         if table not in TOP_LEVEL:
             hint = difflib.get_close_matches(table, TOP_LEVEL, n=1)
-            more = f"; did you mean [{hint[0]}]?" if hint else ""
-            raise ConfigError(f"unknown table [{table}]{more}", line=lines.of(table))
+            message = (tr("unknown table [{table}]; did you mean [{hint}]?", table=table, hint=hint[0])
+                       if hint else tr("unknown table [{table}]", table=table))
+            raise ConfigError(message, line=lines.of(table))
     meta = _table(data, "scenario", lines)
     for key in meta:
         if key not in META_KEYS:
             hint = difflib.get_close_matches(key, META_KEYS, n=1)
-            more = f"; did you mean {hint[0]!r}?" if hint else ""
-            raise ConfigError(f"unknown key{more}", key=f"scenario.{key}", line=lines.of("scenario", key))
+            message = (tr("unknown key; did you mean {hint}?", hint=repr(hint[0])) if hint
+                       else tr("unknown key"))
+            raise ConfigError(message, key=f"scenario.{key}", line=lines.of("scenario", key))
     config = Config.from_overrides(_overrides(data, lines))
     entries = _array(data, "compare", lines)
     compare = tuple(_variant(entry, i, config, lines) for i, entry in enumerate(entries))
@@ -186,6 +207,7 @@ def _build(data: dict[str, Any], lines: _Lines, stem: str, path: str) -> Scenari
             raise ConfigError(exc.message, key=f"expect[{i + 1}]", line=lines.of("expect", None, i)) from None
     return Scenario(
         name=_text(meta, "name", stem, lines), title=_text(meta, "title", "", lines),
+        title_zh=_text(meta, "title_zh", "", lines),
         description=_text(meta, "description", "", lines), notes=_text(meta, "notes", "", lines),
         notes_zh=_text(meta, "notes_zh", "", lines), config=config, compare=compare,
         expects=tuple(expects), lock=_lock(meta, lines), path=path)
@@ -194,21 +216,22 @@ def _build(data: dict[str, Any], lines: _Lines, stem: str, path: str) -> Scenari
 def _table(data: Mapping[str, Any], name: str, lines: _Lines) -> dict[str, Any]:
     value = data.get(name, {})
     if not isinstance(value, dict):
-        raise ConfigError(f"must be a table [{name}]", key=name, line=lines.of(name))
+        raise ConfigError(tr("must be a table [{name}]", name=name), key=name, line=lines.of(name))
     return value
 
 
 def _array(data: Mapping[str, Any], name: str, lines: _Lines) -> list[dict[str, Any]]:
     value = data.get(name, [])
     if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
-        raise ConfigError(f"must be written as [[{name}]] tables", key=name, line=lines.of(name))
+        raise ConfigError(tr("must be written as [[{name}]] tables", name=name), key=name,
+                          line=lines.of(name))
     return value
 
 
 def _text(meta: Mapping[str, Any], key: str, default: str, lines: _Lines) -> str:
     value = meta.get(key, default)
     if not isinstance(value, str):
-        raise ConfigError(f"must be a string (got {value!r})", key=f"scenario.{key}",
+        raise ConfigError(tr("must be a string (got {value})", value=repr(value)), key=f"scenario.{key}",
                           line=lines.of("scenario", key))
     return value
 
@@ -217,7 +240,7 @@ def _lock(meta: Mapping[str, Any], lines: _Lines) -> tuple[str, ...]:
     value = meta.get("lock", [])
     where = {"key": "scenario.lock", "line": lines.of("scenario", "lock")}
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise ConfigError("must be a list of option names like [\"network.activation\"]", **where)
+        raise ConfigError(tr("must be a list of option names like [\"network.activation\"]"), **where)
     for name in value:
         try:
             option(name)
@@ -244,7 +267,8 @@ def _variant(entry: Mapping[str, Any], index: int, base: Config, lines: _Lines) 
     line = lines.of("compare", None, index)
     name = entry.get("name")
     if not isinstance(name, str) or not name:
-        raise ConfigError("every [[compare]] needs a name = \"...\"", key=f"compare[{index + 1}]", line=line)
+        raise ConfigError(tr("every [[compare]] needs a name = \"...\""), key=f"compare[{index + 1}]",
+                          line=line)
     overrides = {}
     for key, value in entry.items():
         if key == "name":
@@ -275,17 +299,22 @@ def _toml_value(value: Any) -> str:
 
 
 def to_toml(config: Config, *, name: str = "exported", title: str = "", notes: str = "",
-            lock: tuple[str, ...] = ()) -> str:
-    """A scenario file that loads back to exactly ``config`` (every option written out)."""
+            lock: tuple[str, ...] = (), title_zh: str = "", notes_zh: str = "") -> str:
+    """A scenario file that loads back to exactly ``config`` (every option written out), and
+    to the metadata given; each option's help, in the language in use, as its comment."""
     out = ["[scenario]", f"name = {_toml_value(name)}", f"title = {_toml_value(title)}"]
+    if title_zh:
+        out.append(f"title_zh = {_toml_value(title_zh)}")
     if notes:
         out.append(f"notes = {_toml_value(notes)}")
+    if notes_zh:
+        out.append(f"notes_zh = {_toml_value(notes_zh)}")
     if lock:
         out.append("lock = [" + ", ".join(_toml_value(n) for n in lock) + "]")
     values = config.by_section()
     for section in SECTIONS:
         out += ["", f"[{section}]"]
         for opt in (o for o in OPTIONS if o.section == section):
-            out.append(f"{opt.key} = {_toml_value(values[section][opt.key])}  # {opt.help}")
+            out.append(f"{opt.key} = {_toml_value(values[section][opt.key])}  # {tr(opt.help)}")
     return "\n".join(out) + "\n"
 

@@ -34,6 +34,7 @@ from textual_serve.app_service import AppService
 from textual_serve.server import Server, to_int
 
 from tui_grad.config import ConfigError
+from tui_grad.i18n import tr
 
 DRIVER = "tui_grad.tui.webdriver:TabDriver"
 """The Textual driver of a served app (``TEXTUAL_DRIVER``): it leaves when its input ends."""
@@ -60,9 +61,9 @@ FONT_FACES = """\
 
 
 def app_command(scenario: str, overrides: Sequence[str], steps: int | None,
-                seed: int | None) -> list[str]:
+                seed: int | None, lang: str = "en") -> list[str]:
     """The argv of one tab's app: this Python running ``tui_grad`` with the serve options."""
-    argv = [sys.executable, "-m", "tui_grad"]
+    argv = [sys.executable, "-m", "tui_grad", "--lang", lang]
     for item in overrides:
         argv += ["--set", item]
     if steps is not None:
@@ -75,7 +76,7 @@ def app_command(scenario: str, overrides: Sequence[str], steps: int | None,
 def check_port(port: int) -> None:
     """Refuse a port number no socket can have (0 lets the system choose a free one)."""
     if not 0 <= port <= 65535:
-        raise ConfigError(f"must be 0..65535 (got {port})", key="--port")
+        raise ConfigError(tr("must be 0..65535 (got {value})", value=port), key="--port")
 
 
 def offline_page() -> str:
@@ -127,7 +128,7 @@ async def end_process_group(process: asyncio.subprocess.Process) -> None:
             return
         _signal_group(process.pid, signum)
     if not await _gone(process, 5.0):
-        log.error("app process %d outlived SIGKILL", process.pid)
+        log.error(tr("app process {pid} outlived SIGKILL", pid=process.pid))
 
 
 class TabApp(AppService):
@@ -164,7 +165,7 @@ class TabApp(AppService):
         """Relay the app's output to the tab; close the tab's socket when the app has gone."""
         await super().run()
         if not self._started and self._stopping is None:
-            log.error("a tab's app exited before it started (its error output, if any, is above)")
+            log.error(tr("a tab's app exited before it started (its error output, if any, is above)"))
         with contextlib.suppress(Exception):
             await self.remote_close()  # the page says "Session ended" even after a crash
 
@@ -247,7 +248,7 @@ class TabServer(Server):
             await tab.start(width, height)
             await self._process_messages(websocket, tab)
         except Exception:
-            log.exception("tab failed")
+            log.exception(tr("tab failed"))
         finally:
             self.sockets.discard(websocket)
             await tab.stop()
@@ -286,18 +287,21 @@ def listening_url(runner: web.AppRunner, host: str) -> str:
 def bind_error(exc: OSError | UnicodeError, host: str, port: int) -> ConfigError:
     """The one-line error for a host or port the server cannot listen on."""
     if isinstance(exc, UnicodeError):
-        return ConfigError(f"{host!r} is not a host name", key="--host")
+        return ConfigError(tr("{host} is not a host name", host=repr(host)), key="--host")
     if isinstance(exc, socket.gaierror):
-        return ConfigError(f"cannot find host {host!r} ({exc.strerror})", key="--host")
+        return ConfigError(tr("cannot find host {host} ({reason})", host=repr(host), reason=exc.strerror),
+                           key="--host")
     if exc.errno == errno.EADDRINUSE:
-        return ConfigError(f"{port} is already in use on {host}: another server listens "
-                           "there; pick another port", key="--port")
+        return ConfigError(tr("{port} is already in use on {host}: another server listens "
+                              "there; pick another port", port=port, host=host), key="--port")
     if exc.errno == errno.EADDRNOTAVAIL:
-        return ConfigError(f"{host} is not an address of this machine (use 127.0.0.1, or "
-                           "0.0.0.0 for every network interface)", key="--host")
+        return ConfigError(tr("{host} is not an address of this machine (use 127.0.0.1, or "
+                              "0.0.0.0 for every network interface)", host=host), key="--host")
     if exc.errno == errno.EACCES:
-        return ConfigError(f"{port} needs root (ports below 1024 are privileged)", key="--port")
-    return ConfigError(f"cannot listen on {host} port {port} ({exc.strerror or exc})", key="--host")
+        return ConfigError(tr("{port} needs root (ports below 1024 are privileged)", port=port),
+                           key="--port")
+    return ConfigError(tr("cannot listen on {host} port {port} ({reason})", host=host, port=port,
+                          reason=exc.strerror or exc), key="--host")
 
 
 def serve(argv: Sequence[str], *, scenario: str, host: str, port: int) -> int:
@@ -310,7 +314,8 @@ def serve(argv: Sequence[str], *, scenario: str, host: str, port: int) -> int:
         lambda record: record.getMessage() != "Application failed to start")
     server = TabServer(argv, host=host, port=port, title=f"tui-grad {scenario}")
     server.on_listening = lambda url: print(
-        f"tui-grad: serving {scenario} at {url} (one app per browser tab, ended when its tab "
-        "closes); Ctrl-C stops the server and every app", file=sys.stderr, flush=True)
+        "tui-grad: " + tr("serving {scenario} at {url} (one app per browser tab, ended when its tab "
+                          "closes); Ctrl-C stops the server and every app", scenario=scenario, url=url),
+        file=sys.stderr, flush=True)
     asyncio.run(server.run())
     return 0

@@ -23,6 +23,7 @@ from tui_grad.config import Config, ConfigError
 from tui_grad.csvout import format_log10
 from tui_grad.engine import Simulator, Snapshot, StepMetrics
 from tui_grad.history import History
+from tui_grad.i18n import tr
 from tui_grad.scenario import Scenario
 
 SPEEDS = (1.0, 3.0, 10.0, 30.0, 100.0, None)  # steps per second; None = as fast as it goes
@@ -71,19 +72,26 @@ def forensics(metrics: StepMetrics, recent_norms: list[tuple[int, float]],
     act_bad = np.flatnonzero(~np.isfinite(metrics.act_std))
     grad_bad = np.flatnonzero(np.isnan(metrics.grad_norm_log10) | np.isposinf(metrics.grad_norm_log10))
     last = metrics.act_std.size - 1
+    recurrent = unit == "time step"
     if act_bad.size and act_bad[0] == last:
-        where = f"the output layer ({last + 1}) overflowed first (forward pass)"
+        where = tr("the output layer ({layer}) overflowed first (forward pass)", layer=last + 1)
     elif act_bad.size:
-        where = f"activations overflowed first at {unit} {act_bad[0] + 1} (forward pass)"
+        where = (tr("activations overflowed first at time step {index} (forward pass)", index=act_bad[0] + 1)
+                 if recurrent else
+                 tr("activations overflowed first at layer {index} (forward pass)", index=act_bad[0] + 1))
     elif not math.isfinite(metrics.loss):
-        where = f"the loss became {metrics.loss} (forward pass finished finite)"
+        where = tr("the loss became {value} (forward pass finished finite)", value=metrics.loss)
     elif grad_bad.size:
-        where = f"the gradient became non-finite first at {unit} {grad_bad[-1] + 1} (backward pass)"
+        index = grad_bad[-1] + 1
+        where = (tr("the gradient became non-finite first at time step {index} (backward pass)", index=index)
+                 if recurrent else
+                 tr("the gradient became non-finite first at layer {index} (backward pass)", index=index))
     else:
-        where = f"the loss reached {metrics.loss:.3g}, past the divergence bound"
-    before = ", ".join(f"{format_log10(norm, 1)} at step {step}" for step, norm in recent_norms)
-    return (f"DIVERGED at step {metrics.step}: {where}. Global gradient norm before: "
-            f"{before or 'none (it was the first step)'}.")
+        where = tr("the loss reached {value}, past the divergence bound", value=f"{metrics.loss:.3g}")
+    before = tr(", ").join(tr("{norm} at step {step}", norm=format_log10(norm, 1), step=step)
+                       for step, norm in recent_norms)
+    return tr("DIVERGED at step {step}: {where}. Global gradient norm before: {before}.",
+              step=metrics.step, where=where, before=before or tr("none (it was the first step)"))
 
 
 @dataclass
@@ -190,8 +198,10 @@ class Session:
         except ConfigError:  # the change does not fit this variant: it keeps its settings
             return run.config
 
-    def request_reset(self, reason: str = "reset") -> None:
-        """Start every run again from step 0 with its current config and seed."""
+    def request_reset(self, reason: str | None = None) -> None:
+        """Start every run again from step 0 with its current config and seed; ``reason``
+        (default: "reset: same seed, step 0") is what the restart says."""
+        reason = tr("reset: same seed, step 0") if reason is None else reason
         with self._lock:
             self._pending = ([run.config for run in self.runs], f"!{reason}")
 
@@ -308,7 +318,7 @@ class Session:
         # a new run lifts the automatic pauses (divergence, run.steps) but keeps the user's own
         self.running = self.running or self._auto_paused
         self._auto_paused = False
-        return [Restarted(reason.lstrip("!") or f"restarted: {changed} changed")]
+        return [Restarted(reason.lstrip("!") or tr("restarted: {options} changed", options=changed))]
 
     def _step(self) -> list[object]:
         """One step of every run, in lock-step; events concern the run shown."""

@@ -28,8 +28,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tui_grad.config import OPTIONS, Config
+from tui_grad.i18n import N_, tr
 
-TEXT_WIDTH = 60  # columns of a progress line
+TEXT_WIDTH = 60  # terminal cells of a progress line (a Chinese character takes 2)
 RECORD_NAME = "tui_grad-warmup.pickle"  # beside numba's cache files
 LOCK_NAME = "tui_grad-warmup.lock"  # one warm-up per cache directory at a time
 # Compile events of a cold start by the (model, dtype) pairs of a scenario's variants,
@@ -42,8 +43,8 @@ COLD_COMPILES = {frozenset({("mlp", "float32")}): 125, frozenset({("mlp", "float
 
 @dataclass(frozen=True)
 class Progress:
-    """How far a warm-up got: a status line (at most 60 columns), whether it has finished,
-    and why it failed (None: it did not)."""
+    """How far a warm-up got: a status line (at most 60 terminal cells, in the language in
+    use), whether it has finished, and why it failed (None: it did not)."""
 
     text: str
     done: bool = False
@@ -198,12 +199,21 @@ def needed(configs: list[Config]) -> bool:
 
 
 # ------------------------------------------------------------------ the warm-up (app side)
-def fit(text: str, name: str, width: int = TEXT_WIDTH) -> str:
-    """``text`` with ``{name}`` filled in, the name shortened with "..." to fit ``width``."""
-    room = width - len(text.format(name=""))
-    if len(name) > room:
-        name = name[:max(room - 3, 0)] + "..."
-    return text.format(name=name)
+def fit(text: str, name: str, width: int = TEXT_WIDTH, **fields: object) -> str:
+    """``text`` (marked with N_) translated, its ``{name}`` and other ``fields`` filled in,
+    the name shortened with "..." so the line takes at most ``width`` terminal cells."""
+    from rich.cells import cell_len
+
+    room = width - cell_len(tr(text, name="", **fields))
+    if cell_len(name) > room:
+        kept, cells = "", 0
+        for char in name:
+            cells += cell_len(char)
+            if cells > room - 3:
+                break
+            kept += char
+        name = kept + "..."
+    return tr(text, name=name, **fields)
 
 
 class Warmup:
@@ -252,12 +262,12 @@ class Warmup:
             return self._outcome
         if self._process is None and not self._lock():
             self._waited = True
-            return Progress(f"waiting: another tui-grad is compiling kernels, {seconds}")
+            return Progress(tr("waiting: another tui-grad is compiling kernels, {seconds}", seconds=seconds))
         if self._process is None and self._waited:
             self._waited = False
             self._unlock()  # let others look at the same time
             if not _check(self.configs):  # the other one compiled all this app needs
-                self._outcome = Progress("loaded the kernels", done=True)
+                self._outcome = Progress(tr("loaded the kernels"), done=True)
                 return self._outcome
             return self.poll()
         if self._process is None:
@@ -271,18 +281,18 @@ class Warmup:
         with self._guard:
             state = dict(self._state)
         if state["done"]:
-            return Progress("compiled; loading the kernels...", done=True)
+            return Progress(tr("compiled; loading the kernels..."), done=True)
         if state["error"] or exited:
             error = state["error"] or state["said"] or f"exit code {self._process.returncode}"
-            return Progress(fit("warm-up failed, compiling here: {name}", error), done=True,
+            return Progress(fit(N_("warm-up failed, compiling here: {name}"), error), done=True,
                             error=error)
         if not state["k"]:
-            return Progress(f"looking for compiled kernels, {seconds}")
-        count = f"{state['k']}" if self.total is None or state["k"] > self.total else (
-            f"{state['k']} of {'' if self.counted else '~'}{self.total}")
+            return Progress(tr("looking for compiled kernels, {seconds}", seconds=seconds))
+        count = f"{state['k']}" if self.total is None or state["k"] > self.total else tr(
+            "{k} of {total}", k=state["k"], total=f"{'' if self.counted else '~'}{self.total}")
         # most important first, should a narrow status bar cut the end
-        return Progress(fit(f"compiling {{name}} ({count}), {seconds}; first start only",
-                            state["name"] or "kernels"))
+        return Progress(fit(N_("compiling {name} ({count}), {seconds}; first start only"),
+                            state["name"] or tr("kernels"), count=count, seconds=seconds))
 
     def cancel(self) -> None:
         """End the child (killed if still running) and release the cache; safe to repeat."""

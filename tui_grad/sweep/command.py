@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 
 from tui_grad.config import ConfigError
+from tui_grad.i18n import tr
 from tui_grad.sweep.spec import CONFIRM_ABOVE, Sweep, is_sweep_file, load_sweep
 
 PROG = "tui-grad"
@@ -21,24 +22,26 @@ STATE_FILE = "sweeps.json"  # scenario name -> absolute path of its last sweep's
 def add_arguments(command: str, parser: argparse.ArgumentParser) -> None:
     """The options of ``tui-grad sweep`` or ``tui-grad plot``."""
     if command == "plot":
-        parser.add_argument("table", help="a result file written by tui-grad sweep")
-        parser.add_argument("metric", help="the column to colour the map by, e.g. loss_ratio")
-        parser.add_argument("--sweep", metavar="FILE", help="the sweep file (default: guessed from columns)")
+        parser.add_argument("table", help=tr("a result file written by tui-grad sweep"))
+        parser.add_argument("metric", help=tr("the column to colour the map by, e.g. loss_ratio"))
+        parser.add_argument("--sweep", metavar="FILE",
+                            help=tr("the sweep file (default: guessed from columns)"))
         return
-    parser.add_argument("sweep", help="sweep file or bundled sweep name (quick, edge-of-chaos-map, ...)")
+    parser.add_argument("sweep", help=tr("sweep file or bundled sweep name (quick, edge-of-chaos-map, ...)"))
     parser.add_argument("--out", required=True, metavar="PATH",
-                        help="result CSV, one row per run ('-' = stdout)")
-    parser.add_argument("--json", metavar="PATH", help="also write the table as JSON at the end")
+                        help=tr("result CSV, one row per run ('-' = stdout)"))
+    parser.add_argument("--json", metavar="PATH", help=tr("also write the table as JSON at the end"))
     parser.add_argument("--workers", type=int, metavar="N",
-                        help="local Dask worker processes (default: the machine's cores; 0 = in this "
-                             "process, without Dask)")
-    parser.add_argument("--scheduler", metavar="tcp://HOST:PORT", help="run on an existing Dask cluster")
-    parser.add_argument("--resume", action="store_true", help="keep the rows in --out and run the rest")
-    parser.add_argument("--force", action="store_true", help="overwrite an existing --out")
-    parser.add_argument("--yes", action="store_true", help=f"run more than {CONFIRM_ABOVE} runs")
+                        help=tr("local Dask worker processes (default: the machine's cores; 0 = in this "
+                                "process, without Dask)"))
+    parser.add_argument("--scheduler", metavar="tcp://HOST:PORT", help=tr("run on an existing Dask cluster"))
+    parser.add_argument("--resume", action="store_true", help=tr("keep the rows in --out and run the rest"))
+    parser.add_argument("--force", action="store_true", help=tr("overwrite an existing --out"))
+    parser.add_argument("--yes", action="store_true",
+                        help=tr("run more than {count} runs", count=CONFIRM_ABOVE))
     parser.add_argument("--check", action="store_true",
-                        help="evaluate the sweep's [[expect]]; exit 1 on FAIL")
-    parser.add_argument("--plot", metavar="METRIC", help="draw the map of METRIC when done")
+                        help=tr("evaluate the sweep's [[expect]]; exit 1 on FAIL"))
+    parser.add_argument("--plot", metavar="METRIC", help=tr("draw the map of METRIC when done"))
 
 
 def main(command: str, args: argparse.Namespace) -> int:
@@ -53,8 +56,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     sweep = load_sweep(args.sweep)
     executor = _executor(args)
     if sweep.size > CONFIRM_ABOVE and not args.yes:
-        raise ConfigError(f"{sweep.size} runs is more than {CONFIRM_ABOVE}: add --yes to run them all",
-                          path=args.sweep)
+        raise ConfigError(tr("{count} runs is more than {limit}: add --yes to run them all",
+                             count=sweep.size, limit=CONFIRM_ABOVE), path=args.sweep)
     writer = ResultWriter(args.out, columns(sweep), resume=args.resume, force=args.force)
     try:
         stopped, seconds, todo = _execute(sweep, writer, executor)
@@ -62,12 +65,13 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         writer.close()
         if args.out != "-" and writer.rows:
             record_sweep(sweep.name, args.out)
-    where = "stdout" if args.out == "-" else args.out
+    where = tr("stdout") if args.out == "-" else args.out
     if stopped:
-        print(f"{PROG}: interrupted: {len(writer.rows)} of {sweep.size} runs in {where}; "
-              "--resume runs the rest", file=sys.stderr)
+        print(f"{PROG}: " + tr("interrupted: {done} of {total} runs in {where}; --resume runs the rest",
+                               done=len(writer.rows), total=sweep.size, where=where), file=sys.stderr)
         return INTERRUPTED
-    print(f"{PROG}: {todo} runs in {seconds:.1f} s, {len(writer.rows)} of {sweep.size} in {where}",
+    print(f"{PROG}: " + tr("{count} runs in {seconds} s, {done} of {total} in {where}", count=todo,
+                           seconds=f"{seconds:.1f}", done=len(writer.rows), total=sweep.size, where=where),
           file=sys.stderr)
     return _report(args, sweep, writer.rows)
 
@@ -115,11 +119,11 @@ def _executor(args: argparse.Namespace) -> Callable:
     from tui_grad.sweep import executors
 
     if args.scheduler is not None and args.workers is not None:
-        raise ConfigError("--workers starts a local cluster; --scheduler uses yours: give one of them")
+        raise ConfigError(tr("--workers starts a local cluster; --scheduler uses yours: give one of them"))
     if args.scheduler is not None:
         return lambda *a, **k: executors.run_on_dask(*a, scheduler=args.scheduler, **k)
     if args.workers is not None and args.workers < 0:
-        raise ConfigError(f"--workers must be 0 or more (got {args.workers})")
+        raise ConfigError(tr("{flag} must be 0 or more (got {value})", flag="--workers", value=args.workers))
     if args.workers == 0:
         return executors.run_here
     return lambda *a, **k: executors.run_on_dask(*a, workers=args.workers or os.cpu_count() or 1, **k)
@@ -136,7 +140,7 @@ def _execute(sweep: Sweep, writer, executor: Callable) -> tuple[bool, float, int
     if sys.stderr.isatty() and todo:
         from tui_grad.progressbar import TerminalProgress
 
-        bar = TerminalProgress(sweep.size, "runs", done=len(writer.rows))
+        bar = TerminalProgress(sweep.size, tr("runs"), done=len(writer.rows))
     started = time.perf_counter()
     try:
         executor(todo, sweep.steps, writer.write,
@@ -164,7 +168,8 @@ def _report(args: argparse.Namespace, sweep: Sweep, rows: list[dict[str, str]]) 
     for item in checks:
         print(item.line(), file=sys.stdout if args.out != "-" else sys.stderr)
     if args.check and not sweep.claims:
-        print(f"{PROG}: note: {args.sweep} has no [[expect]] entries to check", file=sys.stderr)
+        print(f"{PROG}: " + tr("note: {scenario} has no [[expect]] entries to check", scenario=args.sweep),
+              file=sys.stderr)
     return 1 if any(not c.passed for c in checks) else 0
 
 
@@ -189,8 +194,9 @@ def validate(files: list[str], validate_scenarios: Callable[[list[str]], int]) -
             sweep = load_sweep(name)
         except ConfigError as exc:
             bad += 1
-            print(f"{PROG}: error: {exc}", file=sys.stderr)
+            print(f"{PROG}: {tr('error')}: {exc}", file=sys.stderr)
             continue
-        print(f"OK  {name}: {sweep.scenario.title or sweep.name} (sweep: {sweep.size} runs of "
-              f"{sweep.steps} steps, {len(sweep.claims)} expectations)")
+        print("OK  " + tr("{name}: {title} (sweep: {runs} runs of {steps} steps, {count} expectations)",
+                          name=name, title=sweep.scenario.title or sweep.name, runs=sweep.size,
+                          steps=sweep.steps, count=len(sweep.claims)))
     return 2 if bad else 0

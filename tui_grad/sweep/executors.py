@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from tui_grad.config import ConfigError
+from tui_grad.i18n import tr
 from tui_grad.sweep.runner import run_task
 from tui_grad.sweep.spec import Run
 
@@ -88,12 +89,14 @@ def _client(workers: int | None, scheduler: str | None) -> Iterator[Any]:
         logging.getLogger(name).setLevel(logging.ERROR)  # a closing cluster's chatter is not news
     if scheduler is not None:
         if not SCHEDULER_ADDRESS.match(scheduler):
-            raise ConfigError(f"must look like tcp://HOST:PORT (got {scheduler!r})", path="--scheduler")
+            raise ConfigError(tr("must look like tcp://HOST:PORT (got {value})", value=repr(scheduler)),
+                              path="--scheduler")
         try:
             client = Client(scheduler, timeout=CONNECT_SECONDS)
         except (OSError, TimeoutError) as exc:
-            raise ConfigError(f"cannot reach a Dask scheduler at {scheduler} within "
-                              f"{CONNECT_SECONDS} s ({type(exc).__name__})", path="--scheduler") from None
+            raise ConfigError(tr("cannot reach a Dask scheduler at {address} within {seconds} s ({reason})",
+                                 address=scheduler, seconds=CONNECT_SECONDS, reason=type(exc).__name__),
+                              path="--scheduler") from None
         with client:
             yield client
         return

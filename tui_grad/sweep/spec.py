@@ -23,14 +23,15 @@ from pathlib import Path
 from typing import Any
 
 from tui_grad.config import Config, ConfigError, option
+from tui_grad.i18n import N_, tr
 from tui_grad.scenario import Scenario, _build, _Lines, find_file, read_toml
 
 SWEEP_KEYS = ("steps", "seeds", "grid")
 CONFIRM_ABOVE = 10_000  # runs; more need --yes
 VALIDATE_POINTS = 100_000  # grid points checked for consistency when the file loads
 BUNDLED_PACKAGE = "tui_grad.sweeps"
-NOT_SWEPT = {"run.seed": "list seeds in [sweep] seeds = [...]",
-             "run.steps": "set [sweep] steps = N"}
+NOT_SWEPT = {"run.seed": N_("list seeds in [sweep] seeds = [...]"),
+             "run.steps": N_("set [sweep] steps = N")}
 
 
 @dataclass(frozen=True)
@@ -111,8 +112,10 @@ def resolve(source: str | Path) -> Path:
     found = find_file(source, bundled)
     if found is not None:
         return found
-    names = ", ".join(bundled) or "none"
-    raise ConfigError(f"no such file or bundled sweep (bundled: {names})", path=str(source))
+    if not bundled:
+        raise ConfigError(tr("no such file (and no sweep is bundled)"), path=str(source))
+    raise ConfigError(tr("no such file or bundled sweep (bundled: {names})", names=", ".join(bundled)),
+                      path=str(source))
 
 
 def bundled_paths() -> dict[str, Path]:
@@ -140,16 +143,16 @@ def _parse(data: dict[str, Any], lines: _Lines, path: Path) -> Sweep:
 
     table = data.pop("sweep", None)
     if not isinstance(table, dict):
-        raise ConfigError("needs a [sweep] table with [sweep.grid] (this looks like a scenario file)",
+        raise ConfigError(tr("needs a [sweep] table with [sweep.grid] (this looks like a scenario file)"),
                           line=lines.of("sweep"))
     if "compare" in data:
-        raise ConfigError("[[compare]] has no place in a sweep file: put the compared option in "
-                          "[sweep.grid]", key="compare", line=lines.of("compare"))
+        raise ConfigError(tr("[[compare]] has no place in a sweep file: put the compared option in "
+                             "[sweep.grid]"), key="compare", line=lines.of("compare"))
     claims = data.pop("expect", [])
     scenario = _build(data, lines, path.stem, str(path))
     for key in table:
         if key not in SWEEP_KEYS:
-            raise ConfigError(f"unknown key (use {', '.join(SWEEP_KEYS)})", key=f"sweep.{key}",
+            raise ConfigError(tr("unknown key (use {keys})", keys=", ".join(SWEEP_KEYS)), key=f"sweep.{key}",
                               line=lines.of("sweep", key))
     steps = _steps(table, scenario.config, lines)
     seeds = _seeds(table, scenario.config, lines)
@@ -167,7 +170,7 @@ def _steps(table: dict[str, Any], base: Config, lines: _Lines) -> int:
     except ConfigError as exc:
         raise ConfigError(exc.message, key="sweep.steps", line=lines.of("sweep", "steps")) from None
     if steps < 1:
-        raise ConfigError(f"must be 1 or more (got {steps})", key="sweep.steps",
+        raise ConfigError(tr("must be 1 or more (got {value})", value=steps), key="sweep.steps",
                           line=lines.of("sweep", "steps"))
     return steps
 
@@ -176,7 +179,8 @@ def _seeds(table: dict[str, Any], base: Config, lines: _Lines) -> tuple[int, ...
     where = {"key": "sweep.seeds", "line": lines.of("sweep", "seeds")}
     raw = table.get("seeds", [base.run.seed])
     if not isinstance(raw, list) or not raw:
-        raise ConfigError(f"must be a non-empty list of seeds like [0, 1, 2] (got {raw!r})", **where)
+        raise ConfigError(tr("must be a non-empty list of seeds like [0, 1, 2] (got {value})",
+                             value=repr(raw)), **where)
     try:
         seeds = tuple(option("run.seed").from_toml(seed) for seed in raw)
     except ConfigError as exc:
@@ -187,7 +191,7 @@ def _seeds(table: dict[str, Any], base: Config, lines: _Lines) -> tuple[int, ...
 
 def _grid(raw: Any, lines: _Lines) -> tuple[tuple[str, tuple[Any, ...]], ...]:
     if not isinstance(raw, dict) or not raw:
-        raise ConfigError('needs [sweep.grid] with at least one option, e.g. "network.depth" = [5, 10]',
+        raise ConfigError(tr('needs [sweep.grid] with at least one option, e.g. "network.depth" = [5, 10]'),
                           key="sweep.grid", line=lines.of("sweep.grid") or lines.of("sweep"))
     # network.depth = [...] unquoted parses as {"network": {"depth": [...]}}
     pairs = []
@@ -199,7 +203,7 @@ def _grid(raw: Any, lines: _Lines) -> tuple[tuple[str, tuple[Any, ...]], ...]:
     names = [name for name, _ in pairs]
     for name in names:
         if names.count(name) > 1:
-            raise ConfigError("is in the grid twice", key=f"sweep.grid.{name}",
+            raise ConfigError(tr("is in the grid twice"), key=f"sweep.grid.{name}",
                               line=lines.of("sweep.grid", name))
     return tuple(_axis(name, values, lines) for name, values in pairs)
 
@@ -211,9 +215,10 @@ def _axis(name: str, values: Any, lines: _Lines) -> tuple[str, tuple[Any, ...]]:
     except ConfigError as exc:
         raise ConfigError(exc.message, **where) from None
     if name in NOT_SWEPT:
-        raise ConfigError(f"is not swept in the grid: {NOT_SWEPT[name]}", **where)
+        raise ConfigError(tr("is not swept in the grid: {hint}", hint=tr(NOT_SWEPT[name])), **where)
     if not isinstance(values, list) or not values:
-        raise ConfigError(f"must be a non-empty list of values, e.g. [1, 2] (got {values!r})", **where)
+        raise ConfigError(tr("must be a non-empty list of values, e.g. [1, 2] (got {value})",
+                             value=repr(values)), **where)
     try:
         coerced = tuple(opt.from_toml(value) for value in values)
     except ConfigError as exc:
@@ -226,7 +231,7 @@ def _no_repeats(values: tuple, where: dict) -> None:
     seen = set()
     for value in values:
         if value in seen:
-            raise ConfigError(f"lists {cell(value)} twice (every run must differ)", **where)
+            raise ConfigError(tr("lists {value} twice (every run must differ)", value=cell(value)), **where)
         seen.add(value)
 
 
@@ -239,5 +244,6 @@ def _check_points(sweep: Sweep, lines: _Lines) -> None:
             Config.from_overrides(dict(zip(names, point, strict=True)), sweep.scenario.config)
         except ConfigError as exc:
             shown = ", ".join(f"{n}={cell(v)}" for n, v in zip(names, point, strict=True))
-            raise ConfigError(f"{exc.message} at the grid point {shown}", key=exc.key,
+            raise ConfigError(tr("{message} at the grid point {point}", message=exc.message, point=shown),
+                              key=exc.key,
                               line=lines.of("sweep.grid")) from None

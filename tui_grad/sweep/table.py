@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from tui_grad.config import ConfigError
+from tui_grad.i18n import tr
 from tui_grad.sweep.runner import RESULT_COLUMNS
 from tui_grad.sweep.spec import Run, Sweep, cell
 
@@ -42,19 +43,19 @@ class ResultWriter:
         self.rows: list[dict[str, str]] = []  # every row in the file, resumed ones first
         if path == "-":
             if resume:
-                raise ConfigError("--resume needs a file, not stdout", path="--out")
+                raise ConfigError(tr("--resume needs a file, not stdout"), path="--out")
             self._stream: TextIO = sys.stdout
             self._write_header()
             return
         target = Path(path)
         if target.is_dir():
-            raise ConfigError("is a directory", path=path)
+            raise ConfigError(tr("is a directory"), path=path)
         if target.exists() and target.stat().st_size > 0 and resume:
             self._read_existing(target)
             self._stream = self._open(target, "a")
             return
         if target.exists() and target.stat().st_size > 0 and not force:
-            raise ConfigError("already exists; add --resume to continue it or --force to start over",
+            raise ConfigError(tr("already exists; add --resume to continue it or --force to start over"),
                               path=path)
         self._stream = self._open(target, "w")
         self._write_header()
@@ -63,7 +64,7 @@ class ResultWriter:
         try:
             return open(target, mode, encoding="utf-8", newline="")  # noqa: SIM115 - closed in close()
         except OSError as exc:
-            raise ConfigError(f"cannot write ({exc.strerror})", path=self.path) from None
+            raise ConfigError(tr("cannot write ({reason})", reason=exc.strerror), path=self.path) from None
 
     def _write_header(self) -> None:
         csv.writer(self._stream, lineterminator="\n").writerow(self.header)
@@ -82,13 +83,14 @@ class ResultWriter:
             self._write_header()
             return
         if tuple(found) != self.header:
-            raise ConfigError("was written by a different sweep (its columns differ); "
-                              "use another --out, or --force to start over", path=self.path)
+            raise ConfigError(tr("was written by a different sweep (its columns differ); "
+                                 "use another --out, or --force to start over"), path=self.path)
         keys = len(self.header) - len(RESULT_COLUMNS)
         for line in reader:
             if len(line) != len(self.header):
-                raise ConfigError(f"has a row of {len(line)} cells, not {len(self.header)}; "
-                                  "not a result file tui-grad can resume", path=self.path)
+                raise ConfigError(tr("has a row of {cells} cells, not {columns}; not a result file "
+                                     "tui-grad can resume", cells=len(line), columns=len(self.header)),
+                                  path=self.path)
             self.done.add(tuple(line[:keys]))
             self.rows.append(dict(zip(self.header, line, strict=True)))
 
@@ -112,9 +114,9 @@ def read_table(path: str) -> list[dict[str, str]]:
         with open(path, encoding="utf-8", newline="") as stream:
             rows = list(csv.DictReader(stream))
     except FileNotFoundError:
-        raise ConfigError("no such file", path=path) from None
+        raise ConfigError(tr("no such file"), path=path) from None
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise ConfigError(f"cannot read a result table ({exc})", path=path) from None
+        raise ConfigError(tr("cannot read a result table ({reason})", reason=exc), path=path) from None
     return rows
 
 

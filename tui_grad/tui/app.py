@@ -20,14 +20,24 @@ from textual.reactive import reactive
 from textual.widgets import Footer, Static
 from textual.worker import get_current_worker
 
+from tui_grad import i18n
 from tui_grad.config import ConfigError, fit_change
 from tui_grad.history import Frame
+from tui_grad.i18n import N_, tr
 from tui_grad.lesson import Lesson
 from tui_grad.scenario import Scenario
 from tui_grad.session import Diverged, Finished, Restarted, Rewound, Session
 from tui_grad.tui.charts import ActivationChart, GradientChart, Heatmap, LossChart, UpdateRatioChart
 from tui_grad.tui.panels import GROUPS, OptionChanged, OptionRow, Panel, show_value
-from tui_grad.tui.screens import ExportScreen, HelpScreen, LessonPromptScreen, MapScreen, NotesScreen
+from tui_grad.tui.screens import (
+    ExportScreen,
+    HelpScreen,
+    LessonPromptScreen,
+    MapScreen,
+    NotesScreen,
+    translated_bindings,
+)
+from tui_grad.tui.texts import describe_theory
 
 NARROW_WIDTH = 120  # below this one chart is shown at a time
 CHUNK_SECONDS = 0.04  # compute between checks for cancellation and new requests
@@ -40,8 +50,13 @@ MESSAGE_SECONDS = 4.0  # a message line stays this long (the report area keeps w
 # 256- and 16-colour terminals, and NO_COLOR leaves the verdict's words.
 VERDICT_STYLE = {"healthy": "bold #000000 on #3fb950", "vanishing": "bold #ffffff on #1f5fbf",
                  "exploding": "bold #000000 on #e3b341", "diverged": "bold #ffffff on #c62828"}
+VERDICT_WORDS = {"healthy": N_("HEALTHY"), "vanishing": N_("VANISHING"), "exploding": N_("EXPLODING"),
+                 "diverged": N_("DIVERGED")}
 CHARTS = (("chart-grad", GradientChart), ("chart-loss", LossChart), ("chart-act", ActivationChart),
           ("chart-update", UpdateRatioChart), ("chart-heat", Heatmap))
+CHART_TIPS = (N_("show chart 1 on a narrow screen"), N_("show chart 2 on a narrow screen"),
+              N_("show chart 3 on a narrow screen"), N_("show chart 4 on a narrow screen"),
+              N_("show chart 5 on a narrow screen"))
 
 
 def lower_thread_priority(niceness: int = 10) -> None:
@@ -67,49 +82,49 @@ class GradApp(App[None]):
     TITLE = "tui-grad"
     ENABLE_COMMAND_PALETTE = False
     BINDINGS = [  # footer order: what a newcomer needs first fits at 80 columns
-        Binding("question_mark", "help", "help", key_display="?", id="app.help",
-                tooltip="this help: every key and option"),
-        Binding("space", "toggle_run", "run/pause", id="run.toggle", tooltip="run / pause"),
-        Binding("n", "step", "step", id="run.step", tooltip="pause and take one step"),
-        Binding("N", "lesson_step(1)", "next", id="lesson.next",
-                tooltip="lesson: the next step (its scenario and prompt)"),
-        Binding("P", "lesson_step(-1)", "prev", id="lesson.previous",
-                tooltip="lesson: the previous step"),
-        Binding("o", "notes", "notes", id="app.notes",
-                tooltip="the scenario's notes (t: English / 中文)"),
-        Binding("q", "quit", "quit", id="app.quit", tooltip="quit"),
-        Binding("ctrl+c", "quit", "quit", show=False, priority=True, id="app.interrupt",
-                tooltip="quit, as in every terminal program"),
-        Binding("x", "reset", "reset", id="run.reset",
-                tooltip="reset: step 0, same seed (identical numbers)"),
-        Binding("p", "pin", "pin", id="view.pin",
-                tooltip="pin this run as a baseline drawn beside the live one"),
-        Binding("u", "rewind", "rewind", id="run.rewind",
-                tooltip="rewind to the last rewind point (every 10 steps)"),
-        Binding("v", "variant", "variant", id="run.variant",
-                tooltip="show the next [[compare]] variant, at the same step"),
-        Binding("e", "export", "export", id="app.export",
-                tooltip="export the configuration as a scenario file"),
-        Binding("D", "probes", "probes", show=False, id="app.probes",
-                tooltip="per-layer distributions, the Jacobian's spectrum and sharpness, measured "
-                        "on request (MLP)"),
-        Binding("M", "sweep_map", "map", show=False, id="app.map",
-                tooltip="the last sweep's map of this scenario, the current configuration marked"),
-        Binding("s", "new_seed", "new seed", id="run.seed", tooltip="new seed: step 0"),
-        Binding("g", "toggle_signal", "dW/dh", id="view.signal",
-                tooltip="gradient chart: ||dL/dW|| or ||dL/dh||"),
-        Binding("y", "toggle_theory", "theory", id="view.theory",
-                tooltip="theory overlay on / off"),
-        Binding("left_square_bracket", "speed(-1)", "slower", key_display="[", id="run.slower",
-                tooltip="slower (1 to 100 steps/s, or unlimited)"),
-        Binding("right_square_bracket", "speed(1)", "faster", key_display="]", id="run.faster",
-                tooltip="faster"),
-        Binding("h", "toggle_controls", "panels", id="view.controls",
-                tooltip="hide / show the panels"),
-        Binding("escape", "leave_panel", "leave panel", show=False, id="app.leave",
-                tooltip="leave the panels"),
-        *[Binding(str(n), f"chart({n})", f"chart {n}", show=False, id=f"view.chart{n}",
-                  tooltip=f"show chart {n} on a narrow screen") for n in range(1, len(CHARTS) + 1)],
+        Binding("question_mark", "help", N_("help"), key_display="?", id="app.help",
+                tooltip=N_("this help: every key and option")),
+        Binding("space", "toggle_run", N_("run/pause"), id="run.toggle", tooltip=N_("run / pause")),
+        Binding("n", "step", N_("step"), id="run.step", tooltip=N_("pause and take one step")),
+        Binding("N", "lesson_step(1)", N_("next"), id="lesson.next",
+                tooltip=N_("lesson: the next step (its scenario and prompt)")),
+        Binding("P", "lesson_step(-1)", N_("prev"), id="lesson.previous",
+                tooltip=N_("lesson: the previous step")),
+        Binding("o", "notes", N_("notes"), id="app.notes",
+                tooltip=N_("the scenario's notes (t: English / 中文)")),
+        Binding("q", "quit", N_("quit"), id="app.quit", tooltip=N_("quit")),
+        Binding("ctrl+c", "quit", N_("quit"), show=False, priority=True, id="app.interrupt",
+                tooltip=N_("quit, as in every terminal program")),
+        Binding("x", "reset", N_("reset"), id="run.reset",
+                tooltip=N_("reset: step 0, same seed (identical numbers)")),
+        Binding("p", "pin", N_("pin"), id="view.pin",
+                tooltip=N_("pin this run as a baseline drawn beside the live one")),
+        Binding("u", "rewind", N_("rewind"), id="run.rewind",
+                tooltip=N_("rewind to the last rewind point (every 10 steps)")),
+        Binding("v", "variant", N_("variant"), id="run.variant",
+                tooltip=N_("show the next [[compare]] variant, at the same step")),
+        Binding("e", "export", N_("export"), id="app.export",
+                tooltip=N_("export the configuration as a scenario file")),
+        Binding("D", "probes", N_("probes"), show=False, id="app.probes",
+                tooltip=N_("per-layer distributions, the Jacobian's spectrum and sharpness, measured "
+                           "on request (MLP)")),
+        Binding("M", "sweep_map", N_("map"), show=False, id="app.map",
+                tooltip=N_("the last sweep's map of this scenario, the current configuration marked")),
+        Binding("s", "new_seed", N_("new seed"), id="run.seed", tooltip=N_("new seed: step 0")),
+        Binding("g", "toggle_signal", N_("dW/dh"), id="view.signal",
+                tooltip=N_("gradient chart: ||dL/dW|| or ||dL/dh||")),
+        Binding("y", "toggle_theory", N_("theory"), id="view.theory",
+                tooltip=N_("theory overlay on / off")),
+        Binding("left_square_bracket", "speed(-1)", N_("slower"), key_display="[", id="run.slower",
+                tooltip=N_("slower (1 to 100 steps/s, or unlimited)")),
+        Binding("right_square_bracket", "speed(1)", N_("faster"), key_display="]", id="run.faster",
+                tooltip=N_("faster")),
+        Binding("h", "toggle_controls", N_("panels"), id="view.controls",
+                tooltip=N_("hide / show the panels")),
+        Binding("escape", "leave_panel", N_("leave panel"), show=False, id="app.leave",
+                tooltip=N_("leave the panels")),
+        *[Binding(str(n), f"chart({n})", N_("chart"), show=False, id=f"view.chart{n}",
+                  tooltip=tip) for n, tip in enumerate(CHART_TIPS, start=1)],
         *[Binding(g.key, f"panel('{g.key}')", g.short, id=f"panel.{g.key}") for g in GROUPS],
     ]
 
@@ -121,9 +136,11 @@ class GradApp(App[None]):
     """The gradient chart overlays the mean-field prediction of ||dL/dh||."""
 
     def __init__(self, scenario: Scenario | None = None, *, autostart: bool = True,
-                 lesson: Lesson | None = None, lesson_step: int = 0, lang: str = "en") -> None:
+                 lesson: Lesson | None = None, lesson_step: int = 0, lang: str | None = None) -> None:
         super().__init__()
-        self.lesson, self.lesson_index, self.lang = lesson, lesson_step, lang
+        translated_bindings(self)
+        # the lesson's language (the prompt's t switches its own); the interface's is i18n's
+        self.lesson, self.lesson_index, self.lang = lesson, lesson_step, lang or i18n.current()
         if lesson is not None:
             scenario = lesson.steps[lesson_step].scenario
         self.scenario = scenario
@@ -151,7 +168,7 @@ class GradApp(App[None]):
                 for number, (name, kind) in enumerate(CHARTS, start=1):
                     chart = kind(id=name, classes="chart -selected" if number == 1 else "chart")
                     chart.number = number
-                    chart.border_title = f"{number} {kind.title_text}"
+                    chart.border_title = f"{number} {tr(kind.title_text)}"
                     yield chart
                 with Vertical(id="texts"):
                     yield Static("", id="message")
@@ -166,7 +183,7 @@ class GradApp(App[None]):
         self._message = self.query_one("#message", Static)
         self._main = self.query_one("#main")
         self._charts = {name: self.query_one(f"#{name}") for name, _ in CHARTS}
-        self.sub_title = self.scenario.title
+        self.sub_title = self._title()
         self._layout_for(self.size.width)
         self.set_interval(REDRAW_SECONDS, self.redraw)
         self.redraw(force=True)
@@ -174,6 +191,10 @@ class GradApp(App[None]):
             self.simulate()  # the worker starts now: its kernels load while the screen paints
         if self.lesson is not None:
             self._show_prompt()
+
+    def _title(self) -> str:
+        """The scenario's title in the interface's language."""
+        return self.scenario.heading()
 
     def on_resize(self, event) -> None:
         if not hasattr(self, "_main"):  # a resize can arrive before mount
@@ -240,7 +261,7 @@ class GradApp(App[None]):
                    "activation": network.activation, "model": network.model}
         report = self.session.run.report
         if report:
-            report += " Press u to rewind, change a remedy, then space."
+            report += " " + tr("Press u to rewind, change a remedy, then space.")
         self._report_widget.update(escape(report) if report else self._theory_text())
         self._report_widget.set_class(bool(report), "-diverged")
         narrow = self._main.has_class("narrow")
@@ -257,31 +278,32 @@ class GradApp(App[None]):
         if self.lesson is not None:  # which step of the lesson first; the variant before the
             # step's title, which a narrow screen cuts
             name = f"{variant} {self.lesson.steps[self.lesson_index].text(self.lang)[0]}".lstrip()
-            line.append(f"lesson {self.lesson_index + 1}/{len(self.lesson.steps)} ",
+            line.append(tr("lesson {k}/{n}", k=self.lesson_index + 1, n=len(self.lesson.steps)) + " ",
                         style="bold reverse")
         elif variant:
             name += f" {variant}"
         if latest is None:
             line.append(f"{name} | ")
-            line.append(self.startup_text or "preparing the first step...")
+            line.append(self.startup_text or tr("preparing the first step..."))
             line.truncate(max(width - 2, 1), overflow="ellipsis")
             return line
-        verdict = latest.status.upper()
+        verdict = tr(VERDICT_WORDS[latest.status])
         if latest.diverged_at is not None:
-            verdict = f"DIVERGED at step {latest.diverged_at}"
+            verdict = tr("DIVERGED at step {step}", step=latest.diverged_at)
         line.append(f" {verdict} ", style=VERDICT_STYLE[latest.status])
-        line.append(f" step {latest.step} | ")
+        line.append(" " + tr("step {step}", step=latest.step) + " | ")
         if not session.running:
-            line.append("PAUSED", style="bold")
+            line.append(tr("PAUSED"), style="bold")
         else:
             rate, cap = session.steps_per_second, session.max_rate
-            limit = "max" if cap is None else f"max {cap:g}"
             if rate is not None and cap is not None:
                 rate = min(rate, cap)  # timer jitter is no reason to show 31 of at most 30
-            line.append(f"{'...' if rate is None else f'{rate:.0f}'} steps/s ({limit})")
-        line.append(f" | loss {latest.loss:.4g} | {name}")
+            rate_text = "..." if rate is None else f"{rate:.0f}"
+            line.append(tr("{rate} steps/s (max)", rate=rate_text) if cap is None else
+                        tr("{rate} steps/s (max {cap})", rate=rate_text, cap=f"{cap:g}"))
+        line.append(" | " + tr("loss {loss}", loss=f"{latest.loss:.4g}") + f" | {name}")
         if latest.clipped:
-            line.append(f" | clip x{latest.clip_scale:.2g}")
+            line.append(" | " + tr("clip x{scale}", scale=f"{latest.clip_scale:.2g}"))
         line.truncate(max(width - 2, 1), overflow="ellipsis")
         return line
 
@@ -314,8 +336,10 @@ class GradApp(App[None]):
         sim = self.session.sim
         if sim is None or not self.show_theory:
             return ""
-        text = sim.theory.describe()
-        return escape(text if "not covered" in text else f"{text} (at initialisation; y hides it)")
+        theory = sim.theory
+        text = describe_theory(theory)
+        return escape(text if not theory.covered else
+                      text + " " + tr("(at initialisation; y hides it)"))
 
     # ------------------------------------------------------------ events
     @on(OptionChanged)
@@ -325,14 +349,14 @@ class GradApp(App[None]):
         A model, task or loss that no longer fits the other two brings them along (mlp needs
         a feed-forward task, rnn/lstm a sequence task), and the message says so."""
         if event.name in self.scenario.lock:
-            event.row.set_error("locked by this scenario")
+            event.row.set_error(tr("locked by this scenario"))
             return
         current = self.session.config
         try:
             config, companions = fit_change(current, event.name, event.value)
             locked = [name for name in companions if name in self.scenario.lock]
             if locked:
-                raise ConfigError(f"needs {locked[0]} changed, which this scenario locks")
+                raise ConfigError(tr("needs {name} changed, which this scenario locks", name=locked[0]))
         except ConfigError as exc:
             event.row.set_error(exc.message)
             return
@@ -341,12 +365,13 @@ class GradApp(App[None]):
             return
         change = f"{event.name} = {show_value(config[event.name])}"
         if companions:
-            change += ", so " + ", ".join(f"{name} = {value}" for name, value in companions.items())
-        reached = self.session.request(config, f"{change}: restarted")
+            change = tr("{change}, so {companions}", change=change, companions=", ".join(
+                f"{name} = {value}" for name, value in companions.items()))
+        reached = self.session.request(config, tr("{change}: restarted", change=change))
         self._sync_rows()
         if not current.needs_restart(config):
-            variants = f" to all {reached} variants" if reached > 1 else ""
-            self.say(f"{change}: applied live{variants}")
+            self.say(tr("{change}: applied live to all {count} variants", change=change, count=reached)
+                     if reached > 1 else tr("{change}: applied live", change=change))
 
     @on(SimulationEvent)
     def simulation_event(self, message: SimulationEvent) -> None:
@@ -356,14 +381,14 @@ class GradApp(App[None]):
             self.say(event.reason)
             self._sync_rows()
         elif isinstance(event, Diverged):
-            self.say(f"DIVERGED at step {event.step}: paused; u rewinds", error=True)
+            self.say(tr("DIVERGED at step {step}: paused; u rewinds", step=event.step), error=True)
         elif isinstance(event, Finished):
-            self.say(f"reached run.steps = {event.steps}: paused (space continues)")
+            self.say(tr("reached run.steps = {steps}: paused (space continues)", steps=event.steps))
         elif isinstance(event, Rewound):
             if event.step is None:
-                self.say("no earlier rewind point", error=True)
+                self.say(tr("no earlier rewind point"), error=True)
             else:
-                self.say(f"rewound to step {event.step}: change a remedy, then space")
+                self.say(tr("rewound to step {step}: change a remedy, then space", step=event.step))
         self._drawn_version = -1
 
     def _sync_rows(self) -> None:
@@ -394,8 +419,8 @@ class GradApp(App[None]):
             return
         index = self.lesson_index + delta
         if not 0 <= index < len(self.lesson.steps):
-            self.say("this is the last step of the lesson" if delta > 0 else
-                     "this is the first step of the lesson", error=True)
+            self.say(tr("this is the last step of the lesson") if delta > 0 else
+                     tr("this is the first step of the lesson"), error=True)
             return
         while len(self.screen_stack) > 1:  # the old step's prompt, help, notes, probes...
             self.pop_screen()
@@ -405,7 +430,7 @@ class GradApp(App[None]):
         self.session.running = False
         self.baseline = None
         self._first_drawn = threading.Event()
-        self.sub_title = self.scenario.title
+        self.sub_title = self._title()
         for row in self._main.query(OptionRow):
             row.set_locked(row.option.name in self.scenario.lock)
         self._sync_rows()
@@ -423,17 +448,17 @@ class GradApp(App[None]):
         self.session.request_step()
 
     def action_reset(self) -> None:
-        self.session.request_reset("reset: same seed, step 0")
+        self.session.request_reset(tr("reset: same seed, step 0"))
 
     def action_new_seed(self) -> None:
         config = self.session.config
         seed = (config.run.seed + 1) % 2**32
-        self.session.request(config.replace(run__seed=seed), f"!new seed {seed}: step 0")
+        self.session.request(config.replace(run__seed=seed), "!" + tr("new seed {seed}: step 0", seed=seed))
 
     def action_pin(self) -> None:
         self.baseline = self.session.history.frame()
         self._drawn_version = -1
-        self.say("pinned this run: it stays drawn beside the live one")
+        self.say(tr("pinned this run: it stays drawn beside the live one"))
 
     def action_rewind(self) -> None:
         self.session.pause()
@@ -442,18 +467,20 @@ class GradApp(App[None]):
     def action_variant(self) -> None:
         """Show the next [[compare]] variant at the same step (they train in lock-step)."""
         if len(self.session.runs) == 1:
-            self.say("this scenario has no [[compare]] variants to switch to")
+            self.say(tr("this scenario has no [[compare]] variants to switch to"))
             return
         name = self.session.next_variant()
         self._sync_rows()
         self._drawn_version = -1
         latest = self.session.history.latest
-        at = f" at step {latest.step}" if latest is not None else ""
-        self.say(f"variant {name}{at} ({self.session.shown + 1} of {len(self.session.runs)})")
+        where = dict(name=name, k=self.session.shown + 1, n=len(self.session.runs))
+        self.say(tr("variant {name} at step {step} ({k} of {n})", step=latest.step, **where)
+                 if latest is not None else tr("variant {name} ({k} of {n})", **where))
 
     def action_speed(self, direction: int) -> None:
         rate = self.session.change_speed(direction)
-        self.say(f"speed: {'unlimited' if rate is None else f'at most {rate:g} steps/s'}")
+        self.say(tr("speed: unlimited") if rate is None else
+                 tr("speed: at most {rate} steps/s", rate=f"{rate:g}"))
 
     def action_toggle_theory(self) -> None:
         self.show_theory = not self.show_theory
@@ -477,9 +504,9 @@ class GradApp(App[None]):
 
     def action_notes(self) -> None:
         if not (self.scenario.notes or self.scenario.notes_zh):
-            self.say("this scenario has no notes")
+            self.say(tr("this scenario has no notes"))
             return
-        self.push_screen(NotesScreen(self.scenario.title or self.scenario.name, self.scenario.notes,
+        self.push_screen(NotesScreen(self._title() or self.scenario.name, self.scenario.notes,
                                      self.scenario.notes_zh))
 
     def action_help(self) -> None:
@@ -496,6 +523,5 @@ class GradApp(App[None]):
     def action_export(self) -> None:
         def written(path: str | None) -> None:
             if path:
-                self.say(f"wrote {path}")
-        self.push_screen(ExportScreen(self.session.config, self.scenario.name, self.scenario.title,
-                                      self.scenario.notes, self.scenario.lock), written)
+                self.say(tr("wrote {path}", path=path))
+        self.push_screen(ExportScreen(self.session.config, self.scenario), written)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from rich.cells import chop_cells
 from rich.text import Text
 from textual import events, on
 from textual.app import ComposeResult
@@ -20,11 +21,13 @@ from textual.message import Message
 from textual.widgets import Input, Label, Static
 
 from tui_grad.config import OPTIONS_BY_NAME, Config, ConfigError, Option
+from tui_grad.i18n import N_, tr
 
 
 @dataclass(frozen=True)
 class Group:
-    """A panel: a title, the key that focuses it, and the options it holds."""
+    """A panel: a title, the key that focuses it, and the options it holds (the title and
+    ``short`` are marked English: ``tr`` them where they are shown)."""
 
     key: str
     title: str
@@ -33,32 +36,34 @@ class Group:
     @property
     def short(self) -> str:
         """The footer's word for the panel."""
-        return {"activation": "act", "norm": "norm", "residual": "res", "clipping": "clip",
-                "learning rate": "lr", "depth / width": "size", "weight decay": "wd",
-                "batch size": "batch", "optimizer": "opt", "task / loss": "task",
-                "recurrent": "rnn"}.get(
-                    self.title, self.title)
+        return SHORT_TITLES.get(self.title, self.title)
+
+
+SHORT_TITLES = {"activation": N_("act"), "norm": N_("norm"), "residual": N_("res"),
+                "clipping": N_("clip"), "learning rate": N_("lr"), "depth / width": N_("size"),
+                "weight decay": N_("wd"), "batch size": N_("batch"), "optimizer": N_("opt"),
+                "task / loss": N_("task"), "recurrent": N_("rnn")}  # panel title -> footer word
 
 
 GROUPS: tuple[Group, ...] = (
-    Group("a", "activation", ("network.activation", "network.negative_slope", "network.prelu_init")),
-    Group("i", "init", ("network.init", "network.init_std", "network.init_a", "network.init_gain",
+    Group("a", N_("activation"), ("network.activation", "network.negative_slope", "network.prelu_init")),
+    Group("i", N_("init"), ("network.init", "network.init_std", "network.init_a", "network.init_gain",
                         "network.bias_init", "network.parametrization")),
-    Group("b", "norm", ("network.norm", "network.norm_position", "network.bn_eps")),
-    Group("r", "residual", ("network.residual", "network.residual_block", "network.residual_alpha",
+    Group("b", N_("norm"), ("network.norm", "network.norm_position", "network.bn_eps")),
+    Group("r", N_("residual"), ("network.residual", "network.residual_block", "network.residual_alpha",
                             "network.learn_alpha")),
-    Group("c", "clipping", ("training.clipping", "training.max_norm", "training.clip_value")),
-    Group("l", "learning rate", ("training.lr", "training.schedule", "training.warmup_steps",
+    Group("c", N_("clipping"), ("training.clipping", "training.max_norm", "training.clip_value")),
+    Group("l", N_("learning rate"), ("training.lr", "training.schedule", "training.warmup_steps",
                                  "training.decay_steps", "training.decay_factor",
                                  "run.sharpness_every")),
-    Group("d", "depth / width", ("network.depth", "network.width", "network.dtype")),
-    Group("w", "weight decay", ("training.weight_decay",)),
-    Group("z", "batch size", ("training.batch_size",)),
-    Group("m", "optimizer", ("training.optimizer", "training.momentum", "training.adam_beta1",
+    Group("d", N_("depth / width"), ("network.depth", "network.width", "network.dtype")),
+    Group("w", N_("weight decay"), ("training.weight_decay",)),
+    Group("z", N_("batch size"), ("training.batch_size",)),
+    Group("m", N_("optimizer"), ("training.optimizer", "training.momentum", "training.adam_beta1",
                              "training.adam_beta2", "training.adam_eps")),
-    Group("t", "task / loss", ("data.task", "training.loss", "data.n_samples", "data.input_dim",
+    Group("t", N_("task / loss"), ("data.task", "training.loss", "data.n_samples", "data.input_dim",
                                "data.n_classes", "data.noise")),
-    Group("k", "recurrent", ("network.model", "data.seq_len", "network.recurrent_init",
+    Group("k", N_("recurrent"), ("network.model", "data.seq_len", "network.recurrent_init",
                              "network.recurrent_gain", "network.forget_bias")),
 )
 
@@ -76,7 +81,7 @@ class OptionChanged(Message):
 def show_value(value: Any) -> str:
     """Compact display of an option value."""
     if isinstance(value, bool):
-        return "on" if value else "off"
+        return "on" if value else "off"  # option values: typed as they are shown
     if isinstance(value, float):
         return f"{value:g}"
     return str(value)
@@ -103,8 +108,7 @@ class OptionRow(Vertical):
             yield ChoiceValue(self)
         else:
             with Horizontal(classes="number"):
-                name = f"{self.option.key} (locked)" if self.locked else self.option.key
-                yield Label(name[:15], classes="name")
+                yield Label(self._field_name(), classes="name")
                 yield NumberValue(self)
         yield Label("", classes="error")
 
@@ -114,9 +118,13 @@ class OptionRow(Vertical):
             return
         self.locked = locked
         for label in self.query(".name").results(Label):
-            name = f"{self.option.key} (locked)" if locked else self.option.key
-            label.update(name[:15])
+            label.update(self._field_name())
         self.query_one(VALUE_SELECTOR).refresh()
+
+    def _field_name(self) -> str:
+        """The number field's name, in its 15 cells."""
+        name = tr("{key} (locked)", key=self.option.key) if self.locked else self.option.key
+        return chop_cells(name, 15)[0]
 
     def set_value(self, value: Any) -> None:
         """Show ``value`` (after the App accepted it, or a reset)."""
@@ -168,13 +176,13 @@ class ChoiceValue(Static):
 
     def show(self, value: Any) -> None:
         """Show ``value``; the row is laid out to the width at render time."""
-        self.tooltip = self.row.option.help
+        self.tooltip = tr(self.row.option.help)
         self.refresh()
 
     def render(self) -> Text:
         value, width = show_value(self.row.value), self.size.width or 40
-        text = (f"{self.row.option.key:<15.15} {value} (locked)" if self.row.locked
-                else choice_text(self.row.option.key, value, width))
+        text = (tr("{key} {value} (locked)", key=f"{self.row.option.key:<15.15}", value=value)
+                if self.row.locked else choice_text(self.row.option.key, value, width))
         return Text(text, no_wrap=True, overflow="ellipsis")
 
     def action_cycle(self, direction: int) -> None:
@@ -195,7 +203,7 @@ class NumberValue(Input):
     """
 
     def __init__(self, row: OptionRow) -> None:
-        super().__init__(value=show_value(row.value), tooltip=row.option.help)
+        super().__init__(value=show_value(row.value), tooltip=tr(row.option.help))
         self.row = row
 
     def show(self, value: Any) -> None:
@@ -209,7 +217,7 @@ class NumberValue(Input):
         if self.row.locked and event.is_printable and event.character in NUMBER_CHARACTERS:
             event.stop()
             event.prevent_default()  # focusable, so it can say why it does not change
-            self.row.set_error("locked by this scenario")
+            self.row.set_error(tr("locked by this scenario"))
             return
         if event.is_printable and event.character not in NUMBER_CHARACTERS:
             # not part of a number: leave the field (unapplied) and let the app have the key
@@ -245,7 +253,7 @@ class Panel(Vertical):
     def __init__(self, group: Group, config: Config, locked: tuple[str, ...]) -> None:
         super().__init__(id=f"panel-{group.key}")
         self.group = group
-        self.border_title = f"{group.title} ({group.key})"
+        self.border_title = f"{tr(group.title)} ({group.key})"
         self._config = config
         self._locked = locked
 

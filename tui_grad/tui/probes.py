@@ -18,29 +18,47 @@ from textual.screen import ModalScreen
 from textual.widgets import Static
 
 from tui_grad.engine import probe
+from tui_grad.i18n import N_, tr
+from tui_grad.tui.charts import pad_wide, unpad
+from tui_grad.tui.screens import translated_bindings
 
-VIEWS = ("distributions", "Jacobian spectrum", "sharpness")
+VIEWS = (N_("distributions"), N_("Jacobian spectrum"), N_("sharpness"))
 MARKERS = ("o", "x", "+", "*", "#", "@", "%", "=")  # one per layer, so NO_COLOR still tells them apart
 COLORS = ("blue", "red", "green", "magenta", "cyan", "yellow", "white", "orange")
-QUANTITY_TEXT = {"preactivation": "pre-activation (input of the activation; LSTM: of the gates)",
-                 "activation": "activation (layer output)",
-                 "weight_grad": "weight gradient dL/dW, log10 |x|",
-                 "signal": "backpropagated signal dL/dh, log10 |x|"}
+QUANTITY_TEXT = {"preactivation": N_("pre-activation (input of the activation; LSTM: of the gates)"),
+                 "activation": N_("activation (layer output)"),
+                 "weight_grad": N_("weight gradient dL/dW, log10 |x|"),
+                 "signal": N_("backpropagated signal dL/dh, log10 |x|")}
+UNIT_TEXT = {"layer": N_("layer {number}"), "time step": N_("time step {number}")}  # a legend's entry
+ENGINE_REASONS = {  # what the engine's probes can refuse with (in English), as the screen says it
+    "the Jacobian probe does not cover layer norm or a norm before or after the shortcut yet":
+        N_("the Jacobian probe does not cover layer norm or a norm before or after the shortcut yet"),
+    "no batch yet: call step() first (the probes use the last step's batch)":
+        N_("no step taken yet: the probes use the last step's batch (n takes a step)"),
+}
+
+
+def reason(error: Exception) -> str:
+    """An exception a measurement raised, in the language in use where the engine's reason is
+    known (the engine's own words otherwise)."""
+    text = str(error)
+    return tr(ENGINE_REASONS[text]) if text in ENGINE_REASONS else text
 
 
 class ProbeScreen(ModalScreen[None]):
     """Distributions, the Jacobian's singular values and the Hessian's top eigenvalue of the
     run on screen, measured when the screen opens and on ``r``."""
 
-    BINDINGS = [Binding("escape,q,D", "dismiss", "close", id="probe.close"),
-                Binding("1", "view(0)", "distributions", id="probe.distributions"),
-                Binding("2", "view(1)", "spectrum", id="probe.spectrum"),
-                Binding("3", "view(2)", "sharpness", id="probe.sharpness"),
-                Binding("k", "next_quantity", "quantity", id="probe.quantity"),
-                Binding("r", "measure", "measure again", id="probe.measure")]
+    BINDINGS = [Binding("escape,q,D", "dismiss", N_("close"), id="probe.close"),
+                Binding("1", "view(0)", N_("distributions"), id="probe.distributions"),
+                Binding("2", "view(1)", N_("spectrum"), id="probe.spectrum"),
+                Binding("3", "view(2)", N_("sharpness"), id="probe.sharpness"),
+                Binding("k", "next_quantity", N_("quantity"), id="probe.quantity"),
+                Binding("r", "measure", N_("measure again"), id="probe.measure")]
 
     def __init__(self, session, view: int = 0) -> None:
         super().__init__()
+        translated_bindings(self)
         self._session = session
         self._view = view
         self._quantity = 0
@@ -98,14 +116,14 @@ class ProbeScreen(ModalScreen[None]):
         # room for a scrollbar (a plot wider than the dialog would wrap) and the text under it
         width, height = max(size.width - 3, 30), max(size.height - 8, 8)
         color = "NO_COLOR" not in os.environ
-        title = f"{self._view + 1} {VIEWS[self._view]}"
+        title = f"{self._view + 1} {tr(VIEWS[self._view])}"
         result = self._results.get(self._view)
         if self._waiting is not None and self._waiting[0] == self._view:
-            text = Text(f"{title}: measuring on the last step's batch...")
+            text = Text(tr("{title}: measuring on the last step's batch...", title=title))
         elif result is None:
-            text = Text(f"{title}: press r to measure")
+            text = Text(tr("{title}: press r to measure", title=title))
         elif isinstance(result, Exception):
-            text = Text(f"{title}: {result}")
+            text = Text(f"{title}: {reason(result)}")
         else:
             step, value = result
             config = self._session.config
@@ -119,12 +137,12 @@ class ProbeScreen(ModalScreen[None]):
                 lr = latest.lr if latest is not None and math.isfinite(latest.lr) else config.training.lr
                 drawn = draw_sharpness(value, self._sharpness_log, lr,
                                        config.training.optimizer, width, height, color)
-            text = Text(f"{title} at step {step}\n")
+            text = Text(tr("{title} at step {step}", title=title, step=step) + "\n")
             text.append_text(Text.from_ansi(drawn))
         body.update(text)
-        keys = "1 distributions  2 spectrum  3 sharpness  r measure again  escape close"
+        keys = tr("1 distributions  2 spectrum  3 sharpness  r measure again  escape close")
         if self._view == 0:
-            keys = "k next quantity  " + keys
+            keys = tr("k next quantity") + "  " + keys
         hint.update(Text(keys, style="italic"))
 
 
@@ -152,7 +170,8 @@ def _figure(width: int, height: int, color: bool):
 
 
 def _unit(config) -> str:
-    """What the probes' layers are: hidden layers, or time steps of an RNN/LSTM."""
+    """What the probes' layers are: hidden layers, or time steps of an RNN/LSTM (a key of
+    UNIT_TEXT)."""
     return "layer" if config.network.model == "mlp" else "time step"
 
 
@@ -162,19 +181,20 @@ def draw_distributions(histograms: list, quantity: str, width: int, height: int,
     each)."""
     chosen = [h for h in histograms if h.quantity == quantity]
     plt = _figure(width, height, color)
-    for index, h in enumerate(chosen):
+    names = [tr(UNIT_TEXT[unit], number=h.layer + 1) for h in chosen]
+    for index, (h, name) in enumerate(zip(chosen, names, strict=True)):
         centres = 0.5 * (h.edges[:-1] + h.edges[1:])
         plt.plot(centres.tolist(), h.counts.tolist(), marker=MARKERS[index % len(MARKERS)],
-                 color=COLORS[index % len(COLORS)] if color else None, label=f"{unit} {h.layer + 1}")
-    plt.title(QUANTITY_TEXT[quantity])
-    plt.ylabel("count")
-    lines = [plt.build()]
-    apart = [f"{unit} {h.layer + 1}: {h.zeros}" for h in chosen if h.log]
+                 color=COLORS[index % len(COLORS)] if color else None, label=pad_wide(name))
+    plt.title(pad_wide(tr(QUANTITY_TEXT[quantity])))
+    plt.ylabel(pad_wide(tr("count")))
+    lines = [unpad(plt.build())]
+    apart = [f"{name}: {h.zeros}" for h, name in zip(chosen, names, strict=True) if h.log]
     if apart:
-        lines.append("exact zeros (not on the log axis): " + ", ".join(apart))
-    broken = [f"{unit} {h.layer + 1}: {h.nonfinite}" for h in chosen if h.nonfinite]
+        lines.append(tr("exact zeros (not on the log axis): {layers}", layers=", ".join(apart)))
+    broken = [f"{name}: {h.nonfinite}" for h, name in zip(chosen, names, strict=True) if h.nonfinite]
     if broken:
-        lines.append("NaN or inf: " + ", ".join(broken))
+        lines.append(tr("NaN or inf: {layers}", layers=", ".join(broken)))
     return "\n".join(lines)
 
 
@@ -187,20 +207,24 @@ def draw_spectrum(spectrum, config, width: int, height: int, color: bool) -> str
     index = np.arange(1, values.size + 1)
     if finite.any():
         plt.plot(index[finite].tolist(), np.log10(values[finite]).tolist(), marker="o",
-                 color="blue" if color else None, label="singular values")
+                 color="blue" if color else None, label=pad_wide(tr("singular values")))
     plt.hline(0.0, "red" if color else None)
     if config.network.model == "mlp":
-        what = f"dh_{config.network.depth}/dh_1 ({spectrum.layers} layers"
+        title = tr("log10 singular values, dh_{depth}/dh_1 ({layers} layers, example {example})",
+                   depth=config.network.depth, layers=spectrum.layers, example=spectrum.example)
     else:
-        what = f"dh_T/dh_1 ({spectrum.layers} time steps"
-    plt.title(f"log10 singular values, {what}, example {spectrum.example})")
-    lines = [plt.build(), "line at 0: isometry, every singular value 1",
-             f"largest {summary['largest']:.3g}, smallest {summary['smallest']:.3g}, mean square "
-             f"{summary['mean_square']:.3g}, variance of squares {summary['variance_of_squares']:.3g}, "
-             f"spread {summary['spread']:.3g} (0 = isometry)"]
+        title = tr("log10 singular values, dh_T/dh_1 ({layers} time steps, example {example})",
+                   layers=spectrum.layers, example=spectrum.example)
+    plt.title(pad_wide(title))
+    lines = [unpad(plt.build()), tr("line at 0: isometry, every singular value 1"),
+             tr("largest {largest}, smallest {smallest}, mean square {mean_square}, variance of "
+                "squares {variance}, spread {spread} (0 = isometry)",
+                largest=f"{summary['largest']:.3g}", smallest=f"{summary['smallest']:.3g}",
+                mean_square=f"{summary['mean_square']:.3g}",
+                variance=f"{summary['variance_of_squares']:.3g}", spread=f"{summary['spread']:.3g}")]
     if spectrum.subspace:
-        lines.append(f"wider than {probe.SUBSPACE_WIDTH}: J on a random "
-                     f"{spectrum.subspace}-dimensional subspace")
+        lines.append(tr("wider than {width}: J on a random {dimensions}-dimensional subspace",
+                        width=probe.SUBSPACE_WIDTH, dimensions=spectrum.subspace))
     lines.append(spectrum_note(config))
     return "\n".join(lines)
 
@@ -210,23 +234,24 @@ def spectrum_note(config) -> str:
     net = config.network
     orthogonal = net.init == "orthogonal"
     if net.model == "lstm":
-        return ("theory: not covered; the forget gate scales the cell state's path, so values "
-                "stay near 1 where f is near 1 (c_1 held)")
+        return tr("theory: not covered; the forget gate scales the cell state's path, so values "
+                  "stay near 1 where f is near 1 (c_1 held)")
     if net.model == "rnn":
-        return ("theory: not covered; W_hh and phi' multiply once per step, so the values follow "
-                "the powers of recurrent_gain: below 1 they vanish, above 1 they explode")
+        return tr("theory: not covered; W_hh and phi' multiply once per step, so the values follow "
+                  "the powers of recurrent_gain: below 1 they vanish, above 1 they explode")
     if net.batch_norm or net.residual:
-        return "theory: not covered here (batch norm, shortcuts); batch norm's statistics are held fixed"
+        return tr("theory: not covered here (batch norm, shortcuts); batch norm's statistics are "
+                  "held fixed")
     if net.activation == "linear":
-        return ("theory: a product of orthogonal matrices is orthogonal: every singular value is 1"
-                if orthogonal else "theory: for Gaussian weights the variance of the squared "
-                "singular values grows like depth (zero for orthogonal weights)")
+        return (tr("theory: a product of orthogonal matrices is orthogonal: every singular value is 1")
+                if orthogonal else tr("theory: for Gaussian weights the variance of the squared "
+                                      "singular values grows like depth (zero for orthogonal weights)"))
     if net.activation == "tanh":
-        return ("theory: tanh at chi_1 = 1 with orthogonal weights keeps the values near 1 "
-                "(dynamical isometry); Gaussian weights spread them more with depth")
+        return tr("theory: tanh at chi_1 = 1 with orthogonal weights keeps the values near 1 "
+                  "(dynamical isometry); Gaussian weights spread them more with depth")
     if net.activation in ("relu", "leaky_relu", "prelu"):
-        return "theory: relu cannot reach isometry, with Gaussian or orthogonal weights"
-    return "theory: no spectrum prediction for this activation"
+        return tr("theory: relu cannot reach isometry, with Gaussian or orthogonal weights")
+    return tr("theory: no spectrum prediction for this activation")
 
 
 def draw_sharpness(result, log: list[tuple[int, float]], lr: float, optimizer: str,
@@ -238,17 +263,21 @@ def draw_sharpness(result, log: list[tuple[int, float]], lr: float, optimizer: s
     steps = [s for s, v in log if math.isfinite(v)]
     if steps:
         plt.plot(steps, [v for s, v in log if math.isfinite(v)], marker="o",
-                 color="blue" if color else None, label="top Hessian eigenvalue")
+                 color="blue" if color else None, label=pad_wide(tr("top Hessian eigenvalue")))
     if math.isfinite(threshold):
         plt.hline(threshold, "red" if color else None)
-    plt.title("sharpness at each measurement (r measures again); line: 2/lr")
-    plt.xlabel("step")
+    plt.title(pad_wide(tr("sharpness at each measurement (r measures again); line: 2/lr")))
+    plt.xlabel(pad_wide(tr("step")))
     ratio = value / threshold if math.isfinite(threshold) else math.nan
-    lines = [plt.build(),
-             f"top eigenvalue {value:.4g} = {ratio:.2f} x 2/lr (2/lr = {threshold:.4g}); "
-             f"{result.iterations} power iterations, last change {result.relative_change:.1e}"
-             + ("" if result.converged else " (not converged)")]
-    if optimizer != "sgd" or ratio > 1:
-        lines.append("above 2/lr plain gradient descent diverges along that direction"
-                     + ("" if optimizer == "sgd" else f"; with {optimizer} the threshold differs"))
+    lines = [unpad(plt.build()),
+             tr("top eigenvalue {value} = {ratio} x 2/lr (2/lr = {threshold}); {iterations} power "
+                "iterations, last change {change}", value=f"{value:.4g}", ratio=f"{ratio:.2f}",
+                threshold=f"{threshold:.4g}", iterations=result.iterations,
+                change=f"{result.relative_change:.1e}")
+             + ("" if result.converged else " " + tr("(not converged)"))]
+    if optimizer != "sgd":
+        lines.append(tr("above 2/lr plain gradient descent diverges along that direction; with "
+                        "{optimizer} the threshold differs", optimizer=optimizer))
+    elif ratio > 1:
+        lines.append(tr("above 2/lr plain gradient descent diverges along that direction"))
     return "\n".join(lines)

@@ -1,0 +1,39 @@
+"""Sentences the engine makes for its API (in English), said in the interface's language."""
+
+from __future__ import annotations
+
+import math
+
+from tui_grad.engine.theory import Prediction
+from tui_grad.i18n import N_, tr
+
+# Prediction.reason: every reason the engine gives (tests/test_i18n_app.py checks the list)
+THEORY_REASONS = {text: text for text in (
+    N_("muP's output layer and learning rates are not in the theory"),
+    N_("layer norm, or a norm before or after the shortcut"),
+    N_("alpha = 0: every block starts as the identity (ReZero)"),
+    N_("batch norm is covered for relu without shortcuts only"),
+    N_("the mean-field theory here is for feed-forward nets"),
+)}
+PHASES = {"ordered": N_("ordered"), "critical": N_("critical"), "chaotic": N_("chaotic")}
+
+
+def describe_theory(prediction: Prediction) -> str:
+    """Prediction.describe(), in the language in use: one line for the report area."""
+    p = prediction
+    if not p.covered:
+        return tr("theory: not covered ({reason})", reason=tr(THEORY_REASONS.get(p.reason, p.reason)))
+    chi = f"{p.chi_1:.3f}"
+    if p.phase == "bn-explosion":
+        return tr("theory: batch norm + relu: squared gradient grows x{chi} per layer towards the "
+                  "input (Yang et al. 2019)", chi=chi)
+    if p.phase == "residual":
+        return tr("theory: with shortcuts the squared gradient changes x{chi} per layer on average "
+                  "towards the input (residual recursion)", chi=chi)
+    change = {"ordered": N_("shrinks"), "chaotic": N_("grows")}.get(p.phase, N_("keeps its size"))
+    scale = "" if math.isinf(p.depth_scale) else tr(
+        "; depth scales xi = {xi}, xi_c = {xi_c} layers", xi=f"{abs(p.depth_scale):.3g}",
+        xi_c=f"{p.xi_c:.3g}")
+    return tr("theory: chi_1 = {chi}: the squared gradient {change} by that factor per layer{scale}; "
+              "{phase} phase", chi=chi, change=tr(change), scale=scale,
+              phase=tr(PHASES.get(p.phase, p.phase)))
