@@ -107,3 +107,126 @@ def test_export_keeps_the_chinese_title_and_notes(tmp_path, capsys):
     capsys.readouterr()
     assert main(["scenarios", "--lang", "zh"]) == 0
     assert original.title_zh in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv", [["--lang", "zh", "scenarios"], ["scenarios", "--lang", "zh"],
+                                  ["--lang=en", "--lang", "zh", "scenarios"]])
+def test_lang_goes_before_or_after_the_command_and_the_last_one_wins(argv, capsys):
+    from tui_grad.cli import main
+    from tui_grad.scenario import load_scenario
+
+    assert main(argv) == 0
+    assert load_scenario("sigmoid-vanishing").title_zh in capsys.readouterr().out
+
+
+def test_an_abbreviated_lang_is_refused_not_ignored(capsys):
+    from tui_grad.cli import main
+
+    with pytest.raises(SystemExit) as stop:
+        main(["run", "default", "--headless", "--lan", "zh"])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("tui-grad: error: unrecognized arguments: --lan zh") and err.count("\n") == 1
+
+
+def test_a_run_of_zero_steps_says_so(capsys):
+    from tui_grad.cli import main
+
+    assert main(["run", "default", "--headless", "--steps", "0"]) == 0
+    assert capsys.readouterr().out == "default: 0 steps, final loss -, -\n"
+
+
+def test_the_locale_chooses_chinese_for_a_program_started_without_lang(monkeypatch):
+    """LC_ALL wins over LANG; a zh locale gives Chinese errors, C gives English."""
+    import subprocess
+    import sys
+
+    for lc_all, expected in (("zh_CN.UTF-8", "错误"), ("C.UTF-8", "error")):
+        monkeypatch.setenv("LC_ALL", lc_all)
+        result = subprocess.run([sys.executable, "-m", "tui_grad", "run", "no-such", "--headless"],
+                                capture_output=True, text=True, timeout=60)
+        assert result.returncode == 2 and f"tui-grad: {expected}: " in result.stderr
+
+
+ASCII_TEXTS = ["the quick brown fox  jumps over\tthe lazy dog ", "  leading spaces and a-long-word_x",
+               "x", "", "a  b", "chi_1 = 0.500: the squared gradient shrinks; ordered phase (y hides it)"]
+
+
+def test_english_wraps_exactly_as_rich_and_textual_wrap_it():
+    """The Chinese line-break patterns split text without Chinese exactly as the originals."""
+    import re
+
+    from tui_grad.tui import linebreak
+
+    rich_word, textual_chunk = re.compile(r"\s*\S+\s*"), re.compile(r"\S+\s*|\s+")  # theirs
+    for text in ASCII_TEXTS:
+        assert [m.span() for m in linebreak.RICH_WORD.finditer(text)] == [
+            m.span() for m in rich_word.finditer(text)]
+        assert [m.span() for m in linebreak.TEXTUAL_CHUNK.finditer(text)] == [
+            m.span() for m in textual_chunk.finditer(text)]
+
+
+def test_chinese_wraps_between_characters_not_before_a_comma():
+    """The app breaks a Chinese sentence where the width ends (both Rich's and Textual's
+    wrappers), never before closing punctuation; the patterns it replaces are still there."""
+    import rich._wrap
+    import textual._wrap
+    from rich.text import Text
+    from textual.content import Content
+
+    import tui_grad.tui.app  # noqa: F401  (enables the line breaks)
+    from tui_grad.tui import linebreak
+
+    assert rich._wrap.re_word is linebreak.RICH_WORD
+    assert textual._wrap.re_chunk is linebreak.TEXTUAL_CHUNK
+    sentence = "理论：chi_1 = 0.056，梯度的平方每层乘以此因子（缩小）；深度尺度 xi = 0.346 层；有序相。"
+    rich_lines = [line.plain for line in Text(sentence).wrap(_console(), 24)]
+    textual_lines = [line.plain for line in Content(sentence).wrap(24)]
+    for lines in (rich_lines, textual_lines):
+        assert "".join(lines).replace(" ", "") == sentence.replace(" ", "")
+        assert all(rendered_width(line) <= 24 for line in lines)
+        assert all(rendered_width(line) >= 20 for line in lines[:-1]), lines  # full lines
+        assert not any(line.lstrip()[:1] in linebreak.CLOSING for line in lines)
+
+
+def _console():
+    import io
+
+    from rich.console import Console
+
+    return Console(width=24, file=io.StringIO())
+
+
+def rendered_width(text: str) -> int:
+    from rich.cells import cell_len
+
+    return cell_len(text.rstrip())
+
+
+def test_a_line_break_inside_a_chinese_paragraph_is_not_a_space():
+    from tui_grad.tui.linebreak import join_chinese_lines
+
+    assert join_chinese_lines("梯度缩小，\n曲线变平\n- 列表\n- 一项\nReLU 和\nsigmoid") == (
+        "梯度缩小，曲线变平\n- 列表\n- 一项\nReLU 和\nsigmoid")
+
+
+@pytest.mark.parametrize("command", [[], ["run"], ["lesson"], ["serve"], ["sweep"], ["coord-check"]])
+def test_help_fits_80_columns_in_chinese(command, monkeypatch, capsys):
+    """argparse counts characters; tui-grad's help counts cells (a Chinese character is two)
+    and breaks Chinese between characters, and the usage's lines stay aligned."""
+    from rich.cells import cell_len
+
+    from tui_grad.cli import main
+
+    monkeypatch.setenv("COLUMNS", "80")
+    with pytest.raises(SystemExit):
+        main([*command, "--lang", "zh", "--help"])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("用法：tui-grad")
+    assert max(cell_len(line) for line in lines) <= 80
+    assert "选项:" in lines or "选项：" in lines
+    second = lines[1]
+    if not second.strip():  # the usage fits one line
+        return
+    prog = " ".join(["tui-grad", *command])
+    assert len(second) - len(second.lstrip()) == cell_len(f"用法：{prog} ")  # under its first option

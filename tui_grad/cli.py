@@ -44,6 +44,33 @@ ARGPARSE_TEXTS = (
     N_("ambiguous option: %(option)s could match %(matches)s"))
 
 
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """argparse's layout measured in terminal cells, where a Chinese character takes two, and
+    Chinese help broken between characters; the examples' lines are kept as they are."""
+
+    def _split_lines(self, text: str, width: int) -> list[str]:
+        from tui_grad.tui.linebreak import wrap
+
+        return wrap(" ".join(text.split()), width)
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        from rich.cells import cell_len
+
+        from tui_grad.tui.linebreak import wrap
+
+        return "\n".join(indent + line for paragraph in text.splitlines()
+                         for line in (wrap(paragraph, width - len(indent))
+                                      if cell_len(paragraph) > width else [paragraph]))
+
+    def _format_usage(self, usage, actions, groups, prefix) -> str:
+        from rich.cells import cell_len
+
+        prefix = tr("usage: ") if prefix is None else prefix
+        # argparse indents the usage's further lines by len(prefix): give it the cells
+        text = super()._format_usage(usage, actions, groups, " " * cell_len(prefix))
+        return prefix + text[cell_len(prefix):]
+
+
 class Parser(argparse.ArgumentParser):
     """argparse, with its errors on one line as every other bad input: no usage block."""
 
@@ -68,10 +95,11 @@ def build_parser(command: str | None) -> argparse.ArgumentParser:
     """The argument parser for ``command`` (None: the UI's ``tui-grad [SCENARIO]``)."""
     if command is None:
         parser = Parser(
-            prog=PROG, description=tr("Watch vanishing and exploding gradients in deep networks, live. "
+            prog=PROG, allow_abbrev=False,
+            description=tr("Watch vanishing and exploding gradients in deep networks, live. "
                                       "Commands: {commands} (see `tui-grad COMMAND --help`).",
                                       commands=", ".join(COMMANDS)),
-            epilog=tr(EXAMPLES), formatter_class=argparse.RawDescriptionHelpFormatter)
+            epilog=tr(EXAMPLES), formatter_class=HelpFormatter)
         parser.add_argument("--version", action="version", version=f"{PROG} {__version__}",
                             help=tr("show program's version number and exit"))
         parser.add_argument("scenario", nargs="?", default="default",
@@ -79,8 +107,8 @@ def build_parser(command: str | None) -> argparse.ArgumentParser:
         _common(parser)
         _lang_option(parser)
         return parser
-    parser = Parser(prog=f"{PROG} {command}", epilog=tr(EXAMPLES),
-                    formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = Parser(prog=f"{PROG} {command}", epilog=tr(EXAMPLES), allow_abbrev=False,
+                    formatter_class=HelpFormatter)
     _lang_option(parser)
     if command == "run":
         parser.add_argument("scenario", help=tr("scenario file or bundled scenario name"))
@@ -142,14 +170,28 @@ def language(argv: list[str]) -> str:
 
     Read before the parser is built: its help is written in that language. A bad value is
     left to the parser, which reports it."""
+    chosen = None
     for index, arg in enumerate(argv):
         if arg == "--":
             break
         value = argv[index + 1] if arg == "--lang" and index + 1 < len(argv) else (
             arg.removeprefix("--lang=") if arg.startswith("--lang=") else None)
         if value in i18n.LANGUAGES:
-            return value
-    return i18n.language_from_environment()
+            chosen = value  # the last one wins, as in argparse
+    return chosen or i18n.language_from_environment()
+
+
+def split_command(argv: list[str]) -> tuple[str | None, list[str]]:
+    """The command and its arguments; ``--lang X`` may come before the command too
+    (``tui-grad --lang zh run ...``)."""
+    lead: list[str] = []
+    rest = list(argv)
+    while rest and (rest[0] == "--lang" or rest[0].startswith("--lang=")):
+        take = 2 if rest[0] == "--lang" else 1
+        lead, rest = lead + rest[:take], rest[take:]
+    if rest and rest[0] in COMMANDS:
+        return rest[0], lead + rest[1:]
+    return None, argv
 
 
 def use_language(argv: list[str]) -> str:
@@ -196,8 +238,8 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     argv = list(sys.argv[1:] if argv is None else argv)
     use_language(argv)
-    command = argv[0] if argv and argv[0] in COMMANDS else None
-    args = build_parser(command).parse_args(argv[1:] if command else argv)
+    command, rest = split_command(argv)
+    args = build_parser(command).parse_args(rest)
     try:
         if command == "validate":
             from tui_grad.sweep.command import validate
@@ -360,8 +402,9 @@ def cmd_headless(args: argparse.Namespace) -> int:
             diverged = "" if info["diverged_at"] is None else tr(
                 " (diverged at step {step})", step=info["diverged_at"])
             verdict = tr(VERDICTS[info["verdict"]]) if info["verdict"] in VERDICTS else "-"
+            loss = "-" if info["final_loss"] is None else f"{info['final_loss']:.6g}"  # --steps 0
             print(tr("{variant}: {steps} steps, final loss {loss}, {verdict}", variant=info["variant"],
-                     steps=info["steps"], loss=f"{info['final_loss']:.6g}", verdict=verdict) + diverged)
+                     steps=info["steps"], loss=loss, verdict=verdict) + diverged)
     return 1 if any(not c.passed for c in checks) else 0
 
 

@@ -197,6 +197,6 @@ def validate(files: list[str], validate_scenarios: Callable[[list[str]], int]) -
             print(f"{PROG}: {tr('error')}: {exc}", file=sys.stderr)
             continue
         print("OK  " + tr("{name}: {title} (sweep: {runs} runs of {steps} steps, {count} expectations)",
-                          name=name, title=sweep.scenario.title or sweep.name, runs=sweep.size,
+                          name=name, title=sweep.scenario.heading() or sweep.name, runs=sweep.size,
                           steps=sweep.steps, count=len(sweep.claims)))
     return 2 if bad else 0

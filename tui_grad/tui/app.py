@@ -27,6 +27,7 @@ from tui_grad.i18n import N_, tr
 from tui_grad.lesson import Lesson
 from tui_grad.scenario import Scenario
 from tui_grad.session import Diverged, Finished, Restarted, Rewound, Session
+from tui_grad.tui import linebreak
 from tui_grad.tui.charts import ActivationChart, GradientChart, Heatmap, LossChart, UpdateRatioChart
 from tui_grad.tui.panels import GROUPS, OptionChanged, OptionRow, Panel, show_value
 from tui_grad.tui.screens import (
@@ -39,6 +40,7 @@ from tui_grad.tui.screens import (
 )
 from tui_grad.tui.texts import describe_theory
 
+linebreak.enable()  # Chinese text wraps between characters, in this process's Rich and Textual
 NARROW_WIDTH = 120  # below this one chart is shown at a time
 CHUNK_SECONDS = 0.04  # compute between checks for cancellation and new requests
 YIELD_SECONDS = 0.01  # after each chunk the worker sleeps, leaving the GIL to the UI thread
@@ -261,7 +263,7 @@ class GradApp(App[None]):
                    "activation": network.activation, "model": network.model}
         report = self.session.run.report
         if report:
-            report += " " + tr("Press u to rewind, change a remedy, then space.")
+            report = tr("{report} Press u to rewind, change a remedy, then space.", report=report)
         self._report_widget.update(escape(report) if report else self._theory_text())
         self._report_widget.set_class(bool(report), "-diverged")
         narrow = self._main.has_class("narrow")
@@ -339,7 +341,7 @@ class GradApp(App[None]):
         theory = sim.theory
         text = describe_theory(theory)
         return escape(text if not theory.covered else
-                      text + " " + tr("(at initialisation; y hides it)"))
+                      tr("{theory} (at initialisation; y hides it)", theory=text))
 
     # ------------------------------------------------------------ events
     @on(OptionChanged)
@@ -388,7 +390,7 @@ class GradApp(App[None]):
             if event.step is None:
                 self.say(tr("no earlier rewind point"), error=True)
             else:
-                self.say(tr("rewound to step {step}: change a remedy, then space", step=event.step))
+                self.say(tr("rewound: step {step} is next; change a remedy, then space", step=event.step))
         self._drawn_version = -1
 
     def _sync_rows(self) -> None:

@@ -19,6 +19,7 @@ from textual.widgets import Input, Label, Markdown, Static
 from tui_grad.config import OPTIONS, Config
 from tui_grad.i18n import N_, current, tr
 from tui_grad.scenario import Scenario, to_toml
+from tui_grad.tui.linebreak import join_chinese_lines
 from tui_grad.tui.panels import GROUPS
 
 
@@ -108,7 +109,7 @@ class NotesScreen(ModalScreen[None]):
         keys = tr("escape: close")
         if all(self._texts):
             keys = f"t: English / 中文 - {keys}"
-        return f"# {self._title}\n\n{body}\n\n*{keys}*"
+        return join_chinese_lines(f"# {self._title}\n\n{body}\n\n*{keys}*")
 
     def action_translate(self) -> None:
         if all(self._texts):
@@ -295,7 +296,7 @@ class LessonPromptScreen(ModalScreen[bool]):
             keys.append(tr("P: previous step"))
         other = "English" if self._lang == "zh" else "中文"  # what t switches the lesson's text to
         keys += [tr("o: notes"), f"t: {other}", tr("escape: close")]
-        return "\n".join(lines) + "\n\n*" + " - ".join(keys) + "*"
+        return join_chinese_lines("\n".join(lines) + "\n\n*" + " - ".join(keys) + "*")
 
     def action_translate(self) -> None:
         self._lang = "en" if self._lang == "zh" else "zh"
