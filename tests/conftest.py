@@ -6,6 +6,10 @@ import contextlib
 import os
 import time
 
+# One BLAS thread per process, as the app itself runs (cli.main): with pytest-xdist's two
+# workers on two cores, two OpenBLAS threads each made the GEMM-heavy tests several times slower.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
 import psutil
 import pytest
 
@@ -19,10 +23,12 @@ def _make_sim(*, keep_grads: bool = False, **overrides) -> Simulator:
 
 
 @pytest.fixture(autouse=True)
-def english_by_default():
-    """Every test starts in English (whatever the machine's locale) and leaves it so."""
+def english_by_default(monkeypatch):
+    """Every test starts in English, whatever the machine's locale, and so do the programs it
+    starts (`python -m tui_grad` reads LC_ALL first); it leaves the language English."""
     from tui_grad import i18n
 
+    monkeypatch.setenv("LC_ALL", "C.UTF-8")
     i18n.use("en")
     yield
     i18n.use("en")
