@@ -181,12 +181,13 @@ def check(scenario: Scenario, results: list[VariantResult]) -> list[Check]:
         for result in results:
             if expectation.variant not in (None, result.name):
                 continue
-            passed, measured = evaluate(expectation, lambda ref, step, r=result: _lookup(r, ref, step))
+            passed, measured = evaluate(expectation, lambda ref, step, r=result: lookup(r, ref, step))
             checks.append(Check(expectation, result.name, passed, measured))
     return checks
 
 
-def _lookup(result: VariantResult, ref: Ref, step: int) -> object:
+def lookup(result: VariantResult, ref: Ref, step: int) -> object:
+    """A claim's metric ``ref`` at ``step`` (LAST: the final one) of a run's result."""
     if ref.metric == "diverged_at":
         return result.diverged_at
     if ref.metric == "chi_1":

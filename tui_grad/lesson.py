@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from tui_grad.config import ConfigError, canonical, option
-from tui_grad.expect import Expectation, parse_expectation
+from tui_grad.expect import PROBES, Expectation, parse_expectation
 from tui_grad.i18n import tr
 from tui_grad.scenario import Scenario, find_file, load_scenario, read_toml
 
@@ -191,9 +191,15 @@ def _step(entry: Mapping[str, Any], index: int, path: Path, lines) -> LessonStep
     claims = []
     for text in watch:
         try:
-            claims.append(parse_expectation({"check": text}, [v.name for v in scenario.compare]))
+            claim = parse_expectation({"check": text}, [v.name for v in scenario.compare])
         except ConfigError as exc:
             raise error(exc.message, "watch") from None
+        probes = sorted({ref.metric for ref in claim.refs() if ref.metric in PROBES})
+        if probes:  # the UI measures these only on request (D); `run --check` measures them
+            raise error(tr("{metric} is measured on request, not live: put this claim in the "
+                           "scenario's [[expect]] (tui-grad run SCENARIO --headless --check)",
+                           metric=probes[0]), "watch")
+        claims.append(claim)
     prompt = _string(entry, "prompt", "step", lines, index=index)
     if not prompt:
         raise error(tr('needs prompt = "..." (what to predict or try before running)'), "prompt")

@@ -12,7 +12,7 @@ import math
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +22,7 @@ import numpy as np
 from tui_grad.config import Config, ConfigError
 from tui_grad.csvout import format_log10
 from tui_grad.engine import Simulator, Snapshot, StepMetrics
+from tui_grad.expect import LAST, Expectation, evaluate
 from tui_grad.history import History
 from tui_grad.i18n import tr
 from tui_grad.scenario import Scenario
@@ -94,6 +95,16 @@ def forensics(metrics: StepMetrics, recent_norms: list[tuple[int, float]],
               step=metrics.step, where=where, before=before or tr("none (it was the first step)"))
 
 
+@dataclass(frozen=True)
+class Watched:
+    """A lesson's claim, as the shown run stands now."""
+
+    claim: Expectation
+    state: str  # "waiting" (a step it reads is still to come), "pass" or "fail"
+    measured: object = None  # the left-hand side's value
+    so_far: bool = False  # it reads the latest step, which moves on
+
+
 @dataclass
 class Run:
     """One [[compare]] variant: its config, simulator, history and rewind points."""
@@ -106,20 +117,24 @@ class Run:
     snapshots: deque[tuple[Snapshot, StepMetrics | None]] = field(default_factory=deque)
     report: str = ""  # how it diverged, once it has
     preview: bool = False  # history's latest is a look at the next step, not yet taken
+    kept: dict[int, StepMetrics] = field(default_factory=dict)  # steps watched claims read
 
     def restart(self) -> None:
         """A new Simulator for the run's config at step 0 (same seed: identical numbers)."""
         self.sim = Simulator(self.config)
         self.history.clear()
         self.snapshots.clear()
+        self.kept = {}  # rebound, not cleared: the UI thread reads it without a lock
         self.report, self.preview = "", False
 
 
 class Session:
     """An interactive run: the scenario's variants, the one shown, and what the UI asked for."""
 
-    def __init__(self, scenario: Scenario) -> None:
+    def __init__(self, scenario: Scenario, watch: Sequence[Expectation] = ()) -> None:
         self.scenario = scenario
+        self.claims = tuple(watch)  # a lesson step's claims to watch (see watched)
+        self._watched_steps = {step for claim in self.claims for step in claim.steps() if step != LAST}
         self.runs = [Run(v.name, v.overrides, v.config) for v in scenario.variants]
         # options some variant sets itself: what the variants compare, changed only where shown
         self.compared = frozenset(name for run in self.runs for name in run.overrides)
@@ -338,6 +353,8 @@ class Session:
                 if index == self.shown:
                     events.append(Diverged(metrics.step, run.report))
             run.history.append(metrics)
+            if metrics.step in self._watched_steps:
+                run.kept = {**run.kept, metrics.step: metrics}  # rebound (read without a lock)
             every = run.config.run.sharpness_every
             if every and metrics.step % every == 0 and run.sim.diverged_at is None:
                 run.history.append_sharpness(metrics.step, run.sim.sharpness().value,
@@ -345,6 +362,40 @@ class Session:
         if self.sim.step_index == self.config.run.steps:
             events.append(Finished(self.sim.step_index))
         return events
+
+    def watched(self) -> list[Watched]:
+        """The claims to watch, evaluated on the shown run as it stands, as ``run --check``
+        evaluates them at the end: a claim waits until every step it reads has been taken;
+        ``step=last`` reads the latest step, so its verdict may change as the run goes on."""
+        from tui_grad.headless import VariantResult, lookup
+
+        run = self.run
+        kept = run.kept
+        frame = run.history.frame()
+        taken = len(frame.steps) - (1 if run.preview else 0)  # a preview is not a step taken
+        if run.sim is None or taken <= 0:
+            return [Watched(claim, "waiting") for claim in self.claims]
+        rises = np.concatenate([[0], np.cumsum(np.diff(frame.loss[:taken]) > 0)])
+        rises_at = dict(zip(frame.steps[:taken].tolist(), rises.tolist(), strict=True))
+        latest_step = int(frame.steps[taken - 1])
+        result = VariantResult(run.name, steps=latest_step + 1,
+                               final=kept.get(latest_step, run.history.latest if not run.preview
+                                              else None),
+                               diverged_at=run.sim.diverged_at, kept=kept, theory=run.sim.theory,
+                               extra={step: {"loss_rises": rises_at.get(step, math.nan)}
+                                      for step in [*kept, LAST]})
+        result.extra[LAST]["loss_rises"] = int(rises[-1])
+        if result.final is None:
+            return [Watched(claim, "waiting") for claim in self.claims]
+        watched = []
+        for claim in self.claims:
+            steps = claim.steps()
+            if any(step != LAST and step not in kept for step in steps):
+                watched.append(Watched(claim, "waiting"))
+                continue
+            passed, measured = evaluate(claim, lambda ref, step: lookup(result, ref, step))
+            watched.append(Watched(claim, "pass" if passed else "fail", measured, LAST in steps))
+        return watched
 
     def _preview(self) -> None:
         """Show the step each run is at without taking it: step, record, restore."""
@@ -383,6 +434,7 @@ class Session:
             snap, latest = run.snapshots[-1]
             run.sim.restore(snap)
             run.history.truncate(snap.step, latest)
+            run.kept = {step: kept for step, kept in run.kept.items() if step < snap.step}
             run.report = run.report if run.sim.diverged_at is not None else ""
             run.preview = False
         return [Rewound(self.sim.step_index)]

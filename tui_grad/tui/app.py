@@ -146,7 +146,7 @@ class GradApp(App[None]):
         if lesson is not None:
             scenario = lesson.steps[lesson_step].scenario
         self.scenario = scenario
-        self.session = Session(scenario)
+        self.session = Session(scenario, self._watch())
         if lesson is not None:
             self.session.running = False  # the prompt first: predict, then press space
         self.baseline: Frame | None = None
@@ -155,6 +155,7 @@ class GradApp(App[None]):
         self._message_timer = None
         self.startup_text = ""  # what the worker is doing before the first step
         self._first_drawn = threading.Event()  # the worker waits for it after its first step
+        self._watch_said: dict[int, str] = {}  # claim index -> the state last announced
 
     # ------------------------------------------------------------ composition
     def compose(self) -> ComposeResult:
@@ -193,6 +194,25 @@ class GradApp(App[None]):
             self.simulate()  # the worker starts now: its kernels load while the screen paints
         if self.lesson is not None:
             self._show_prompt()
+
+    def _watch(self) -> tuple:
+        """The claims the lesson's current step asks to watch (none outside a lesson)."""
+        return () if self.lesson is None else self.lesson.steps[self.lesson_index].watch
+
+    def _announce_watched(self, watched: list, finished: bool = False) -> None:
+        """Say a watched claim's verdict once it is known, and again when it changes or the
+        run reaches run.steps (a claim on the last step is final then)."""
+        for index, item in enumerate(watched):
+            if item.state == "waiting":
+                self._watch_said.pop(index, None)
+                continue
+            if self._watch_said.get(index) == item.state and not (finished and item.so_far):
+                continue
+            self._watch_said[index] = item.state
+            value = f"{item.measured:.4g}" if isinstance(item.measured, float) else str(item.measured)
+            verdict = tr("PASS") if item.state == "pass" else tr("FAIL")
+            self.say(tr("watch: {verdict}  {claim}  (measured {value})", verdict=verdict,
+                        claim=item.claim.text, value=value), error=item.state == "fail")
 
     def _title(self) -> str:
         """The scenario's title in the interface's language."""
@@ -257,6 +277,8 @@ class GradApp(App[None]):
         if history.latest is not None:
             self._first_drawn.set()
         self._drawn_version = history.version
+        if self.session.claims:
+            self._announce_watched(self.session.watched())
         frame = history.frame()
         network = self.session.config.network
         options = {"signal": self.show_signal, "theory": self.show_theory,
@@ -282,6 +304,12 @@ class GradApp(App[None]):
             name = f"{variant} {self.lesson.steps[self.lesson_index].text(self.lang)[0]}".lstrip()
             line.append(tr("lesson {k}/{n}", k=self.lesson_index + 1, n=len(self.lesson.steps)) + " ",
                         style="bold reverse")
+            if session.claims:
+                watched = session.watched()
+                passed = sum(item.state == "pass" for item in watched)
+                failed = sum(item.state == "fail" for item in watched)
+                line.append(" " + tr("watch {passed}/{total}", passed=passed, total=len(watched)) + " ",
+                            style="bold red" if failed else "bold green" if passed else "bold")
         elif variant:
             name += f" {variant}"
         if latest is None:
@@ -386,6 +414,8 @@ class GradApp(App[None]):
             self.say(tr("DIVERGED at step {step}: paused; u rewinds", step=event.step), error=True)
         elif isinstance(event, Finished):
             self.say(tr("reached run.steps = {steps}: paused (space continues)", steps=event.steps))
+            if self.session.claims:
+                self._announce_watched(self.session.watched(), finished=True)
         elif isinstance(event, Rewound):
             if event.step is None:
                 self.say(tr("no earlier rewind point"), error=True)
@@ -428,10 +458,11 @@ class GradApp(App[None]):
             self.pop_screen()
         self.lesson_index = index
         self.scenario = self.lesson.steps[index].scenario
-        self.session = Session(self.scenario)  # the old worker keeps its own, and stops
+        self.session = Session(self.scenario, self._watch())  # the old worker keeps its own
         self.session.running = False
         self.baseline = None
         self._first_drawn = threading.Event()
+        self._watch_said = {}
         self.sub_title = self._title()
         for row in self._main.query(OptionRow):
             row.set_locked(row.option.name in self.scenario.lock)
