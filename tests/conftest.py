@@ -22,6 +22,25 @@ def _make_sim(*, keep_grads: bool = False, **overrides) -> Simulator:
                      keep_grads=keep_grads)
 
 
+# The kernels most tests need, compiled in two processes at once before any test: without
+# this each pytest-xdist worker compiled them on its own, and a UI test that met a cold cache
+# waited a minute for its first step. Once the cache is warm, each only loads (2-3 s).
+WARM_KERNELS = ("default,f64,batch-norm,pre-vs-post-ln,residual", "rnn-vs-lstm")
+
+
+def pytest_configure(config):
+    if hasattr(config, "workerinput"):  # an xdist worker: the controller has done it
+        return
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = str(Path(__file__).with_name("warm_kernels.py"))
+    children = [subprocess.Popen([sys.executable, script, group]) for group in WARM_KERNELS]
+    for child in children:
+        child.wait(timeout=900)
+
+
 @pytest.fixture(autouse=True)
 def english_by_default(monkeypatch):
     """Every test starts in English, whatever the machine's locale, and so do the programs it
