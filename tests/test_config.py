@@ -117,3 +117,15 @@ def test_a_norm_around_the_shortcut_needs_a_shortcut_and_a_norm(values, message)
     with pytest.raises(ConfigError, match=message) as info:
         Config(values)
     assert info.value.key == "network.norm_position"
+
+
+@pytest.mark.parametrize("overrides", [{"network.learn_alpha": True},
+                                       {"network.learn_alpha": True, "network.residual": True,
+                                        "network.model": "rnn", "data.task": "adding",
+                                        "training.loss": "mse"}])
+def test_learn_alpha_without_a_residual_branch_is_refused(overrides):
+    """learn_alpha scales the residual branch: without one it would silently do nothing."""
+    with pytest.raises(ConfigError, match="learn_alpha learns the residual branch's alpha") as error:
+        Config.from_overrides(overrides)
+    assert error.value.key == "network.learn_alpha"
+    Config.from_overrides({"network.learn_alpha": True, "network.residual": True})  # fine

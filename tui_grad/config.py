@@ -461,6 +461,9 @@ def _check_consistency(values: Mapping[str, Any]) -> None:
         raise ConfigError(tr("norm_position {position} places the norm around the shortcut: it needs "
                              "residual = true and a norm (use layer otherwise)",
                              position=repr(values["network.norm_position"])), key="network.norm_position")
+    if values["network.learn_alpha"] and (recurrent or not values["network.residual"]):
+        raise ConfigError(tr("learn_alpha learns the residual branch's alpha: it needs residual = true "
+                             "(and the MLP)"), key="network.learn_alpha")
     if values["network.parametrization"] == "mup" and recurrent:
         raise ConfigError(tr("mup is for the MLP (network.model = mlp)"), key="network.parametrization")
     if values["data.task"] == "spirals" and values["data.input_dim"] < 2:
