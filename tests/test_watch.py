@@ -18,8 +18,9 @@ CLAIMS = ["grad_norm[layer=1, step=0] / grad_norm[layer=last, step=0] < 1e-15",
           "loss[step=12] < 0.5 * loss[step=0]"]
 
 
-def session_after(name: str, steps: int, claims: list[str]) -> Session:
-    scenario = load_scenario(name)
+def session_after(name: str, steps: int, claims: list[str], run_steps: int | None = None) -> Session:
+    """``steps`` steps of the scenario, its run.steps set to ``run_steps`` (default: steps)."""
+    scenario = load_scenario(name).with_overrides({"run.steps": run_steps or max(steps, 1)})
     parsed = [parse_expectation({"check": text}, []) for text in claims]
     session = Session(scenario, parsed)
     session.running = False
@@ -50,12 +51,21 @@ def test_a_watched_claim_reads_what_check_reads_after_as_many_steps(steps):
 def test_nothing_is_decided_before_the_first_step_and_a_rewind_forgets():
     session = session_after("sigmoid-vanishing", 0, CLAIMS)
     assert {item.state for item in session.watched()} == {"waiting"}
-    session = session_after("sigmoid-vanishing", 14, CLAIMS)
+    session = session_after("sigmoid-vanishing", 14, CLAIMS, run_steps=100)
     assert session.watched()[4].state in ("pass", "fail")  # step 12 was taken
+    assert session.watched()[1].state == "waiting"  # step=last: the run is not at run.steps yet
     session.request_rewind()
     session.advance(1.0)  # back to the rewind point at step 10: step 12 is to come again
     assert session.watched()[4].state == "waiting"
     assert session.watched()[0].state in ("pass", "fail")  # step 0 stays
+    losses = session.run.history.frame().loss
+    assert session.run.history.loss_rises == int((losses[1:] > losses[:-1]).sum())  # recounted
+
+
+def test_a_claim_that_cannot_be_computed_fails_with_the_reason_instead_of_crashing():
+    session = session_after("default", 2, ["diverged_at / 10 < 5"])
+    [item] = session.watched()
+    assert item.state == "fail" and "only numbers" in item.measured
 
 
 def test_a_probe_metric_cannot_be_watched(tmp_path):

@@ -6,6 +6,7 @@ need, so they never see arrays still being written.
 
 from __future__ import annotations
 
+import math
 import threading
 from collections import deque
 from dataclasses import dataclass, field
@@ -55,6 +56,7 @@ class History:
             self._sharpness: deque[tuple[int, float, float]] = deque(maxlen=self._capacity)
             self._first: StepMetrics | None = None
             self._latest: StepMetrics | None = None
+            self._rises = 0
             self._version += 1
 
     @property
@@ -67,9 +69,17 @@ class History:
         """The newest StepMetrics."""
         return self._latest
 
+    @property
+    def loss_rises(self) -> int:
+        """How many recorded steps had a loss above the step before's (as ``run --check``'s
+        loss_rises counts them), older steps than the record keeps included."""
+        return self._rises
+
     def append(self, metrics: StepMetrics) -> None:
         """Record one step (called by the simulation worker)."""
         with self._lock:
+            if self._loss and metrics.loss > self._loss[-1]:
+                self._rises += 1
             if self._first is None:
                 self._first = metrics
             self._latest = metrics
@@ -96,6 +106,8 @@ class History:
         with self._lock:
             while self._steps and self._steps[-1] >= step:
                 self._steps.pop()
+                if self._loss[-1] > (self._loss[-2] if len(self._loss) > 1 else math.inf):
+                    self._rises -= 1
                 self._loss.pop()
                 self._lr.pop()
                 self._norm.pop()

@@ -117,14 +117,16 @@ class Run:
     snapshots: deque[tuple[Snapshot, StepMetrics | None]] = field(default_factory=deque)
     report: str = ""  # how it diverged, once it has
     preview: bool = False  # history's latest is a look at the next step, not yet taken
-    kept: dict[int, StepMetrics] = field(default_factory=dict)  # steps watched claims read
+    # steps watched claims read: their metrics and loss_rises then (rebound, never changed in
+    # place: the UI thread reads them without a lock)
+    kept: dict[int, tuple[StepMetrics, int]] = field(default_factory=dict)
 
     def restart(self) -> None:
         """A new Simulator for the run's config at step 0 (same seed: identical numbers)."""
         self.sim = Simulator(self.config)
         self.history.clear()
         self.snapshots.clear()
-        self.kept = {}  # rebound, not cleared: the UI thread reads it without a lock
+        self.kept = {}
         self.report, self.preview = "", False
 
 
@@ -134,6 +136,7 @@ class Session:
     def __init__(self, scenario: Scenario, watch: Sequence[Expectation] = ()) -> None:
         self.scenario = scenario
         self.claims = tuple(watch)  # a lesson step's claims to watch (see watched)
+        self._watched_cache: tuple[tuple, list[Watched]] | None = None
         self._watched_steps = {step for claim in self.claims for step in claim.steps() if step != LAST}
         self.runs = [Run(v.name, v.overrides, v.config) for v in scenario.variants]
         # options some variant sets itself: what the variants compare, changed only where shown
@@ -354,7 +357,7 @@ class Session:
                     events.append(Diverged(metrics.step, run.report))
             run.history.append(metrics)
             if metrics.step in self._watched_steps:
-                run.kept = {**run.kept, metrics.step: metrics}  # rebound (read without a lock)
+                run.kept = {**run.kept, metrics.step: (metrics, run.history.loss_rises)}
             every = run.config.run.sharpness_every
             if every and metrics.step % every == 0 and run.sim.diverged_at is None:
                 run.history.append_sharpness(metrics.step, run.sim.sharpness().value,
@@ -364,36 +367,40 @@ class Session:
         return events
 
     def watched(self) -> list[Watched]:
-        """The claims to watch, evaluated on the shown run as it stands, as ``run --check``
-        evaluates them at the end: a claim waits until every step it reads has been taken;
-        ``step=last`` reads the latest step, so its verdict may change as the run goes on."""
+        """The claims to watch, evaluated on the shown run as ``run --check`` evaluates them:
+        a claim waits until every step it reads has been taken, and one that reads the last
+        step until the run reached run.steps (after that, the latest step is the last)."""
+        run = self.run
+        key = (self.shown, run.history.version, id(run.kept), run.preview, self.config.run.steps)
+        if self._watched_cache is not None and self._watched_cache[0] == key:
+            return self._watched_cache[1]
+        watched = self._watch(run)
+        self._watched_cache = (key, watched)
+        return watched
+
+    def _watch(self, run: Run) -> list[Watched]:
         from tui_grad.headless import VariantResult, lookup
 
-        run = self.run
-        kept = run.kept
-        frame = run.history.frame()
-        taken = len(frame.steps) - (1 if run.preview else 0)  # a preview is not a step taken
-        if run.sim is None or taken <= 0:
+        kept, latest, sim = run.kept, run.history.latest, run.sim
+        if run.preview or latest is None or sim is None:  # a preview is not a step taken
             return [Watched(claim, "waiting") for claim in self.claims]
-        rises = np.concatenate([[0], np.cumsum(np.diff(frame.loss[:taken]) > 0)])
-        rises_at = dict(zip(frame.steps[:taken].tolist(), rises.tolist(), strict=True))
-        latest_step = int(frame.steps[taken - 1])
-        result = VariantResult(run.name, steps=latest_step + 1,
-                               final=kept.get(latest_step, run.history.latest if not run.preview
-                                              else None),
-                               diverged_at=run.sim.diverged_at, kept=kept, theory=run.sim.theory,
-                               extra={step: {"loss_rises": rises_at.get(step, math.nan)}
-                                      for step in [*kept, LAST]})
-        result.extra[LAST]["loss_rises"] = int(rises[-1])
-        if result.final is None:
-            return [Watched(claim, "waiting") for claim in self.claims]
+        ended = latest.step + 1 >= self.config.run.steps
+        extra = {step: {"loss_rises": rises} for step, (_, rises) in kept.items()}
+        result = VariantResult(run.name, steps=latest.step + 1, final=latest,
+                               diverged_at=sim.diverged_at, theory=sim.theory,
+                               kept={step: metrics for step, (metrics, _) in kept.items()},
+                               extra={**extra, LAST: {"loss_rises": run.history.loss_rises}})
         watched = []
         for claim in self.claims:
             steps = claim.steps()
-            if any(step != LAST and step not in kept for step in steps):
+            if any(step not in kept for step in steps if step != LAST) or (LAST in steps and not ended):
                 watched.append(Watched(claim, "waiting"))
                 continue
-            passed, measured = evaluate(claim, lambda ref, step: lookup(result, ref, step))
+            try:
+                passed, measured = evaluate(claim, lambda ref, step: lookup(result, ref, step))
+            except ConfigError as exc:  # e.g. diverged_at * 2 while it has not diverged
+                watched.append(Watched(claim, "fail", exc.message, LAST in steps))
+                continue
             watched.append(Watched(claim, "pass" if passed else "fail", measured, LAST in steps))
         return watched
 
@@ -433,8 +440,8 @@ class Session:
         for run in self.runs:
             snap, latest = run.snapshots[-1]
             run.sim.restore(snap)
-            run.history.truncate(snap.step, latest)
             run.kept = {step: kept for step, kept in run.kept.items() if step < snap.step}
+            run.history.truncate(snap.step, latest)
             run.report = run.report if run.sim.diverged_at is not None else ""
             run.preview = False
         return [Rewound(self.sim.step_index)]

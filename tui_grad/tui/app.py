@@ -199,9 +199,11 @@ class GradApp(App[None]):
         """The claims the lesson's current step asks to watch (none outside a lesson)."""
         return () if self.lesson is None else self.lesson.steps[self.lesson_index].watch
 
-    def _announce_watched(self, watched: list, finished: bool = False) -> None:
-        """Say a watched claim's verdict once it is known, and again when it changes or the
-        run reaches run.steps (a claim on the last step is final then)."""
+    def _announce_watched(self, watched: list, finished: str = "") -> None:
+        """Say the verdicts of watched claims that became known since the last call, in one
+        message; at run.steps (``finished``: what to say about that) the claims on the last
+        step again, whose verdict is final then."""
+        lines = [finished] if finished else []
         for index, item in enumerate(watched):
             if item.state == "waiting":
                 self._watch_said.pop(index, None)
@@ -211,8 +213,12 @@ class GradApp(App[None]):
             self._watch_said[index] = item.state
             value = f"{item.measured:.4g}" if isinstance(item.measured, float) else str(item.measured)
             verdict = tr("PASS") if item.state == "pass" else tr("FAIL")
-            self.say(tr("watch: {verdict}  {claim}  (measured {value})", verdict=verdict,
-                        claim=item.claim.text, value=value), error=item.state == "fail")
+            lines.append(tr("watch: {verdict}  {claim}  (measured {value})", verdict=verdict,
+                            claim=item.claim.text, value=value))
+        if lines and lines != [finished]:
+            self.say("\n".join(lines), error=any(item.state == "fail" for item in watched))
+        elif finished:
+            self.say(finished)
 
     def _title(self) -> str:
         """The scenario's title in the interface's language."""
@@ -413,9 +419,8 @@ class GradApp(App[None]):
         elif isinstance(event, Diverged):
             self.say(tr("DIVERGED at step {step}: paused; u rewinds", step=event.step), error=True)
         elif isinstance(event, Finished):
-            self.say(tr("reached run.steps = {steps}: paused (space continues)", steps=event.steps))
-            if self.session.claims:
-                self._announce_watched(self.session.watched(), finished=True)
+            self._announce_watched(self.session.watched(), finished=tr(
+                "reached run.steps = {steps}: paused (space continues)", steps=event.steps))
         elif isinstance(event, Rewound):
             if event.step is None:
                 self.say(tr("no earlier rewind point"), error=True)
