@@ -29,16 +29,23 @@ WARM_KERNELS = ("default,f64,batch-norm,pre-vs-post-ln,residual", "rnn-vs-lstm")
 
 
 def pytest_configure(config):
-    if hasattr(config, "workerinput"):  # an xdist worker: the controller has done it
-        return
+    if hasattr(config, "workerinput") or config.option.help or config.option.collectonly:
+        return  # an xdist worker (the controller has done it), or no test will run
     import subprocess
     import sys
     from pathlib import Path
 
     script = str(Path(__file__).with_name("warm_kernels.py"))
     children = [subprocess.Popen([sys.executable, script, group]) for group in WARM_KERNELS]
-    for child in children:
-        child.wait(timeout=900)
+    try:
+        for child in children:
+            if child.wait(timeout=900) != 0:  # the tests that need these kernels will say why
+                print(f"warning: {script} {child.args[-1]} failed", file=sys.stderr)
+    finally:
+        for child in children:
+            if child.poll() is None:
+                child.kill()
+                child.wait()
 
 
 @pytest.fixture(autouse=True)

@@ -204,26 +204,35 @@ def rendered_width(text: str) -> int:
 
 
 def test_a_line_break_inside_a_chinese_paragraph_is_not_a_space():
+    """Lines of one paragraph join; headings, new list items, code blocks and hard breaks
+    stay on their own lines."""
     from tui_grad.tui.linebreak import join_chinese_lines
 
-    assert join_chinese_lines("梯度缩小，\n曲线变平\n- 列表\n- 一项\nReLU 和\nsigmoid") == (
-        "梯度缩小，曲线变平\n- 列表\n- 一项\nReLU 和\nsigmoid")
+    assert join_chinese_lines("梯度缩小，\n曲线变平\n- 列表\n- 一项\n接着\nReLU 和\nsigmoid") == (
+        "梯度缩小，曲线变平\n- 列表\n- 一项接着\nReLU 和\nsigmoid")
+    kept = "## 标题\n正文\n```\n代码\n代码\n```\n硬换行  \n下一行\n| 表 |\n| 格 |"
+    assert join_chinese_lines(kept) == kept
 
 
 @pytest.mark.parametrize("command", [[], ["run"], ["lesson"], ["serve"], ["sweep"], ["coord-check"]])
-def test_help_fits_80_columns_in_chinese(command, monkeypatch, capsys):
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_help_fits_80_columns(command, lang, monkeypatch, capsys):
     """argparse counts characters; tui-grad's help counts cells (a Chinese character is two)
-    and breaks Chinese between characters, and the usage's lines stay aligned."""
+    and breaks Chinese between characters, the usage's lines stay aligned, and the examples
+    fit as they are (one command a line, to copy)."""
     from rich.cells import cell_len
 
     from tui_grad.cli import main
 
     monkeypatch.setenv("COLUMNS", "80")
     with pytest.raises(SystemExit):
-        main([*command, "--lang", "zh", "--help"])
+        main([*command, "--lang", lang, "--help"])
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].startswith("用法：tui-grad")
     assert max(cell_len(line) for line in lines) <= 80
+    assert "  tui-grad run default --headless --steps 200 --set network.depth=100 --csv -" in lines
+    if lang == "en":
+        return
+    assert lines[0].startswith("用法：tui-grad")
     assert "选项:" in lines or "选项：" in lines
     second = lines[1]
     if not second.strip():  # the usage fits one line

@@ -20,20 +20,21 @@ COMMANDS = ("run", "lesson", "validate", "scenarios", "export", "serve", "sweep"
             "coord-check")
 EXAMPLES = N_("""\
 examples:
-  tui-grad                                  open the UI on the default scenario
-  tui-grad sigmoid-vanishing                open a bundled scenario
-  tui-grad lesson vanishing-and-exploding   a workshop: the bundled lesson, step by step
-  tui-grad lesson vanishing-and-exploding --lang zh   the same lesson, all in Chinese
-  tui-grad my-workshop.toml                 open a scenario file
+  tui-grad                                  # the UI on the default scenario
+  tui-grad sigmoid-vanishing                # a bundled scenario
+  tui-grad my-workshop.toml                 # a scenario file
+  tui-grad lesson vanishing-and-exploding   # a workshop: the bundled lesson
+  tui-grad --lang zh lesson vanishing-and-exploding   # the same, in Chinese
   tui-grad run relu-init --headless --csv out.csv --check
-  tui-grad run default --headless --steps 200 --set network.depth=100 --csv - | head
+  tui-grad run default --headless --steps 200 --set network.depth=100 --csv -
   tui-grad validate scenarios/*.toml
-  tui-grad scenarios                        list the bundled scenarios
+  tui-grad scenarios                        # the bundled scenarios
   tui-grad export default --set network.activation=relu -o mine.toml
-  tui-grad serve default --port 8000        the same app in a browser (textual-serve)
-  tui-grad sweep quick --out quick.csv --plot loss_ratio   a grid of runs on Dask, and its map
-  tui-grad coord-check mup-width --csv coord.csv   muP's coordinate check over widths
+  tui-grad serve default --port 8000        # the same app in a browser
+  tui-grad sweep quick --out quick.csv --plot loss_ratio   # a grid and its map
+  tui-grad coord-check mup-width --csv coord.csv   # muP's check over widths
 """)
+
 # argparse's own words (usage, errors), which it looks up through gettext's "_"
 ARGPARSE_TEXTS = (
     N_("usage: "), N_("positional arguments"), N_("options"), N_("show this help message and exit"),
@@ -60,15 +61,17 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
 
         return "\n".join(indent + line for paragraph in text.splitlines()
                          for line in (wrap(paragraph, width - len(indent))
-                                      if cell_len(paragraph) > width else [paragraph]))
+                                      if cell_len(paragraph) > width and not paragraph.startswith(" ")
+                                      else [paragraph]))  # an indented line is an example: as is
 
     def _format_usage(self, usage, actions, groups, prefix) -> str:
         from rich.cells import cell_len
 
         prefix = tr("usage: ") if prefix is None else prefix
-        # argparse indents the usage's further lines by len(prefix): give it the cells
-        text = super()._format_usage(usage, actions, groups, " " * cell_len(prefix))
-        return prefix + text[cell_len(prefix):]
+        # argparse indents the usage's further lines by len(prefix): give it as many spaces
+        # as the prefix has cells, then put the prefix in their place (after any colour code)
+        padding = " " * cell_len(prefix)
+        return super()._format_usage(usage, actions, groups, padding).replace(padding, prefix, 1)
 
 
 class Parser(argparse.ArgumentParser):

@@ -35,13 +35,29 @@ def enable() -> None:
     textual._wrap.re_chunk = TEXTUAL_CHUNK
 
 
-_JOINED_LINE = re.compile(rf"(?<=[{IDEOGRAPH}{CLOSING}])[ \t]*\n[ \t]*(?=[{OPENING}{IDEOGRAPH}])")
+_IDEOGRAPH_END = re.compile(rf"[{IDEOGRAPH}{CLOSING}]$")
+_IDEOGRAPH_START = re.compile(rf"^[{OPENING}{IDEOGRAPH}]")
+_BLOCK_START = re.compile(r"^\s*(#|[-*+>|]|\d+[.)]|```|~~~)")  # Markdown that starts a block
+_OWN_LINE = re.compile(r"^\s*(#|\|)")  # a heading or a table row: nothing joins onto it
 
 
 def join_chinese_lines(text: str) -> str:
     """Markdown joins a paragraph's lines with a space, which Chinese does not put between
-    characters: a line break between two Chinese characters is removed instead."""
-    return _JOINED_LINE.sub("", text)
+    characters: a line break between two Chinese characters inside a paragraph is removed.
+    Headings, list items, quotes, tables, code blocks and hard breaks (two spaces) stay."""
+    out: list[str] = []
+    fenced = False
+    for line in text.split("\n"):
+        fence = line.lstrip().startswith(("```", "~~~"))
+        previous = out[-1] if out else ""
+        if (not fenced and not fence and out and _IDEOGRAPH_END.search(previous.rstrip(" \t"))
+                and not previous.endswith("  ") and not _OWN_LINE.match(previous)
+                and _IDEOGRAPH_START.match(line.lstrip()) and not _BLOCK_START.match(line)):
+            out[-1] = previous.rstrip(" \t") + line.lstrip()
+            continue
+        fenced ^= fence
+        out.append(line)
+    return "\n".join(out)
 
 
 def wrap(text: str, width: int) -> list[str]:
