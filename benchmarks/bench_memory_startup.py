@@ -149,7 +149,8 @@ def processes_using(cache: str) -> list[int]:
 
 
 def launch(pane: Pane, cache: str, extra: list[str] = ()) -> float:
-    env = {"NUMBA_CACHE_DIR": cache, "TERM": "xterm-256color"}
+    env = {"NUMBA_CACHE_DIR": cache, "TERM": "xterm-256color",
+           "LC_ALL": "C.UTF-8"}  # English: FIRST_STEP reads the status bar's words
     return pane.start([sys.executable, "-m", "tui_grad", "default", *extra], env)
 
 
