@@ -81,7 +81,8 @@ def test_lesson_command_errors(capsys):
 async def test_a_lesson_walks_forward_and_back_with_its_prompts(tmp_path):
     """The prompt comes first with the run paused; space starts it; N opens the next step
     (its scenario, paused, its prompt), P the previous; past the last step it says so; the
-    status bar says which step; t shows the prompt in Chinese."""
+    status bar says which step; t shows the prompt in Chinese; no step is shown before the
+    prompt closes (step 0 could give the answer away)."""
     from tui_helpers import screen_text, status, wait_for
 
     from tui_grad.tui.app import GradApp
@@ -96,7 +97,8 @@ async def test_a_lesson_walks_forward_and_back_with_its_prompts(tmp_path):
         await wait_for(pilot, lambda: isinstance(app.screen, LessonPromptScreen))
         assert "step 1/2" in screen_text(app) and "First: predict" in screen_text(app)
         assert not app.session.running
-        await wait_for(pilot, lambda: app.session.history.latest is not None)
+        await pilot.pause(1.0)
+        assert app.session.history.latest is None  # no step 0 on screen before the prediction
         await pilot.press("space")
         await wait_for(pilot, lambda: app.session.running and not isinstance(app.screen, LessonPromptScreen))
         assert status(app).startswith("lesson 1/2")

@@ -94,3 +94,21 @@ async def test_the_status_bar_and_a_message_give_the_verdict():
         await pilot.press("n")
         await wait_for(pilot, lambda: "watch 1/1" in status(app))
         await wait_for(pilot, lambda: "watch: PASS" in screen_text(app))
+
+
+async def test_the_prompt_hides_step_0_until_it_closes():
+    """Step 0 of exploding-init diverges: while the prompt asks for a prediction the status bar
+    must not say so; escape closes it and shows step 0 (paused), as anywhere else."""
+    from tui_helpers import status, wait_for
+
+    from tui_grad.tui.app import GradApp
+    from tui_grad.tui.screens import LessonPromptScreen
+
+    app = GradApp(lesson=load_lesson("vanishing-and-exploding"), lesson_step=3)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, LessonPromptScreen))
+        await pilot.pause(1.5)
+        assert app.session.history.latest is None and "DIVERGED" not in status(app)
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: "DIVERGED at step 0" in status(app))
+        assert not app.session.running

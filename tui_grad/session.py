@@ -136,6 +136,8 @@ class Session:
     def __init__(self, scenario: Scenario, watch: Sequence[Expectation] = ()) -> None:
         self.scenario = scenario
         self.claims = tuple(watch)  # a lesson step's claims to watch (see watched)
+        # False while a lesson's prompt asks for a prediction: step 0 would give the answer away
+        self.preview_allowed = True
         self._watched_cache: tuple[tuple, list[Watched]] | None = None
         self._watched_steps = {step for claim in self.claims for step in claim.steps() if step != LAST}
         self.runs = [Run(v.name, v.overrides, v.config) for v in scenario.variants]
@@ -305,7 +307,8 @@ class Session:
             if any(isinstance(e, (Diverged, Finished)) for e in events):
                 self.running, self._auto_paused = False, True
                 break
-        if not self.running and steps_asked == 0 and self.run.history.latest is None:
+        if (not self.running and steps_asked == 0 and self.run.history.latest is None
+                and self.preview_allowed):
             self._preview()  # paused with nothing on screen: show the step the run is at
         self._measure_rate(done)
         return events

@@ -149,6 +149,7 @@ class GradApp(App[None]):
         self.session = Session(scenario, self._watch())
         if lesson is not None:
             self.session.running = False  # the prompt first: predict, then press space
+            self.session.preview_allowed = False  # (and no step 0 to give the answer away)
         self.baseline: Frame | None = None
         self.autostart = autostart
         self._drawn_version = -1
@@ -443,9 +444,13 @@ class GradApp(App[None]):
         return True
 
     def _show_prompt(self) -> None:
+        session = self.session
+        session.preview_allowed = False  # no step on screen before the prediction
+
         def closed(start: bool | None) -> None:
+            session.preview_allowed = True
             if start:
-                self.session.running = True
+                session.running = True
 
         self.push_screen(LessonPromptScreen(self.lesson, self.lesson_index, self.lang), closed)
 
@@ -465,6 +470,7 @@ class GradApp(App[None]):
         self.scenario = self.lesson.steps[index].scenario
         self.session = Session(self.scenario, self._watch())  # the old worker keeps its own
         self.session.running = False
+        self.session.preview_allowed = False  # until the prompt closes
         self.baseline = None
         self._first_drawn = threading.Event()
         self._watch_said = {}
