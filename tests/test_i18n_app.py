@@ -10,7 +10,7 @@ from tui_helpers import endless_app, screen_text, status
 
 from tui_grad.config import Config
 from tui_grad.engine import theory
-from tui_grad.tui.texts import THEORY_REASONS, describe_theory
+from tui_grad.engine_text import THEORY_REASONS, describe_theory
 
 ENGINE = Path(theory.__file__).parent
 

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from tui_grad import headless, i18n, warmup
+from tui_grad import engine_text, headless, i18n, warmup
 from tui_grad.config import Config, ConfigError, option
 from tui_grad.engine.probe import jacobian_not_covered
 from tui_grad.expect import parse_expectation
@@ -189,8 +189,8 @@ def test_every_reason_the_jacobian_probe_gives_has_a_chinese_entry():
             continue
         reasons.add(jacobian_not_covered(config))
     reasons.discard(None)
-    assert reasons and reasons <= set(headless.PROBE_REASONS)
-    assert all(text in i18n.catalogue() for text in headless.PROBE_REASONS.values())
+    assert reasons and reasons <= set(engine_text.PROBE_REASONS)
+    assert all(text in i18n.catalogue() for text in engine_text.PROBE_REASONS.values())
 
 
 def test_a_refused_jacobian_says_why_in_chinese(tmp_path, language):

@@ -11,6 +11,7 @@ from rich.cells import cell_len
 from rich.text import Text
 from tui_helpers import endless_app, rendered, screen_text, wait_for
 
+from tui_grad import engine_text
 from tui_grad.config import Config
 from tui_grad.engine import probe
 from tui_grad.i18n import tr
@@ -140,7 +141,7 @@ def test_what_the_engine_refuses_is_said_in_chinese(language, make_sim):
     with pytest.raises(RuntimeError) as no_batch:
         make_sim(network__depth=2, network__width=4).layer_values()
     reasons = [refused, str(no_batch.value)]
-    assert all(reason in probes.ENGINE_REASONS for reason in reasons)
+    assert all(reason in engine_text.PROBE_REASONS for reason in reasons)
     assert probes.reason(RuntimeError(reasons[1])).startswith("no step taken yet")
     language("zh")
     assert probes.reason(ValueError(refused)).startswith("雅可比矩阵探针暂不支持层归一化")

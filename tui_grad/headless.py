@@ -14,15 +14,10 @@ from tui_grad.csvout import CsvWriter, HistogramWriter
 from tui_grad.engine import Simulator, StepMetrics
 from tui_grad.engine.probe import jacobian_not_covered
 from tui_grad.engine.theory import Prediction
+from tui_grad.engine_text import engine_sentence
 from tui_grad.expect import LAST, PER_LAYER, PROBES, Expectation, Ref, evaluate
-from tui_grad.i18n import N_, tr
+from tui_grad.i18n import tr
 from tui_grad.scenario import Scenario
-
-# the engine's reasons (plain English, engine/probe.py) as the user reads them
-PROBE_REASONS = {
-    "the Jacobian probe does not cover layer norm or a norm before or after the shortcut yet":
-        N_("the Jacobian probe does not cover layer norm or a norm before or after the shortcut yet"),
-}
 
 
 @dataclass
@@ -118,7 +113,7 @@ def run(scenario: Scenario, steps: int, *, csv: TextIO | None = None, every: int
         refused = jacobian_not_covered(variant.config) if wants_jacobian else None
         if refused:
             raise ConfigError(tr("{reason} (--jacobian, jacobian_* claims; variant {variant})",
-                                 reason=tr(PROBE_REASONS.get(refused, refused)), variant=repr(variant.name)))
+                                 reason=engine_sentence(refused), variant=repr(variant.name)))
     sims = [Simulator(v.config) for v in variants]
     results = [VariantResult(v.name, theory=sim.theory) for v, sim in zip(variants, sims, strict=True)]
     with_variant = bool(scenario.compare)

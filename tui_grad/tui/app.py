@@ -22,6 +22,7 @@ from textual.worker import get_current_worker
 
 from tui_grad import i18n
 from tui_grad.config import ConfigError, fit_change
+from tui_grad.engine_text import describe_theory
 from tui_grad.history import Frame
 from tui_grad.i18n import N_, tr
 from tui_grad.lesson import Lesson
@@ -38,7 +39,6 @@ from tui_grad.tui.screens import (
     NotesScreen,
     translated_bindings,
 )
-from tui_grad.tui.texts import describe_theory
 
 linebreak.enable()  # Chinese text wraps between characters, in this process's Rich and Textual
 NARROW_WIDTH = 120  # below this one chart is shown at a time

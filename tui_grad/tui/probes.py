@@ -18,6 +18,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Static
 
 from tui_grad.engine import probe
+from tui_grad.engine_text import engine_sentence
 from tui_grad.i18n import N_, tr
 from tui_grad.tui.charts import pad_wide, unpad
 from tui_grad.tui.screens import translated_bindings
@@ -30,19 +31,10 @@ QUANTITY_TEXT = {"preactivation": N_("pre-activation (input of the activation; L
                  "weight_grad": N_("weight gradient dL/dW, log10 |x|"),
                  "signal": N_("backpropagated signal dL/dh, log10 |x|")}
 UNIT_TEXT = {"layer": N_("layer {number}"), "time step": N_("time step {number}")}  # a legend's entry
-ENGINE_REASONS = {  # what the engine's probes can refuse with (in English), as the screen says it
-    "the Jacobian probe does not cover layer norm or a norm before or after the shortcut yet":
-        N_("the Jacobian probe does not cover layer norm or a norm before or after the shortcut yet"),
-    "no batch yet: call step() first (the probes use the last step's batch)":
-        N_("no step taken yet: the probes use the last step's batch (n takes a step)"),
-}
-
-
 def reason(error: Exception) -> str:
     """An exception a measurement raised, in the language in use where the engine's reason is
     known (the engine's own words otherwise)."""
-    text = str(error)
-    return tr(ENGINE_REASONS[text]) if text in ENGINE_REASONS else text
+    return engine_sentence(str(error))
 
 
 class ProbeScreen(ModalScreen[None]):

@@ -1,4 +1,8 @@
-"""Sentences the engine makes for its API (in English), said in the interface's language."""
+"""Sentences the engine makes for its API (in English), said in the interface's language.
+
+The engine knows nothing of the interface or its catalogue: its fixed sentences are listed
+here once, for the UI and the headless runs alike (tests check the lists against the engine).
+"""
 
 from __future__ import annotations
 
@@ -15,14 +19,27 @@ THEORY_REASONS = {text: text for text in (
     N_("batch norm is covered for relu without shortcuts only"),
     N_("the mean-field theory here is for feed-forward nets"),
 )}
+# what the probes refuse with (engine/probe.py), and how the interface says it
+PROBE_REASONS = {
+    "the Jacobian probe does not cover layer norm or a norm before or after the shortcut yet":
+        N_("the Jacobian probe does not cover layer norm or a norm before or after the shortcut yet"),
+    "no batch yet: call step() first (the probes use the last step's batch)":
+        N_("no step taken yet: the probes use the last step's batch (n takes a step)"),
+}
 PHASES = {"ordered": N_("ordered"), "critical": N_("critical"), "chaotic": N_("chaotic")}
+
+
+def engine_sentence(text: str) -> str:
+    """One of the engine's fixed sentences in the language in use (others as they are)."""
+    known = THEORY_REASONS.get(text) or PROBE_REASONS.get(text)
+    return tr(known) if known else text
 
 
 def describe_theory(prediction: Prediction) -> str:
     """Prediction.describe(), in the language in use: one line for the report area."""
     p = prediction
     if not p.covered:
-        return tr("theory: not covered ({reason})", reason=tr(THEORY_REASONS.get(p.reason, p.reason)))
+        return tr("theory: not covered ({reason})", reason=engine_sentence(p.reason))
     chi = f"{p.chi_1:.3f}"
     if p.phase == "bn-explosion":
         return tr("theory: batch norm + relu: squared gradient grows x{chi} per layer towards the "
