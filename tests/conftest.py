@@ -22,10 +22,23 @@ def _make_sim(*, keep_grads: bool = False, **overrides) -> Simulator:
                      keep_grads=keep_grads)
 
 
-# The kernels most tests need, compiled in two processes at once before any test: without
-# this each pytest-xdist worker compiled them on its own, and a UI test that met a cold cache
-# waited a minute for its first step. Once the cache is warm, each only loads (2-3 s).
-WARM_KERNELS = ("default,f64,batch-norm,pre-vs-post-ln,residual", "rnn-vs-lstm")
+# The kernels most tests need, compiled before any test by the app's own warm-up child
+# (tui_grad.warmup), two at once: without this each pytest-xdist worker compiled them on its
+# own, and a UI test that met a cold cache waited a minute for its first step. Once the cache
+# is warm, each child only loads them (2-3 s).
+WARM_KERNELS = (("default", "float64", "batch-norm", "pre-vs-post-ln", "residual"), ("rnn-vs-lstm",))
+
+
+def _warm_request(names: tuple[str, ...]) -> str:
+    import json
+
+    from tui_grad.scenario import load_scenario
+
+    configs = [variant.config for name in names if name != "float64"
+               for variant in load_scenario(name).variants]
+    if "float64" in names:
+        configs.append(configs[0].replace(network__dtype="float64"))
+    return json.dumps({"configs": [config.as_dict() for config in configs]}) + "\n"
 
 
 def pytest_configure(config):
@@ -33,19 +46,26 @@ def pytest_configure(config):
         return  # an xdist worker (the controller has done it), or no test will run
     import subprocess
     import sys
-    from pathlib import Path
 
-    script = str(Path(__file__).with_name("warm_kernels.py"))
-    children = [subprocess.Popen([sys.executable, script, group]) for group in WARM_KERNELS]
+    from tui_grad.warmup import Warmup
+
+    children = []
     try:
+        for names in WARM_KERNELS:
+            child = subprocess.Popen(list(Warmup.command), stdin=subprocess.PIPE,
+                                     stdout=subprocess.DEVNULL, text=True)
+            child.stdin.write(_warm_request(names))
+            child.stdin.flush()  # open until it is done: the child ends when its stdin closes
+            children.append(child)
         for child in children:
             if child.wait(timeout=900) != 0:  # the tests that need these kernels will say why
-                print(f"warning: {script} {child.args[-1]} failed", file=sys.stderr)
+                print(f"warning: warming the kernels failed (exit {child.returncode})", file=sys.stderr)
     finally:
         for child in children:
             if child.poll() is None:
                 child.kill()
-                child.wait()
+            child.wait()
+            child.stdin.close()
 
 
 @pytest.fixture(autouse=True)
