@@ -204,7 +204,9 @@ class GradApp(App[None]):
         """Say the verdicts of watched claims that became known since the last call, in one
         message; at run.steps (``finished``: what to say about that) the claims on the last
         step again, whose verdict is final then."""
-        lines = [finished] if finished else []
+        from tui_grad.headless import Check
+
+        lines, failed = [finished] if finished else [], False
         for index, item in enumerate(watched):
             if item.state == "waiting":
                 self._watch_said.pop(index, None)
@@ -212,14 +214,11 @@ class GradApp(App[None]):
             if self._watch_said.get(index) == item.state and not (finished and item.so_far):
                 continue
             self._watch_said[index] = item.state
-            value = f"{item.measured:.4g}" if isinstance(item.measured, float) else str(item.measured)
-            verdict = tr("PASS") if item.state == "pass" else tr("FAIL")
-            lines.append(tr("watch: {verdict}  {claim}  (measured {value})", verdict=verdict,
-                            claim=item.claim.text, value=value))
-        if lines and lines != [finished]:
-            self.say("\n".join(lines), error=any(item.state == "fail" for item in watched))
-        elif finished:
-            self.say(finished)
+            failed |= item.state == "fail"
+            check = Check(item.claim, self.session.variant_name, item.state == "pass", item.measured)
+            lines.append(tr("watch: {check}", check=check.line(show_variant=False)))
+        if lines:
+            self.say("\n".join(lines), error=failed)
 
     def _title(self) -> str:
         """The scenario's title in the interface's language."""
