@@ -7,9 +7,12 @@ here once, for the UI and the headless runs alike (tests check the lists against
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
-from tui_grad.engine.theory import Prediction
 from tui_grad.i18n import N_, tr
+
+if TYPE_CHECKING:
+    from tui_grad.engine.theory import Prediction  # (imports numba: not at the UI's start)
 
 # Prediction.reason: every reason the engine gives (tests/test_i18n_app.py checks the list)
 THEORY_REASONS = {text: text for text in (

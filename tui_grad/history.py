@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from tui_grad.engine import StepMetrics
+from tui_grad.engine.metrics import StepMetrics
 
 HEATMAP_COLUMNS = 240  # per-layer profiles kept for the layer x step heatmap
 

@@ -20,7 +20,7 @@ from rich.text import Text
 from textual.widget import Widget
 from textual_plotext import PlotextPlot
 
-from tui_grad.engine import StepMetrics
+from tui_grad.engine.metrics import StepMetrics
 from tui_grad.history import Frame
 from tui_grad.i18n import N_, tr
 
