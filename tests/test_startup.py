@@ -319,3 +319,187 @@ def test_after_a_warmup_a_new_process_needs_none():
     answer = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True,
                             timeout=120)
     assert answer.stdout.split() == ["False", "0"], answer.stderr[-500:]
+
+
+# ------------------------------------------------------------------ step 0 from a child
+def same_metrics(a, b) -> bool:
+    """Every field of two StepMetrics equal, bit for bit (NaN where NaN), but wall time."""
+    import dataclasses
+
+    import numpy as np
+
+    for field in dataclasses.fields(a):
+        x, y = getattr(a, field.name), getattr(b, field.name)
+        if field.name == "seconds":
+            continue
+        if isinstance(x, np.ndarray):
+            if x.dtype != y.dtype or x.tobytes() != y.tobytes():
+                return False
+        elif not (x == y or (x != x and y != y)):
+            return False
+    return True
+
+
+FIRST_STEP_IN_ONE_THREAD = """
+import pickle, sys, threading, time
+from tui_grad import warmup
+from tui_grad.scenario import load_scenario
+configs = [variant.config for variant in load_scenario("learning-rate").variants]
+assert threading.active_count() == 1  # as in the CLI: FirstStep forks
+child = warmup.FirstStep(configs)
+child.start()
+forked = isinstance(child._process, warmup._Fork)
+deadline = time.monotonic() + 120
+while (first := child.poll()) is None and time.monotonic() < deadline:
+    time.sleep(0.01)
+sys.stdout.buffer.write(pickle.dumps((forked, first)))
+"""
+
+
+def test_the_first_step_child_measures_what_the_app_would_bit_for_bit(monkeypatch):
+    """FirstStep's step 0 of every variant (forked, as the CLI starts it; and as a
+    subprocess where forking is not safe) equals the step the app takes itself."""
+    import pickle
+
+    from tui_grad.engine import Simulator
+
+    configs = [variant.config for variant in load_scenario("learning-rate").variants]
+    answer = subprocess.run([sys.executable, "-c", FIRST_STEP_IN_ONE_THREAD],
+                            capture_output=True, timeout=180)
+    forked, first = pickle.loads(answer.stdout)
+    monkeypatch.setattr(warmup.FirstStep, "fork", False)  # as where forking is not safe
+    with warmup.FirstStep(configs) as child:
+        child.start()
+        assert not isinstance(child._process, warmup._Fork)
+        spawned = poll_first(child)
+    here = [Simulator(config).step() for config in configs]
+    assert forked and len(first) == len(spawned) == len(here) == len(configs) > 1
+    for ours, theirs, again in zip(here, first, spawned, strict=True):
+        assert ours.step == 0 and same_metrics(ours, theirs) and same_metrics(ours, again)
+
+
+def poll_first(child: warmup.FirstStep, timeout: float = 120.0) -> list:
+    deadline = time.monotonic() + timeout
+    while (first := child.poll()) is None:
+        assert time.monotonic() < deadline, "the first-step child gave no answer"
+        time.sleep(0.01)
+    return first
+
+
+def test_the_first_step_child_gives_way_to_a_warmup_in_an_empty_cache(tmp_path, monkeypatch):
+    """A kernel missing from the cache: the child compiles nothing and answers [] (the app's
+    warm-up compiles, with progress), quickly, and ends."""
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path))
+    started = time.monotonic()
+    with warmup.FirstStep([Config()]) as child:
+        child.start()
+        process = child._process
+        assert poll_first(child) == []
+    assert time.monotonic() - started < 60  # a cold compile takes minutes on 2 cores
+    assert process.poll() is not None
+
+
+def test_a_preview_of_step_0_stays_until_the_step_is_taken_and_a_change_drops_it():
+    """Session.show_first_steps shows the child's step 0 before the session has a simulator;
+    the first advance keeps it on screen (no blank between) and replaces it with its own
+    identical step; a change asked for meanwhile makes it stale: not shown, or dropped."""
+    from tui_grad.engine import Simulator
+    from tui_grad.session import Session
+
+    scenario = load_scenario("learning-rate")
+    configs = [variant.config for variant in scenario.variants]
+    first = [Simulator(config).step() for config in configs]
+
+    session = Session(scenario)
+    session.running = False
+    assert session.show_first_steps(configs, first)
+    assert session.sim is None and session.history.latest is first[0] and session.run.preview
+    versions = []
+    original = session.run.history.clear
+    session.run.history.clear = lambda: (versions.append("cleared"), original())
+    session.advance(0.5)  # the simulator exists now; paused: the preview stays
+    assert versions == [] and session.history.latest is first[0] and session.sim.step_index == 0
+    appended = []
+    original_append = session.run.history.append
+    session.run.history.append = lambda metrics: (appended.append(metrics), original_append(metrics))
+    session.request_step()  # the step on screen is taken for real, then the one asked for
+    session.advance(5.0)
+    assert [metrics.step for metrics in appended] == [0, 1] and not session.run.preview
+    assert same_metrics(appended[0], first[0]) and session.sim.step_index == 2
+
+    stale = Session(scenario)
+    stale.request(stale.config.replace(training__lr=0.5))
+    assert not stale.show_first_steps(configs, first)  # asked for before it arrived
+    late = Session(scenario)
+    late.running = False
+    assert late.show_first_steps(configs, first)
+    late.request(late.config.replace(network__depth=7))
+    late.advance(0.5)
+    assert late.history.latest is None or late.history.latest.depth == 7  # not the old step 0
+
+
+async def test_the_status_bar_says_the_kernels_load_while_a_preview_shows():
+    """Step 0 from the child, before this process has loaded its kernels: the status bar
+    shows that step and says what the app is doing instead of a rate."""
+    from tui_grad.engine import Simulator
+
+    from tui_helpers import status
+
+    scenario = load_scenario("default")
+    app = GradApp(scenario, autostart=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        assert app.session.show_first_steps([scenario.variants[0].config],
+                                            [Simulator(scenario.variants[0].config).step()])
+        await pilot.pause(0.3)
+        assert "step 0 | loading the kernels..." in status(app)
+
+
+async def test_a_panel_key_at_once_after_start_reaches_its_panel():
+    """Panels below the first screen are mounted after it: a key for one pressed before
+    that mounts them and focuses its first value; then every panel is there."""
+    from tui_grad.tui.panels import GROUPS, OptionRow, Panel
+
+    app = GradApp(load_scenario("default"), autostart=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("t")  # task / loss: the last panel
+        await wait_for(pilot, lambda: app.focused is not None)
+        row = next(node for node in app.focused.ancestors if isinstance(node, OptionRow))
+        assert row.option.name == "data.task"
+        assert [panel.id for panel in app.query(Panel)] == [f"panel-{g.key}" for g in GROUPS]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads other processes' environments")
+def test_quitting_while_the_first_step_child_loads_ends_every_process(tmp_path):
+    """q at once (read when the app starts), while the forked first-step child is still
+    loading the kernels: the app exits with status 0 and leaves no process (warm cache)."""
+    marker = str(tmp_path)  # in the environment of the app and of its forked child
+    env = {**os.environ, "TERM": "xterm-256color", "TUI_GRAD_TEST_RUN": marker}
+    process, controller = run_in_terminal(env)
+    seen: dict[int, psutil.Process] = {}
+    try:
+        os.write(controller, b"q")
+        deadline = time.monotonic() + 60
+        while process.poll() is None and time.monotonic() < deadline:
+            for candidate in psutil.process_iter():
+                if candidate.pid != process.pid and candidate.pid not in seen \
+                        and _environ(candidate).get("TUI_GRAD_TEST_RUN") == marker:
+                    seen[candidate.pid] = candidate
+            read_until(controller, b"\0never", timeout=0.02)
+        assert process.wait(timeout=30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        os.close(controller)
+    assert seen, "the app started no first-step child"
+    deadline = time.monotonic() + 10
+    while (left := [pid for pid in seen if not gone(pid)]) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not left, f"left running: {left}"
+
+
+def _environ(process: psutil.Process) -> dict:
+    try:
+        return process.environ()
+    except (psutil.Error, OSError):
+        return {}

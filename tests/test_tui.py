@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from tui_helpers import endless_app, rendered, screen_text, status, step_of, wait_for
+from tui_helpers import endless_app, rendered, screen_text, started, status, step_of, wait_for
 
 from tui_grad.config import OPTIONS_BY_NAME
 from tui_grad.scenario import load_scenario
@@ -40,7 +40,7 @@ async def test_changing_activation_restarts_and_changes_the_engine():
     """a, right: tanh -> relu; the running config and the simulator's network change."""
     app = endless_app(paused=True)
     async with app.run_test(size=(100, 30)) as pilot:
-        await wait_for(pilot, lambda: step_of(app) >= 0)
+        await started(pilot, app)
         await pilot.press("a", "right")
         await wait_for(pilot, lambda: app.session.sim.config.network.activation == "relu")
         assert app.session.config.network.activation == "relu"
@@ -204,7 +204,7 @@ async def test_resizing_from_80x24_to_large_and_back_never_crashes():
     """Narrow screens show one chart at a time (1-5 choose); wide ones show all."""
     app = endless_app(paused=True)
     async with app.run_test(size=(80, 24)) as pilot:
-        await wait_for(pilot, lambda: step_of(app) >= 0)
+        await started(pilot, app)
         assert app._main.has_class("narrow")
         for number in range(1, len(CHARTS) + 1):
             await pilot.press(str(number))
@@ -238,7 +238,7 @@ async def test_theory_overlay_and_status_text():
         "run.steps": 10_000_000}))
     app.session.running = False  # step 0 is shown at once; Pilot is quick while nothing trains
     async with app.run_test(size=(160, 48)) as pilot:
-        await wait_for(pilot, lambda: step_of(app) >= 0)
+        await started(pilot, app)
         await pilot.pause(0.2)
         text = str(app._report_widget.render())
         assert "chi_1 = 0.500" in text and "ordered phase" in text
@@ -284,7 +284,7 @@ async def test_every_panel_option_reaches_the_engine():
     from tui_grad.config import ConfigError, fit_change
     app = endless_app("default", paused=True)  # changes reach the engine paused too
     async with app.run_test(size=(120, 40)) as pilot:
-        await wait_for(pilot, lambda: step_of(app) >= 0)
+        await started(pilot, app)
         for group in GROUPS:
             for name in group.options:
                 opt = OPTIONS_BY_NAME[name]

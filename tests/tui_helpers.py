@@ -20,6 +20,14 @@ async def wait_for(pilot, condition, timeout: float = 30.0) -> None:
         await pilot.pause(0.05)
 
 
+async def started(pilot, app) -> None:
+    """Wait for the first step on screen and every option panel (those below the first
+    screen are mounted after it is drawn)."""
+    from tui_grad.tui.panels import GROUPS, Panel
+
+    await wait_for(pilot, lambda: step_of(app) >= 0 and len(app.query(Panel)) == len(GROUPS))
+
+
 def status(app) -> str:
     return app.status_line(200).plain
 

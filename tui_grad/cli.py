@@ -439,9 +439,18 @@ def cmd_ui(args: argparse.Namespace) -> int:
                           tr("{flags} need --headless (the UI writes no files)", flags=flags))
     scenario = load(args.scenario, args)  # a bad file is reported first, terminal or not
     _need_terminal(tr("add --headless to run without one (tui-grad run SCENARIO --headless --csv -)"))
-    from tui_grad.tui.app import GradApp
+    from tui_grad.warmup import FirstStep
 
-    _run_app(GradApp(scenario), [variant.config for variant in scenario.variants])
+    configs = [variant.config for variant in scenario.variants]
+    # step 0 in a child process while this one imports Textual and draws (both cores work)
+    import atexit
+
+    with FirstStep(configs) as first_step:
+        atexit.register(first_step.cancel)  # _run_app leaves through atexit, not this block
+        first_step.start()
+        from tui_grad.tui.app import GradApp
+
+        _run_app(GradApp(scenario, first_step=first_step), configs, preload=False)
 
 
 def cmd_lesson(args: argparse.Namespace) -> int:
@@ -466,8 +475,9 @@ def _need_terminal(hint: str) -> None:
         raise ConfigError(tr("the UI needs a terminal; {hint}", hint=hint))
 
 
-def _run_app(app, configs: list) -> None:
-    """Run ``app`` after loading the kernels ``configs`` need; leave the process with it."""
+def _run_app(app, configs: list, preload: bool = True) -> None:
+    """Run ``app``, after loading the kernels ``configs`` need unless ``preload`` is False
+    (the app's worker loads them); leave the process with it."""
     import asyncio
     import atexit
     import contextlib
@@ -477,7 +487,8 @@ def _run_app(app, configs: list) -> None:
 
     from tui_grad import warmup
 
-    warmup.preload(configs)  # before the UI starts
+    if preload:
+        warmup.preload(configs)  # before the UI starts
     workers = ThreadPoolExecutor(thread_name_prefix="tui-grad-worker")  # Textual's threads
     runner = asyncio.Runner()  # as asyncio.run, but leaving it need not wait for workers
     runner.get_loop().set_default_executor(workers)

@@ -15,17 +15,19 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from tui_grad.config import Config, ConfigError
 from tui_grad.csvout import format_log10
-from tui_grad.engine import Simulator, Snapshot, StepMetrics
 from tui_grad.expect import LAST, Expectation, evaluate
 from tui_grad.history import History
 from tui_grad.i18n import tr
 from tui_grad.scenario import Scenario
+
+if TYPE_CHECKING:  # the engine (numba) is imported when the first run starts, not before
+    from tui_grad.engine import Simulator, Snapshot, StepMetrics
 
 SPEEDS = (1.0, 3.0, 10.0, 30.0, 100.0, None)  # steps per second; None = as fast as it goes
 DEFAULT_SPEED = 3  # index into SPEEDS: 30 steps/s, watchable on a projector
@@ -121,9 +123,16 @@ class Run:
     # place: the UI thread reads them without a lock)
     kept: dict[int, tuple[StepMetrics, int]] = field(default_factory=dict)
 
-    def restart(self) -> None:
-        """A new Simulator for the run's config at step 0 (same seed: identical numbers)."""
+    def restart(self, keep_preview: bool = False) -> None:
+        """A new Simulator for the run's config at step 0 (same seed: identical numbers);
+        ``keep_preview``: a preview of step 0 on screen stays until the step is taken."""
+        from tui_grad.engine import Simulator
+
         self.sim = Simulator(self.config)
+        if keep_preview and self.preview and self.history.latest is not None \
+                and self.history.latest.step == 0:
+            self.report = ""
+            return
         self.history.clear()
         self.snapshots.clear()
         self.kept = {}
@@ -186,6 +195,23 @@ class Session:
     def max_rate(self) -> float | None:
         """Steps per second the run is held to (None: unlimited)."""
         return SPEEDS[self.speed_index]
+
+    def show_first_steps(self, configs: Sequence[Config], metrics: Sequence[StepMetrics]) -> bool:
+        """Show ``metrics``, the first step of each run measured elsewhere (another process,
+        with ``configs``), as previews until the runs take their first step (thread-safe).
+        Only before the first advance, with nothing asked for since, and configs unchanged;
+        returns whether they are shown."""
+        with self._lock:
+            if (not self.preview_allowed or self._pending is not None or self._pending_steps
+                    or self._rewind_asked or not len(configs) == len(metrics) == len(self.runs)
+                    or any(run.sim is not None or run.history.latest is not None
+                           or run.config != config or item.step != 0
+                           for run, config, item in zip(self.runs, configs, metrics, strict=True))):
+                return False
+            for run, item in zip(self.runs, metrics, strict=True):
+                run.history.append(item)
+                run.preview = True
+        return True
 
     # ------------------------------------------------------------ requests from the UI
     def request(self, config: Config, reason: str = "") -> int:
@@ -276,8 +302,8 @@ class Session:
             steps_asked, self._pending_steps = self._pending_steps, 0
             rewind, self._rewind_asked = self._rewind_asked, False
         if any(run.sim is None for run in self.runs):
-            for run in self.runs:
-                run.restart()
+            for run in self.runs:  # a change asked for before makes a shown preview stale
+                run.restart(keep_preview=pending is None)
             pending = None
         for function, future in calls:
             if future.set_running_or_notify_cancel():

@@ -10,10 +10,15 @@ and is now loaded. True means ``Warmup(configs)``: ``start()``, ``poll()`` until
 ``cancel()`` on every path. ``preload(configs)`` does ``needed``'s work before the UI
 starts. ``python -m tui_grad.warmup`` is the child: a JSON request on stdin, JSON lines on
 stdout. Knows nothing of Textual.
+
+``FirstStep(configs)`` runs the same child at launch, beside the UI's own start: it loads the
+kernels from the cache and takes the first step of each config, which the app shows while it
+loads the kernels itself (two processes use both cores; two threads would share one lock).
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import importlib
 import json
@@ -354,6 +359,134 @@ class Warmup:
                 self._state.update(message)
 
 
+class FirstStep:
+    """A child process taking the first step of each of ``configs`` with the kernels in
+    numba's cache, started before the UI so both cores work: the app imports Textual and
+    draws its screen while the child imports numba and loads the kernels (about a second
+    each on 2 cores). The app shows the child's step 0 as a preview (the same kernels and
+    seed: the same numbers, bit for bit) until it has loaded the kernels itself.
+
+    ``poll()`` is None while the child works, then the first steps' StepMetrics, one per
+    config, or [] when there are none to show (a kernel is not in the cache: the app's
+    warm-up compiles it; or the child failed: the app steps as it would without it).
+    Imports neither numba nor the engine. ``cancel()`` ends the child; safe to repeat.
+    """
+
+    command = (sys.executable, "-m", "tui_grad.warmup")
+    # a fork skips Python's start and the imports made here (0.15-0.3 s of 1.3 s); only
+    # where it is safe: Linux, and one thread (the CLI before Textual starts)
+    fork = sys.platform == "linux"
+
+    def __init__(self, configs: list[Config]) -> None:
+        self.configs = list(configs)
+        self._process: subprocess.Popen | _Fork | None = None
+        self._answer: list | None = None
+        self._said = b""  # what the child wrote, up to its last whole line
+
+    def __enter__(self) -> FirstStep:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.cancel()
+
+    def start(self) -> None:
+        request = {"configs": [config.as_dict() for config in self.configs], "first_step": True}
+        try:
+            if self.fork and threading.active_count() == 1:
+                self._process = _Fork()
+            else:
+                self._process = subprocess.Popen(
+                    list(self.command), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                    stderr=subprocess.DEVNULL)
+            self._process.stdin.write(json.dumps(request).encode() + b"\n")
+            self._process.stdin.flush()  # stdin stays open: the child ends when it closes
+            os.set_blocking(self._process.stdout.fileno(), False)
+        except OSError:
+            self.cancel()
+            self._answer = []
+
+    def poll(self) -> list | None:
+        """None while the child works; then its first steps, or [] (none to show)."""
+        if self._answer is not None:
+            return self._answer
+        process = self._process
+        exited = process.poll() is not None  # before reading: then all it wrote is read
+        with contextlib.suppress(OSError, ValueError):
+            while chunk := process.stdout.read(1 << 20):  # None: nothing more for now
+                self._said += chunk
+        *lines, self._said = self._said.split(b"\n")
+        for line in lines:
+            with contextlib.suppress(ValueError):
+                message = json.loads(line)
+                if not isinstance(message, dict):
+                    continue
+                if "first" in message:
+                    try:
+                        self._answer = pickle.loads(base64.b64decode(message["first"]))
+                    except Exception:  # noqa: BLE001 - a preview is a bonus, never a failure
+                        self._answer = []
+                elif "cold" in message or "error" in message:
+                    self._answer = []
+        if self._answer is None and exited:
+            self._answer = []  # ended without an answer
+        if self._answer is not None:
+            self.cancel()
+        return self._answer
+
+    def cancel(self) -> None:
+        process, self._process = self._process, None
+        if process is not None:
+            if process.poll() is None:
+                process.kill()
+            process.wait()
+            for stream in (process.stdin, process.stdout):
+                with contextlib.suppress(OSError):
+                    stream.close()
+
+
+class _Fork:
+    """This process forked to run the child's ``main()`` on two pipes, as the subprocess
+    would (what FirstStep uses of Popen: stdin, stdout, pid, poll, kill, wait)."""
+
+    def __init__(self) -> None:
+        request_read, request_write = os.pipe()
+        answer_read, answer_write = os.pipe()
+        self.pid = os.fork()
+        if self.pid == 0:  # the child: never returns into the caller's code
+            code = 1
+            try:
+                os.dup2(request_read, 0)
+                os.dup2(answer_write, 1)
+                os.dup2(os.open(os.devnull, os.O_WRONLY), 2)  # not the app's terminal
+                os.closerange(3, 1 << 16)  # the app's end of the request pipe too: EOF = gone
+                code = main()
+                sys.stdout.flush()
+            finally:
+                os._exit(code)
+        os.close(request_read)
+        os.close(answer_write)
+        self.stdin = os.fdopen(request_write, "wb")
+        self.stdout = os.fdopen(answer_read, "rb")
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def kill(self) -> None:
+        if self.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, 9)
+
+    def wait(self) -> int:
+        if self.returncode is None:
+            self.returncode = os.waitstatus_to_exitcode(os.waitpid(self.pid, 0)[1])
+        return self.returncode
+
+
 # ------------------------------------------------------------------ the child
 def _exit_when_orphaned() -> None:
     """End this process when the app's end of stdin closes (the app ended, however)."""
@@ -414,6 +547,8 @@ def main() -> int:
     """The child: compile what one step of each requested config needs, saying how far."""
     request = json.loads(sys.stdin.readline())
     threading.Thread(target=_exit_when_orphaned, daemon=True).start()
+    if request.get("first_step"):
+        return _first_step([Config(values) for values in request["configs"]])
     try:
         configs = [Config(values) for values in request["configs"]]
         loads, count, cold = _compile(configs)
@@ -424,6 +559,23 @@ def main() -> int:
         _say(error=f"{type(exc).__name__}: {exc}")
         return 1
     _say(done=True)
+    return 0
+
+
+def _first_step(configs: list[Config]) -> int:
+    """The child of FirstStep: load the kernels (never compile them), take the first step of
+    each config, send the StepMetrics."""
+    try:
+        if _check(configs):
+            _say(cold=True)  # a kernel to compile: the app's warm-up does that, with progress
+            return 0
+        from tui_grad.engine import Simulator
+
+        metrics = [Simulator(config).step() for config in configs]
+        _say(first=base64.b64encode(pickle.dumps(metrics)).decode())
+    except Exception as exc:  # noqa: BLE001 - the app steps as it would without this child
+        _say(error=f"{type(exc).__name__}: {exc}")
+        return 1
     return 0
 
 

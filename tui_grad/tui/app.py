@@ -8,6 +8,7 @@ import os
 import threading
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from rich.markup import escape
 from rich.text import Text
@@ -15,13 +16,15 @@ from textual import on, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Container, Horizontal, Vertical, VerticalScroll
+from textual.css.query import NoMatches
+from textual.widget import MountError
 from textual.message import Message
 from textual.reactive import reactive
 from textual.widgets import Footer, Static
 from textual.worker import get_current_worker
 
 from tui_grad import i18n
-from tui_grad.config import ConfigError, fit_change
+from tui_grad.config import Config, ConfigError, fit_change
 from tui_grad.engine_text import describe_theory
 from tui_grad.history import Frame
 from tui_grad.i18n import N_, tr
@@ -40,12 +43,16 @@ from tui_grad.tui.screens import (
     translated_bindings,
 )
 
+if TYPE_CHECKING:
+    from tui_grad.warmup import FirstStep
+
 linebreak.enable()  # Chinese text wraps between characters, in this process's Rich and Textual
 NARROW_WIDTH = 120  # below this one chart is shown at a time
 CHUNK_SECONDS = 0.04  # compute between checks for cancellation and new requests
 YIELD_SECONDS = 0.01  # after each chunk the worker sleeps, leaving the GIL to the UI thread
 REDRAW_SECONDS = 1 / 12
 FIRST_DRAW_WAIT_SECONDS = 2.0
+EAGER_PANELS = 3  # option panels composed with the first screen (80x24 shows 3): _mount_other_panels
 MESSAGE_SECONDS = 4.0  # a message line stays this long (the report area keeps what must stay)
 # Explicit foreground and background (not ANSI names, which themes and browsers remap):
 # readable on every theme, in a terminal and in a browser; Textual downgrades them for
@@ -138,7 +145,8 @@ class GradApp(App[None]):
     """The gradient chart overlays the mean-field prediction of ||dL/dh||."""
 
     def __init__(self, scenario: Scenario | None = None, *, autostart: bool = True,
-                 lesson: Lesson | None = None, lesson_step: int = 0, lang: str | None = None) -> None:
+                 lesson: Lesson | None = None, lesson_step: int = 0, lang: str | None = None,
+                 first_step: FirstStep | None = None) -> None:
         super().__init__()
         translated_bindings(self)
         # the lesson's language (the prompt's t switches its own); the interface's is i18n's
@@ -156,6 +164,10 @@ class GradApp(App[None]):
         self._message_timer = None
         self.startup_text = ""  # what the worker is doing before the first step
         self._first_drawn = threading.Event()  # the worker waits for it after its first step
+        # a child taking step 0 while this process starts (warmup.FirstStep; the worker
+        # shows its step and ends it)
+        self._first_step = first_step
+        self._other_panels_mounted = False
         self._watch_said: dict[int, str] = {}  # claim index -> the state last announced
 
     # ------------------------------------------------------------ composition
@@ -166,8 +178,8 @@ class GradApp(App[None]):
         narrow = "narrow" if self.size.width < NARROW_WIDTH else ""
         with Horizontal(id="main", classes=narrow):
             with VerticalScroll(id="controls"):
-                for group in GROUPS:
-                    yield Panel(group, self.session.config, self.scenario.lock)
+                for group in GROUPS[:EAGER_PANELS]:  # the rest once the screen is drawn
+                    yield Panel(group, self._current_options)
             with Container(id="charts"):
                 for number, (name, kind) in enumerate(CHARTS, start=1):
                     chart = kind(id=name, classes="chart -selected" if number == 1 else "chart")
@@ -191,10 +203,28 @@ class GradApp(App[None]):
         self._layout_for(self.size.width)
         self.set_interval(REDRAW_SECONDS, self.redraw)
         self.redraw(force=True)
+        if not self.autostart:  # (else the worker asks for them when it has loaded the kernels)
+            self.call_after_refresh(self._mount_other_panels)
         if self.autostart:
             self.simulate()  # the worker starts now: its kernels load while the screen paints
         if self.lesson is not None:
             self._show_prompt()
+
+    def _current_options(self) -> tuple[Config, tuple[str, ...]]:
+        """What a panel shows when it composes: the shown run's config, the scenario's lock."""
+        return self.session.config, self.scenario.lock
+
+    def _mount_other_panels(self) -> None:
+        """The option panels below the first screen (80x24 shows 3), once the first step is
+        on screen and the kernels are loaded: 3/4 of the app's widgets, which took half of
+        its start-up, and mounting them beside the kernels' loading doubled that (both need
+        the interpreter lock). A key for one of them mounts them at once (action_panel)."""
+        if self._other_panels_mounted:
+            return
+        self._other_panels_mounted = True
+        with contextlib.suppress(MountError):  # the app is closing
+            self._main.query_one("#controls").mount_all(
+                Panel(group, self._current_options) for group in GROUPS[EAGER_PANELS:])
 
     def _watch(self) -> tuple:
         """The claims the lesson's current step asks to watch (none outside a lesson)."""
@@ -246,7 +276,20 @@ class GradApp(App[None]):
         # this worker's session: a lesson's next step gives the app a new one and a new worker
         session, first_drawn = self.session, self._first_drawn
         configs = [variant.config for variant in session.scenario.variants]
-        if warmup.needed(configs):  # False: every kernel was cached, and is loaded now
+        child, self._first_step = self._first_step, None
+        if child is not None:
+            with child:  # leaving the block ends the child
+                while (first := child.poll()) is None:  # this thread imports no numba meanwhile
+                    if worker.is_cancelled:
+                        return
+                    time.sleep(0.01)
+            if first and session.show_first_steps(child.configs, first):
+                # the screen paints the child's step before this process loads the kernels
+                first_drawn.wait(FIRST_DRAW_WAIT_SECONDS)
+        needed = warmup.needed(configs)  # False: every kernel was cached, and is loaded now
+        with contextlib.suppress(RuntimeError):  # (the app closed meanwhile)
+            self.call_from_thread(self._mount_other_panels)
+        if needed:
             with warmup.Warmup(configs) as warm:  # leaving the block ends the child
                 warm.start()
                 while not (progress := warm.poll()).done:
@@ -328,7 +371,9 @@ class GradApp(App[None]):
             verdict = tr("DIVERGED at step {step}", step=latest.diverged_at)
         line.append(f" {verdict} ", style=VERDICT_STYLE[latest.status])
         line.append(" " + tr("step {step}", step=latest.step) + " | ")
-        if not session.running:
+        if session.sim is None:  # step 0 from warmup.FirstStep; this process is loading
+            line.append(self.startup_text or tr("loading the kernels..."))
+        elif not session.running:
             line.append(tr("PAUSED"), style="bold")
         else:
             rate, cap = session.steps_per_second, session.max_rate
@@ -540,7 +585,13 @@ class GradApp(App[None]):
 
     def action_panel(self, key: str) -> None:
         self._main.query_one("#controls").display = True
-        self._main.query_one(f"#panel-{key}", Panel).focus_first()
+        try:
+            panel = self._main.query_one(f"#panel-{key}", Panel)
+        except NoMatches:  # pressed before the other panels were mounted: mount them now
+            self._mount_other_panels()
+            self.call_after_refresh(self.action_panel, key)
+            return
+        panel.focus_first()
 
     def action_leave_panel(self) -> None:
         self.set_focus(None)

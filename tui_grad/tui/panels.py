@@ -8,6 +8,7 @@ field takes only what can be part of a number, so every other key still reaches 
 
 from __future__ import annotations
 
+from collections.abc import Callable, Container
 from dataclasses import dataclass
 from typing import Any
 
@@ -250,17 +251,19 @@ class Panel(Vertical):
     Panel:focus-within { border: round $accent; }
     """
 
-    def __init__(self, group: Group, config: Config, locked: tuple[str, ...]) -> None:
+    def __init__(self, group: Group, current: Callable[[], tuple[Config, Container[str]]]) -> None:
+        """``current()``: the config to show and the options locked, read when the panel
+        composes (a panel mounted after the first screen (textual.lazy) shows them as they
+        are then)."""
         super().__init__(id=f"panel-{group.key}")
         self.group = group
         self.border_title = f"{tr(group.title)} ({group.key})"
-        self._config = config
-        self._locked = locked
+        self._current = current
 
     def compose(self) -> ComposeResult:
+        config, locked = self._current()
         for name in self.group.options:
-            opt = OPTIONS_BY_NAME[name]
-            yield OptionRow(opt, self._config[name], name in self._locked)
+            yield OptionRow(OPTIONS_BY_NAME[name], config[name], name in locked)
 
     def focus_first(self) -> None:
         """Put the keyboard focus on this panel's first value."""
