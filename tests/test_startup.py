@@ -503,3 +503,38 @@ def _environ(process: psutil.Process) -> dict:
         return process.environ()
     except (psutil.Error, OSError):
         return {}
+
+
+BLAS_STEP = """
+import pickle, sys
+if sys.argv[1] == "scipy-first":
+    import scipy.linalg
+from tui_grad.config import Config
+from tui_grad.engine import Simulator
+from tui_grad.engine.gemm import BLOCKED_MAX_BYTES
+config = Config.from_overrides({"network.depth": 3, "network.width": 2048,
+                                "training.batch_size": 1024})
+assert 2048 * 1024 * 4 > BLOCKED_MAX_BYTES  # these products go to BLAS
+metrics = [Simulator(config).step()]
+imported = "scipy.linalg" in sys.modules
+import scipy.linalg  # the real package, after the engine loaded BLAS without it
+assert callable(scipy.linalg.solve) and scipy.linalg.__file__.endswith("__init__.py")
+sys.stdout.buffer.write(pickle.dumps((imported, metrics)))
+"""
+
+
+def test_blas_loads_without_scipy_linalg_and_computes_the_same():
+    """engine.blas imports numba's BLAS modules without scipy.linalg's package (0.2 s of a
+    start): the products that go to BLAS give the same numbers as when scipy.linalg was
+    imported first, and a later import scipy.linalg gets the real package."""
+    import pickle
+
+    results = {}
+    for order in ("scipy-first", "engine-first"):
+        answer = subprocess.run([sys.executable, "-c", BLAS_STEP, order], capture_output=True,
+                                timeout=300)
+        assert answer.returncode == 0, answer.stderr.decode()[-800:]
+        results[order] = pickle.loads(answer.stdout)
+    (imported_first, first), (imported_later, later) = results["scipy-first"], results["engine-first"]
+    assert imported_first and not imported_later
+    assert same_metrics(first[0], later[0])

@@ -17,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from tui_grad.engine import blas
 from tui_grad.engine.activations import KERNEL
 from tui_grad.engine.simd import (
     FROM_BIAS,
@@ -27,6 +28,7 @@ from tui_grad.engine.simd import (
     transpose_tile,
 )
 
+blas.load()  # before numba first loads or compiles a kernel, which imports BLAS (see blas.py)
 BLOCKED_MAX_BYTES = 4 << 20  # larger operands go to BLAS
 K_BLOCK = 256  # shared-dimension block of the tiled products (see _tiled)
 _tile_8x2 = make_tile(8, 2, masked=False)

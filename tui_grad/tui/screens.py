@@ -14,13 +14,21 @@ from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
 from textual.dom import DOMNode
 from textual.screen import ModalScreen
-from textual.widgets import Input, Label, Markdown, Static
+from textual.widgets import Input, Label, Static
 
 from tui_grad.config import OPTIONS, Config
 from tui_grad.i18n import N_, current, tr
 from tui_grad.scenario import Scenario, to_toml
 from tui_grad.tui.linebreak import join_chinese_lines
 from tui_grad.tui.panels import GROUPS
+
+
+def _markdown(text: str):
+    """Textual's Markdown widget, imported when notes or help first open (markdown-it and
+    the widget take 0.07 s of the app's start-up otherwise)."""
+    from textual.widgets import Markdown
+
+    return Markdown(text)
 
 
 def translated_bindings(node: DOMNode) -> None:
@@ -102,7 +110,7 @@ class NotesScreen(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="dialog"):
-            yield Markdown(self._text())
+            yield _markdown(self._text())
 
     def _text(self) -> str:
         body = self._texts[self._index] or tr("(no notes in this language)")
@@ -114,7 +122,7 @@ class NotesScreen(ModalScreen[None]):
     def action_translate(self) -> None:
         if all(self._texts):
             self._index = 1 - self._index
-            self.query_one(Markdown).update(self._text())
+            self.query_one("Markdown").update(self._text())
 
 
 class ExportScreen(ModalScreen[str | None]):
@@ -282,7 +290,7 @@ class LessonPromptScreen(ModalScreen[bool]):
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="dialog"):
-            yield Markdown(self._text())
+            yield _markdown(self._text())
 
     def _text(self) -> str:
         title, prompt = self._step.text(self._lang)
@@ -300,4 +308,4 @@ class LessonPromptScreen(ModalScreen[bool]):
 
     def action_translate(self) -> None:
         self._lang = "en" if self._lang == "zh" else "zh"
-        self.query_one(Markdown).update(self._text())
+        self.query_one("Markdown").update(self._text())
