@@ -538,3 +538,18 @@ def test_blas_loads_without_scipy_linalg_and_computes_the_same():
     (imported_first, first), (imported_later, later) = results["scipy-first"], results["engine-first"]
     assert imported_first and not imported_later
     assert same_metrics(first[0], later[0])
+
+
+@pytest.mark.parametrize("size", [(80, 24), (160, 48)], ids=["80x24", "160x48"])
+async def test_the_panels_composed_first_fill_the_sidebar(size, monkeypatch):
+    """The option panels composed with the first screen reach the bottom of the sidebar at
+    80x24 and at 160x48, so what is mounted later is out of sight until scrolled to."""
+    from tui_grad.tui.panels import GROUPS, Panel
+
+    monkeypatch.setattr(GradApp, "_mount_other_panels", lambda self: None)
+    app = GradApp(load_scenario("default"), autostart=False)
+    async with app.run_test(size=size) as pilot:
+        await pilot.pause(0.2)
+        panels, controls = list(app.query(Panel)), app.query_one("#controls")
+        assert 0 < len(panels) < len(GROUPS)
+        assert panels[-1].region.bottom >= controls.region.bottom

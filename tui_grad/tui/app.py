@@ -52,7 +52,6 @@ CHUNK_SECONDS = 0.04  # compute between checks for cancellation and new requests
 YIELD_SECONDS = 0.01  # after each chunk the worker sleeps, leaving the GIL to the UI thread
 REDRAW_SECONDS = 1 / 12
 FIRST_DRAW_WAIT_SECONDS = 2.0
-EAGER_PANELS = 3  # option panels composed with the first screen (80x24 shows 3): _mount_other_panels
 MESSAGE_SECONDS = 4.0  # a message line stays this long (the report area keeps what must stay)
 # Explicit foreground and background (not ANSI names, which themes and browsers remap):
 # readable on every theme, in a terminal and in a browser; Textual downgrades them for
@@ -178,7 +177,7 @@ class GradApp(App[None]):
         narrow = "narrow" if self.size.width < NARROW_WIDTH else ""
         with Horizontal(id="main", classes=narrow):
             with VerticalScroll(id="controls"):
-                for group in GROUPS[:EAGER_PANELS]:  # the rest once the screen is drawn
+                for group in GROUPS[:self._eager_panels()]:  # the rest: _mount_other_panels
                     yield Panel(group, self._current_options)
             with Container(id="charts"):
                 for number, (name, kind) in enumerate(CHARTS, start=1):
@@ -214,8 +213,17 @@ class GradApp(App[None]):
         """What a panel shows when it composes: the shown run's config, the scenario's lock."""
         return self.session.config, self.scenario.lock
 
+    def _eager_panels(self) -> int:
+        """How many option panels the first screen shows (3 at 80x24, 6 at 160x48): those
+        are composed with it, the rest mounted later."""
+        room, count = self.size.height - 2, 0  # (status bar and footer)
+        while count < len(GROUPS) and room > 0:
+            room -= len(GROUPS[count].options) + 2  # a row per option, and the border
+            count += 1
+        return count
+
     def _mount_other_panels(self) -> None:
-        """The option panels below the first screen (80x24 shows 3), once the first step is
+        """The option panels below the first screen (_eager_panels), once the first step is
         on screen and the kernels are loaded: 3/4 of the app's widgets, which took half of
         its start-up, and mounting them beside the kernels' loading doubled that (both need
         the interpreter lock). A key for one of them mounts them at once (action_panel)."""
@@ -223,8 +231,9 @@ class GradApp(App[None]):
             return
         self._other_panels_mounted = True
         with contextlib.suppress(MountError):  # the app is closing
-            self._main.query_one("#controls").mount_all(
-                Panel(group, self._current_options) for group in GROUPS[EAGER_PANELS:])
+            controls = self._main.query_one("#controls")
+            mounted = len(controls.query(Panel))
+            controls.mount_all(Panel(group, self._current_options) for group in GROUPS[mounted:])
 
     def _watch(self) -> tuple:
         """The claims the lesson's current step asks to watch (none outside a lesson)."""
