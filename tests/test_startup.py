@@ -441,9 +441,9 @@ def test_a_preview_of_step_0_stays_until_the_step_is_taken_and_a_change_drops_it
 async def test_the_status_bar_says_the_kernels_load_while_a_preview_shows():
     """Step 0 from the child, before this process has loaded its kernels: the status bar
     shows that step and says what the app is doing instead of a rate."""
-    from tui_grad.engine import Simulator
-
     from tui_helpers import status
+
+    from tui_grad.engine import Simulator
 
     scenario = load_scenario("default")
     app = GradApp(scenario, autostart=False)

@@ -17,9 +17,9 @@ from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Container, Horizontal, Vertical, VerticalScroll
 from textual.css.query import NoMatches
-from textual.widget import MountError
 from textual.message import Message
 from textual.reactive import reactive
+from textual.widget import MountError
 from textual.widgets import Footer, Static
 from textual.worker import get_current_worker
 
@@ -214,7 +214,7 @@ class GradApp(App[None]):
         return self.session.config, self.scenario.lock
 
     def _eager_panels(self) -> int:
-        """How many option panels the first screen shows (3 at 80x24, 6 at 160x48): those
+        """How many option panels the first screen shows (4 at 80x24, 9 at 160x48): those
         are composed with it, the rest mounted later."""
         room, count = self.size.height - 2, 0  # (status bar and footer)
         while count < len(GROUPS) and room > 0:
