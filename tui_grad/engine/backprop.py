@@ -274,7 +274,9 @@ def backward(params, grads, lay, hyper, h_buf, u_buf, xh_buf, inv_std, d_buf, gr
                           lg[be_off[i] - base:be_off[i] - base + n_out])
         branch = 1.0
         if skip_from[i] >= 0:  # h_{i+1} = h_s + alpha * a: dL/dh_s gets g unchanged
-            carry[:batch * n_out] = g.ravel()
+            for row in range(batch):  # carry[:batch * n_out] = g.ravel(), as a loop: numba's
+                for col in range(n_out):  # slice assignment compiles string formatting (cold)
+                    carry[row * n_out + col] = g[row, col]
             carry_exp, carry_target = exp, skip_from[i]
             branch = params[a_off[i]] if a_off[i] >= 0 else alpha
         if a_off[i] >= 0:  # dL/dalpha = sum of g * phi(u) over the block's output

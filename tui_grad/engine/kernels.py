@@ -295,7 +295,9 @@ def forward(params, lay, hyper, h_buf, u_buf, xh_buf, inv_std, a_buf, d_buf, log
         if position == PRE and g_off[i] >= 0:  # the layer reads N(h_i); the shortcut keeps h_i
             cell = i * batch * n_in
             normed = n_buf[cell:cell + batch * n_in].reshape((batch, n_in))
-            normed[:] = h_in
+            for row in range(batch):  # (a loop: numba's slice assignment compiles its
+                for col in range(n_in):  # error message's string formatting, 4-5 s cold)
+                    normed[row, col] = h_in[row, col]
             norm_forward(norm, normed, xh_buf[cell:cell + batch * n_in].reshape((batch, n_in)),
                          inv_std[i], params[g_off[i]:g_off[i] + n_in],
                          params[be_off[i]:be_off[i] + n_in], bn_eps)
