@@ -366,6 +366,7 @@ def test_the_first_step_child_measures_what_the_app_would_bit_for_bit(monkeypatc
     configs = [variant.config for variant in load_scenario("learning-rate").variants]
     answer = subprocess.run([sys.executable, "-c", FIRST_STEP_IN_ONE_THREAD],
                             capture_output=True, timeout=180)
+    assert answer.returncode == 0, answer.stderr.decode()[-800:]
     forked, first = pickle.loads(answer.stdout)
     monkeypatch.setattr(warmup.FirstStep, "fork", False)  # as where forking is not safe
     with warmup.FirstStep(configs) as child:
@@ -389,12 +390,13 @@ def poll_first(child: warmup.FirstStep, timeout: float = 120.0) -> list:
 def test_the_first_step_child_gives_way_to_a_warmup_in_an_empty_cache(tmp_path, monkeypatch):
     """A kernel missing from the cache: the child compiles nothing and answers [] (the app's
     warm-up compiles, with progress), quickly, and ends."""
-    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path))  # (a new process reads it)
+    monkeypatch.setattr(warmup.FirstStep, "fork", False)  # this process has numba loaded
     started = time.monotonic()
     with warmup.FirstStep([Config()]) as child:
         child.start()
         process = child._process
-        assert poll_first(child) == []
+        assert poll_first(child) == [] and child.outcome == "cold"
     assert time.monotonic() - started < 60  # a cold compile takes minutes on 2 cores
     assert process.poll() is not None
 
@@ -433,9 +435,10 @@ def test_a_preview_of_step_0_stays_until_the_step_is_taken_and_a_change_drops_it
     late = Session(scenario)
     late.running = False
     assert late.show_first_steps(configs, first)
-    late.request(late.config.replace(network__depth=7))
-    late.advance(0.5)
+    late.request(late.config.replace(network__depth=7), "depth = 7: restarted")
+    events = late.advance(0.5)
     assert late.history.latest is None or late.history.latest.depth == 7  # not the old step 0
+    assert [event.reason for event in events] == ["depth = 7: restarted"]  # and says so
 
 
 async def test_the_status_bar_says_the_kernels_load_while_a_preview_shows():

@@ -302,7 +302,10 @@ class Session:
             steps_asked, self._pending_steps = self._pending_steps, 0
             rewind, self._rewind_asked = self._rewind_asked, False
         if any(run.sim is None for run in self.runs):
-            for run in self.runs:  # a change asked for before makes a shown preview stale
+            if pending is not None and any(run.preview for run in self.runs):
+                # a change asked for while a preview of step 0 was shown: it is stale now
+                events.append(Restarted(pending[1].lstrip("!") or tr("reset: same seed, step 0")))
+            for run in self.runs:
                 run.restart(keep_preview=pending is None)
             pending = None
         for function, future in calls:

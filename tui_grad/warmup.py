@@ -41,7 +41,7 @@ LOCK_NAME = "tui_grad-warmup.lock"  # one warm-up per cache directory at a time
 # Compile events of a cold start by the (model, dtype) pairs of a scenario's variants,
 # counted with numba 0.68.1 on this engine (2026-12-01) (kernels and numba's own helpers they call); the
 # count in the cache's record (from the last cold warm-up) is used instead once it exists.
-COLD_COMPILES = {frozenset({("mlp", "float32")}): 138, frozenset({("mlp", "float64")}): 136,
+COLD_COMPILES = {frozenset({("mlp", "float32")}): 94, frozenset({("mlp", "float64")}): 92,
                  frozenset({("rnn", "float32")}): 128, frozenset({("lstm", "float32")}): 139,
                  frozenset({("rnn", "float32"), ("lstm", "float32")}): 143}
 
@@ -382,6 +382,8 @@ class FirstStep:
         self._process: subprocess.Popen | _Fork | None = None
         self._answer: list | None = None
         self._said = b""  # what the child wrote, up to its last whole line
+        self._guard = threading.Lock()  # the app's worker polls; atexit may cancel
+        self.outcome = ""  # why poll() gave what it gave: first, cold, error: ..., ...
 
     def __enter__(self) -> FirstStep:
         return self
@@ -392,7 +394,7 @@ class FirstStep:
     def start(self) -> None:
         request = {"configs": [config.as_dict() for config in self.configs], "first_step": True}
         try:
-            if self.fork and threading.active_count() == 1:
+            if self._can_fork():
                 self._process = _Fork()
             else:
                 self._process = subprocess.Popen(
@@ -403,13 +405,32 @@ class FirstStep:
             os.set_blocking(self._process.stdout.fileno(), False)
         except OSError:
             self.cancel()
-            self._answer = []
+            self.outcome, self._answer = "failed to start", []
+
+    def _can_fork(self) -> bool:
+        """Fork only a process with one thread that has not loaded numba (the CLI before
+        Textual starts), and only with two CPUs to use (on one, the child would slow the
+        app's own start)."""
+        if not self.fork or threading.active_count() > 1 or "numba" in sys.modules:
+            return False
+        try:
+            return len(os.sched_getaffinity(0)) >= 2
+        except (AttributeError, OSError):
+            return (os.cpu_count() or 1) >= 2
 
     def poll(self) -> list | None:
-        """None while the child works; then its first steps, or [] (none to show)."""
-        if self._answer is not None:
+        """None while the child works; then its first steps, or [] (none to show:
+        ``outcome`` says why). Thread-safe."""
+        with self._guard:
+            if self._answer is None and self._process is not None:
+                self._read(self._process)
+            if self._answer is None and self._process is None:
+                self.outcome, self._answer = "cancelled", []
+            if self._answer is not None:
+                self._end()
             return self._answer
-        process = self._process
+
+    def _read(self, process) -> None:
         exited = process.poll() is not None  # before reading: then all it wrote is read
         with contextlib.suppress(OSError, ValueError):
             while chunk := process.stdout.read(1 << 20):  # None: nothing more for now
@@ -418,22 +439,24 @@ class FirstStep:
         for line in lines:
             with contextlib.suppress(ValueError):
                 message = json.loads(line)
-                if not isinstance(message, dict):
-                    continue
-                if "first" in message:
+                if isinstance(message, dict) and "first" in message:
                     try:
                         self._answer = pickle.loads(base64.b64decode(message["first"]))
+                        self.outcome = "first"
                     except Exception:  # noqa: BLE001 - a preview is a bonus, never a failure
-                        self._answer = []
-                elif "cold" in message or "error" in message:
+                        self.outcome, self._answer = "unreadable", []
+                elif isinstance(message, dict) and ("cold" in message or "error" in message):
+                    self.outcome = "cold" if "cold" in message else f"error: {message['error']}"
                     self._answer = []
         if self._answer is None and exited:
-            self._answer = []  # ended without an answer
-        if self._answer is not None:
-            self.cancel()
-        return self._answer
+            self.outcome, self._answer = "ended without an answer", []
 
     def cancel(self) -> None:
+        """End the child (killed if still running); safe to repeat, from any thread."""
+        with self._guard:
+            self._end()
+
+    def _end(self) -> None:
         process, self._process = self._process, None
         if process is not None:
             if process.poll() is None:
@@ -449,20 +472,39 @@ class _Fork:
     would (what FirstStep uses of Popen: stdin, stdout, pid, poll, kill, wait)."""
 
     def __init__(self) -> None:
-        request_read, request_write = os.pipe()
-        answer_read, answer_write = os.pipe()
-        self.pid = os.fork()
+        import signal
+
+        fds = [*os.pipe(), *os.pipe()]
+        request_read, request_write, answer_read, answer_write = fds
+        # Ctrl-C held back while forking: a KeyboardInterrupt must never run the child's
+        # copy of the caller's code (the child unblocks it with the default action)
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        try:
+            self.pid = os.fork()
+        except OSError:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+            for fd in fds:
+                os.close(fd)
+            raise
         if self.pid == 0:  # the child: never returns into the caller's code
             code = 1
             try:
+                signal.signal(signal.SIGINT, signal.SIG_DFL)  # (ends it, without Python)
+                signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
                 os.dup2(request_read, 0)
                 os.dup2(answer_write, 1)
                 os.dup2(os.open(os.devnull, os.O_WRONLY), 2)  # not the app's terminal
-                os.closerange(3, 1 << 16)  # the app's end of the request pipe too: EOF = gone
+                os.closerange(3, 1 << 16)  # the app's end of the request pipe too: its EOF
+                # says the app is gone
+                # the streams main() uses, on these descriptors (not the caller's objects)
+                sys.stdin = open(0, encoding="utf-8", closefd=False)  # noqa: SIM115
+                sys.stdout = open(1, "w", encoding="utf-8", buffering=1, closefd=False)  # noqa: SIM115
+                sys.stderr = open(2, "w", encoding="utf-8", closefd=False)  # noqa: SIM115
                 code = main()
                 sys.stdout.flush()
             finally:
                 os._exit(code)
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
         os.close(request_read)
         os.close(answer_write)
         self.stdin = os.fdopen(request_write, "wb")
@@ -471,19 +513,26 @@ class _Fork:
 
     def poll(self) -> int | None:
         if self.returncode is None:
-            pid, status = os.waitpid(self.pid, os.WNOHANG)
-            if pid:
-                self.returncode = os.waitstatus_to_exitcode(status)
+            try:
+                pid, status = os.waitpid(self.pid, os.WNOHANG)
+            except ChildProcessError:  # reaped already: it has ended
+                self.returncode = -1
+            else:
+                if pid:
+                    self.returncode = os.waitstatus_to_exitcode(status)
         return self.returncode
 
     def kill(self) -> None:
-        if self.returncode is None:
+        if self.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.pid, 9)
 
     def wait(self) -> int:
         if self.returncode is None:
-            self.returncode = os.waitstatus_to_exitcode(os.waitpid(self.pid, 0)[1])
+            try:
+                self.returncode = os.waitstatus_to_exitcode(os.waitpid(self.pid, 0)[1])
+            except ChildProcessError:
+                self.returncode = -1
         return self.returncode
 
 
@@ -565,14 +614,21 @@ def main() -> int:
 def _first_step(configs: list[Config]) -> int:
     """The child of FirstStep: load the kernels (never compile them), take the first step of
     each config, send the StepMetrics."""
+    def forbid(item) -> None:
+        raise CompileNeeded(item.data["dispatcher"].py_func.__qualname__)
+
     try:
         if _check(configs):
             _say(cold=True)  # a kernel to compile: the app's warm-up does that, with progress
             return 0
         from tui_grad.engine import Simulator
 
-        metrics = [Simulator(config).step() for config in configs]
+        with _compile_events(forbid):  # (one the record does not name: the same answer)
+            metrics = [Simulator(config).step() for config in configs]
         _say(first=base64.b64encode(pickle.dumps(metrics)).decode())
+    except CompileNeeded:
+        _say(cold=True)
+        return 0
     except Exception as exc:  # noqa: BLE001 - the app steps as it would without this child
         _say(error=f"{type(exc).__name__}: {exc}")
         return 1

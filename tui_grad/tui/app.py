@@ -52,6 +52,9 @@ CHUNK_SECONDS = 0.04  # compute between checks for cancellation and new requests
 YIELD_SECONDS = 0.01  # after each chunk the worker sleeps, leaving the GIL to the UI thread
 REDRAW_SECONDS = 1 / 12
 FIRST_DRAW_WAIT_SECONDS = 2.0
+# how long the worker waits for warmup.FirstStep's step 0 before loading the kernels itself
+# (the child answers in about 1 s on 2 cores; longer means a long step, taken twice in a row)
+FIRST_STEP_WAIT_SECONDS = 2.0
 MESSAGE_SECONDS = 4.0  # a message line stays this long (the report area keeps what must stay)
 # Explicit foreground and background (not ANSI names, which themes and browsers remap):
 # readable on every theme, in a terminal and in a browser; Textual downgrades them for
@@ -287,10 +290,13 @@ class GradApp(App[None]):
         configs = [variant.config for variant in session.scenario.variants]
         child, self._first_step = self._first_step, None
         if child is not None:
+            give_up = time.monotonic() + FIRST_STEP_WAIT_SECONDS
             with child:  # leaving the block ends the child
                 while (first := child.poll()) is None:  # this thread imports no numba meanwhile
                     if worker.is_cancelled:
                         return
+                    if time.monotonic() > give_up:  # a long first step: load and take it here
+                        break
                     time.sleep(0.01)
             if first and session.show_first_steps(child.configs, first):
                 # the screen paints the child's step before this process loads the kernels
