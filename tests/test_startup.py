@@ -556,3 +556,17 @@ async def test_the_panels_composed_first_fill_the_sidebar(size, monkeypatch):
         panels, controls = list(app.query(Panel)), app.query_one("#controls")
         assert 0 < len(panels) < len(GROUPS)
         assert panels[-1].region.bottom >= controls.region.bottom
+
+
+def test_a_long_first_step_is_not_taken_twice():
+    """Every bundled scenario's first step is short enough to show from the child; a step of
+    seconds (depth 1000 x 256, batch 512) is not, and the app loads the kernels and takes it
+    once, as before."""
+    from tui_grad.scenario import bundled_paths
+
+    for name in sorted(bundled_paths()):
+        scenario = load_scenario(name)
+        assert warmup.first_step_worth_it([v.config for v in scenario.variants]), name
+    long_step = Config.from_overrides({"network.depth": 1000, "network.width": 256,
+                                       "training.batch_size": 512})
+    assert not warmup.first_step_worth_it([long_step])

@@ -439,12 +439,17 @@ def cmd_ui(args: argparse.Namespace) -> int:
                           tr("{flags} need --headless (the UI writes no files)", flags=flags))
     scenario = load(args.scenario, args)  # a bad file is reported first, terminal or not
     _need_terminal(tr("add --headless to run without one (tui-grad run SCENARIO --headless --csv -)"))
-    from tui_grad.warmup import FirstStep
-
-    configs = [variant.config for variant in scenario.variants]
-    # step 0 in a child process while this one imports Textual and draws (both cores work)
     import atexit
 
+    from tui_grad.warmup import FirstStep, first_step_worth_it
+
+    configs = [variant.config for variant in scenario.variants]
+    if not first_step_worth_it(configs):  # a long step: load the kernels, then take it once
+        from tui_grad.tui.app import GradApp
+
+        _run_app(GradApp(scenario), configs)  # (leaves the process)
+        return 0
+    # step 0 in a child process while this one imports Textual and draws (both cores work)
     with FirstStep(configs) as first_step:
         atexit.register(first_step.cancel)  # _run_app leaves through atexit, not this block
         first_step.start()

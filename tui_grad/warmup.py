@@ -359,6 +359,25 @@ class Warmup:
                 self._state.update(message)
 
 
+# Above this many multiply-adds per training step (all variants), FirstStep's step 0 is not
+# worth taking: about 0.3 s of a step on the 2-core machine, which the app would then take a
+# second time after loading the kernels (depth 1000 x width 256 x batch 512 is 3.4e10).
+FIRST_STEP_MAX_MACS = 1e10
+
+
+def first_step_worth_it(configs: list[Config]) -> bool:
+    """Whether the first steps of ``configs`` are short enough to take twice: once in
+    FirstStep's child, to show at once, and again once the app has loaded the kernels."""
+    macs = 0.0
+    for config in configs:
+        net, batch = config.network, config.training.batch_size
+        if net.model == "mlp":
+            macs += batch * net.depth * net.width ** 2
+        else:  # one recurrent layer over the sequence; an LSTM has four gates
+            macs += batch * config.data.seq_len * net.width ** 2 * (4 if net.model == "lstm" else 1)
+    return macs <= FIRST_STEP_MAX_MACS
+
+
 class FirstStep:
     """A child process taking the first step of each of ``configs`` with the kernels in
     numba's cache, started before the UI so both cores work: the app imports Textual and
