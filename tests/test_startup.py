@@ -570,3 +570,20 @@ def test_a_long_first_step_is_not_taken_twice():
     long_step = Config.from_overrides({"network.depth": 1000, "network.width": 256,
                                        "training.batch_size": 512})
     assert not warmup.first_step_worth_it([long_step])
+
+
+async def test_a_panel_key_while_its_panel_is_being_mounted_waits_for_it():
+    """A key for a panel whose mount has begun (registered, rows not composed yet) focuses
+    its first value once the rows are there, instead of failing."""
+    from tui_grad.tui.panels import OptionRow
+
+    app = GradApp(load_scenario("default"), autostart=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        def focused_option() -> str | None:
+            rows = [node for node in getattr(app.focused, "ancestors", ())
+                    if isinstance(node, OptionRow)]
+            return rows[0].option.name if rows else None
+
+        app._mount_other_panels()  # the worker asks for them once the kernels are loaded
+        app.action_panel("l")  # in the same moment
+        await wait_for(pilot, lambda: focused_option() == "training.lr")

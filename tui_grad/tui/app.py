@@ -598,15 +598,14 @@ class GradApp(App[None]):
     def action_chart(self, number: int) -> None:
         self.selected_chart = number
 
-    def action_panel(self, key: str) -> None:
+    def action_panel(self, key: str, retries: int = 50) -> None:
         self._main.query_one("#controls").display = True
         try:
-            panel = self._main.query_one(f"#panel-{key}", Panel)
-        except NoMatches:  # pressed before the other panels were mounted: mount them now
-            self._mount_other_panels()
-            self.call_after_refresh(self.action_panel, key)
-            return
-        panel.focus_first()
+            self._main.query_one(f"#panel-{key}", Panel).focus_first()
+        except NoMatches:  # before the other panels were mounted (or composed): mount them
+            self._mount_other_panels()  # now, and focus once they are
+            if retries:
+                self.call_after_refresh(self.action_panel, key, retries - 1)
 
     def action_leave_panel(self) -> None:
         self.set_focus(None)
