@@ -21,7 +21,9 @@ import subprocess
 import sys
 import termios
 import textwrap
+import threading
 import time
+from pathlib import Path
 
 import psutil
 import pytest
@@ -228,7 +230,8 @@ def processes_using(cache: str) -> list[psutil.Process]:
     found = []
     for process in psutil.process_iter():
         try:
-            if process.environ().get("NUMBA_CACHE_DIR") == cache:
+            # (the backward helper of a cold warm-up uses a scratch cache inside it)
+            if process.environ().get("NUMBA_CACHE_DIR", "").startswith(cache):
                 found.append(process)
         except (psutil.Error, OSError):
             continue
@@ -587,3 +590,65 @@ async def test_a_panel_key_while_its_panel_is_being_mounted_waits_for_it():
         app._mount_other_panels()  # the worker asks for them once the kernels are loaded
         app.action_panel("l")  # in the same moment
         await wait_for(pilot, lambda: focused_option() == "training.lr")
+
+
+# ------------------------------------------------------------------ the backward helper
+def test_a_cold_warmup_splits_only_where_it_helps(scratch_cache, monkeypatch):
+    """The helper compiles the MLP's backward pass beside the rest only when some config is
+    an MLP and the cache has no backward pass yet (copying ours over would drop entries)."""
+    from tui_grad.engine import backprop
+
+    cache = backprop.backward._cache
+    index = cache._cache_file._index_name
+    monkeypatch.setattr(cache, "_cache_path", str(scratch_cache))
+    rnn = [v.config for v in load_scenario("rnn-vs-lstm").variants]
+    assert warmup._split([Config()]) and not warmup._split(rnn)
+    (scratch_cache / index).write_bytes(b"an index of ours")
+    assert not warmup._split([Config()])
+
+
+def test_the_helpers_backward_files_are_copied_index_last(scratch_cache, monkeypatch):
+    """finish() copies the helper's cache files of backward (data first, then the index, so
+    a reader never finds an index naming a missing file) and removes its scratch cache;
+    an answer about another function copies nothing."""
+    from tui_grad.engine import backprop
+
+    cache = backprop.backward._cache
+    index = cache._cache_file._index_name
+    ours = scratch_cache / "ours"
+    ours.mkdir()
+    monkeypatch.setattr(cache, "_cache_path", str(ours))
+    copied = []
+    original = os.replace
+    monkeypatch.setattr(warmup.os, "replace", lambda a, b: (copied.append(Path(b).name), original(a, b)))
+
+    def helper(answer_index: str) -> warmup._Helper:
+        made = warmup._Helper.__new__(warmup._Helper)
+        made.scratch = str(scratch_cache / warmup.HELPER_CACHE_NAME)
+        theirs = Path(made.scratch) / "work"
+        theirs.mkdir(parents=True)
+        (theirs / index).write_bytes(b"index")
+        (theirs / index.replace(".nbi", ".1.nbc")).write_bytes(b"data")
+        (theirs / "kernels.forward-1.py311.nbi").write_bytes(b"not backward's")
+        made.process = subprocess.Popen([sys.executable, "-c", "pass"], stdin=subprocess.PIPE)
+        made.reader = threading.Thread(target=lambda: None)
+        made.reader.start()
+        made.answer = {"done": True, "cache": str(theirs), "index": answer_index}
+        return made
+
+    assert not helper("kernels.forward-1.py311.nbi").finish() and copied == []
+    assert not (scratch_cache / warmup.HELPER_CACHE_NAME).exists()
+    assert helper(index).finish()
+    assert copied == [index.replace(".nbi", ".1.nbc"), index]  # the index last
+    assert (ours / index).read_bytes() == b"index"
+    assert not (scratch_cache / warmup.HELPER_CACHE_NAME).exists()
+
+
+def test_skipping_a_kernel_puts_it_back():
+    from tui_grad.engine import kernels
+
+    kept = kernels.forward
+    with pytest.raises(RuntimeError), warmup._skipping("tui_grad.engine.kernels", "forward"):
+        assert kernels.forward(1, 2, 3) is None
+        raise RuntimeError
+    assert kernels.forward is kept

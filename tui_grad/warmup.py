@@ -9,7 +9,9 @@ The app's worker asks ``needed(configs)``: False means every kernel was found in
 and is now loaded. True means ``Warmup(configs)``: ``start()``, ``poll()`` until ``done``,
 ``cancel()`` on every path. ``preload(configs)`` does ``needed``'s work before the UI
 starts. ``python -m tui_grad.warmup`` is the child: a JSON request on stdin, JSON lines on
-stdout. Knows nothing of Textual.
+stdout. Knows nothing of Textual. On a cold cache it starts a second child (``_Helper``) that
+compiles the MLP's backward pass while it compiles the forward pass: each is about half of
+the compile, so both cores work (48-49 s -> 33 s to the first step on 2 cores).
 
 ``FirstStep(configs)`` runs the same child at launch, beside the UI's own start: it loads the
 kernels from the cache and takes the first step of each config, which the app shows while it
@@ -38,10 +40,12 @@ from tui_grad.i18n import N_, tr
 TEXT_WIDTH = 60  # terminal cells of a progress line (a Chinese character takes 2)
 RECORD_NAME = "tui_grad-warmup.pickle"  # beside numba's cache files
 LOCK_NAME = "tui_grad-warmup.lock"  # one warm-up per cache directory at a time
+HELPER_CACHE_NAME = "tui_grad-warmup-helper"  # the backward helper's scratch cache, beside
 # Compile events of a cold start by the (model, dtype) pairs of a scenario's variants,
-# counted with numba 0.68.1 on this engine (2026-12-01) (kernels and numba's own helpers they call); the
-# count in the cache's record (from the last cold warm-up) is used instead once it exists.
-COLD_COMPILES = {frozenset({("mlp", "float32")}): 94, frozenset({("mlp", "float64")}): 92,
+# counted with numba 0.68.1 on this engine on 2026-12-01 (kernels and numba's own helpers
+# they call; an MLP's include those of the backward helper, _Helper); the count in the
+# cache's record (from the last cold warm-up) is used instead once it exists.
+COLD_COMPILES = {frozenset({("mlp", "float32")}): 118, frozenset({("mlp", "float64")}): 114,
                  frozenset({("rnn", "float32")}): 128, frozenset({("lstm", "float32")}): 139,
                  frozenset({("rnn", "float32"), ("lstm", "float32")}): 143}
 
@@ -562,8 +566,13 @@ def _exit_when_orphaned() -> None:
     os._exit(3)
 
 
+_said = threading.Lock()  # the helper's progress is said from a reader thread too
+
+
 def _say(**message) -> None:
-    print(json.dumps(message), flush=True)
+    with _said:
+        sys.stdout.write(json.dumps(message) + "\n")
+        sys.stdout.flush()
 
 
 def _engine_dispatchers() -> list:
@@ -576,14 +585,108 @@ def _engine_dispatchers() -> list:
             if isinstance(value, CPUDispatcher) and value.__module__ == name]
 
 
+@contextlib.contextmanager
+def _skipping(module_name: str, name: str):
+    """``module.name`` (a kernel whose result the step does not use) replaced by a no-op
+    while the block runs: the step goes on without it, on whatever the buffers hold, and
+    compiles the rest."""
+    module = importlib.import_module(module_name)
+    kept = getattr(module, name)
+    setattr(module, name, lambda *args: None)
+    try:
+        yield
+    finally:
+        setattr(module, name, kept)
+
+
+class _Helper:
+    """A second warm-up process compiling the MLP's backward pass (about half of a cold
+    start) while this one compiles the rest: both cores work. It compiles into a scratch
+    cache (numba's cache files are not safe for two processes adding different entries to
+    one function, and both compile some of the same small kernels), and ``finish`` copies
+    backward's files into ours. Any failure leaves backward to this process, as before."""
+
+    def __init__(self, configs: list[Config], on_progress, directory: Path) -> None:
+        import shutil
+
+        # beside numba's cache, where one warm-up at a time works (Warmup's lock): what a
+        # killed warm-up left there is removed now
+        self.scratch = str(directory / HELPER_CACHE_NAME)
+        shutil.rmtree(self.scratch, ignore_errors=True)
+        request = {"configs": [config.as_dict() for config in configs], "half": "backward"}
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "tui_grad.warmup"], stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+            env={**os.environ, "NUMBA_CACHE_DIR": self.scratch})
+        self.process.stdin.write(json.dumps(request) + "\n")
+        self.process.stdin.flush()  # open while it works: it ends when this process does
+        self.answer: dict = {}
+        self.reader = threading.Thread(target=self._read, args=(on_progress,), daemon=True)
+        self.reader.start()
+
+    def _read(self, on_progress) -> None:
+        for line in self.process.stdout:
+            with contextlib.suppress(ValueError, TypeError):
+                message = json.loads(line)
+                if "k" in message:
+                    on_progress(message.get("name") or "backward")
+                else:
+                    self.answer.update(message)
+
+    def finish(self) -> bool:
+        """Wait for the helper; copy backward's cache files into this process's cache.
+        Whether they are there now."""
+        import shutil
+
+        from tui_grad.engine import backprop
+
+        try:
+            self.process.wait()
+            self.reader.join()
+            cache = backprop.backward._cache
+            ours, name = Path(cache._cache_path), cache._cache_file._index_name
+            theirs = Path(self.answer["cache"])
+            if not self.answer.get("done") or self.answer.get("index") != name:
+                return False
+            files = sorted(theirs.glob(name.removesuffix(".nbi") + ".*"),
+                           key=lambda path: path.suffix == ".nbi")  # the index last
+            for path in files:
+                temporary = ours / f"{path.name}.{os.getpid()}.tmp"
+                shutil.copyfile(path, temporary)
+                os.replace(temporary, ours / path.name)
+            return any(path.suffix == ".nbi" for path in files)
+        except Exception:  # noqa: BLE001 - this process compiles backward instead
+            return False
+        finally:
+            with contextlib.suppress(OSError):
+                self.process.stdin.close()
+            shutil.rmtree(self.scratch, ignore_errors=True)
+
+
+def _split(configs: list[Config]) -> bool:
+    """Whether a helper should compile the MLP's backward pass: some config is an MLP and
+    numba's cache has no backward pass yet (an index of ours would be overwritten)."""
+    from tui_grad.engine import backprop
+
+    if not any(config.network.model == "mlp" for config in configs):
+        return False
+    cache = getattr(backprop.backward, "_cache", None)
+    path = getattr(cache, "_cache_path", None)
+    if path is None or cache_dir() is None:
+        return False
+    return not (Path(path) / cache._cache_file._index_name).exists()
+
+
 def _compile(configs: list[Config]) -> tuple[list, int, bool]:
     """One step of each config; returns what to load, the compile count, and whether the
-    cache was empty for all of it (then that count is a cold start's)."""
+    cache was empty for all of it (then that count is a cold start's). On a cold cache a
+    helper process compiles the MLP's backward pass meanwhile (_Helper)."""
     from tui_grad.engine import Simulator
 
     stack: list[str] = []
     nested: set = set()
     count = 0
+    counting = threading.Lock()
 
     def started(item) -> None:
         nonlocal count
@@ -593,22 +696,66 @@ def _compile(configs: list[Config]) -> tuple[list, int, bool]:
         function = dispatcher.py_func
         ours = function.__module__.startswith("tui_grad")
         stack.append(function.__name__ if ours else (stack[-1] if stack else "numba"))
-        count += 1
-        _say(k=count, name=stack[-1])
+        with counting:
+            count += 1
+            _say(k=count, name=stack[-1])
 
     def ended(item) -> None:
         stack.pop()
         _say(k=count, name=stack[-1] if stack else "")
 
+    def helped(name: str) -> None:
+        nonlocal count
+        with counting:
+            count += 1
+            _say(k=count, name=name)
+
+    kernels = _engine_dispatchers
+    hits = None
     with _compile_events(started, ended):
+        if _split(configs):
+            helper = _Helper([c for c in configs if c.network.model == "mlp"], helped,
+                             cache_dir())
+            with _skipping("tui_grad.engine.backprop", "backward"):
+                for config in configs:
+                    Simulator(config).step()
+            helper.finish()  # (if it failed, the steps below compile backward here)
+            hits = sum(sum(kernel.stats.cache_hits.values()) for _, _, kernel in kernels())
         for config in configs:
             Simulator(config).step()
-    kernels = _engine_dispatchers()
+    found = kernels()
     # kernels compiled only inside another one are linked into it: no need to load them
-    loads = [(module, name, signature) for module, name, kernel in kernels
+    loads = [(module, name, signature) for module, name, kernel in found
              for signature in kernel.overloads if (id(kernel), signature) not in nested]
-    hits = sum(sum(kernel.stats.cache_hits.values()) for _, _, kernel in kernels)
+    if hits is None:
+        hits = sum(sum(kernel.stats.cache_hits.values()) for _, _, kernel in found)
     return loads, count, hits == 0
+
+
+def _compile_half(configs: list[Config]) -> int:
+    """The _Helper child: compile the MLP's backward pass (the forward pass skipped) into
+    this process's cache, saying each compile; then where its cache files are."""
+    from tui_grad.engine import Simulator, backprop
+
+    count = 0
+
+    def started(item) -> None:
+        nonlocal count
+        count += 1
+        function = item.data["dispatcher"].py_func
+        _say(k=count, name=function.__name__ if function.__module__.startswith("tui_grad")
+             else "backward")
+
+    try:
+        with _compile_events(started), _skipping("tui_grad.engine.kernels", "forward"):
+            for config in configs:
+                Simulator(config).step()
+        cache = backprop.backward._cache
+        _say(done=True, cache=str(cache._cache_path), index=cache._cache_file._index_name)
+    except Exception as exc:  # noqa: BLE001 - the warm-up compiles backward itself
+        _say(error=f"{type(exc).__name__}: {exc}")
+        return 1
+    return 0
 
 
 def main() -> int:
@@ -617,6 +764,8 @@ def main() -> int:
     threading.Thread(target=_exit_when_orphaned, daemon=True).start()
     if request.get("first_step"):
         return _first_step([Config(values) for values in request["configs"]])
+    if request.get("half") == "backward":
+        return _compile_half([Config(values) for values in request["configs"]])
     try:
         configs = [Config(values) for values in request["configs"]]
         loads, count, cold = _compile(configs)
