@@ -713,9 +713,12 @@ def _compile(configs: list[Config]) -> tuple[list, int, bool]:
     kernels = _engine_dispatchers
     hits = None
     with _compile_events(started, ended):
+        helper = None
         if _split(configs):
-            helper = _Helper([c for c in configs if c.network.model == "mlp"], helped,
-                             cache_dir())
+            with contextlib.suppress(OSError):  # (no second process: compile it all here)
+                helper = _Helper([c for c in configs if c.network.model == "mlp"], helped,
+                                 cache_dir())
+        if helper is not None:
             with _skipping("tui_grad.engine.backprop", "backward"):
                 for config in configs:
                     Simulator(config).step()
