@@ -169,7 +169,7 @@ class GradApp(App[None]):
         # a child taking step 0 while this process starts (warmup.FirstStep; the worker
         # shows its step and ends it)
         self._first_step = first_step
-        self._other_panels_mounted = False
+        self._other_panels = None  # their mount (Textual's AwaitMount), once begun
         self._watch_said: dict[int, str] = {}  # claim index -> the state last announced
 
     # ------------------------------------------------------------ composition
@@ -225,18 +225,25 @@ class GradApp(App[None]):
             count += 1
         return count
 
-    def _mount_other_panels(self) -> None:
+    def _mount_other_panels(self):
         """The option panels below the first screen (_eager_panels), once the first step is
         on screen and the kernels are loaded: 3/4 of the app's widgets, which took half of
         its start-up, and mounting them beside the kernels' loading doubled that (both need
-        the interpreter lock). A key for one of them mounts them at once (action_panel)."""
-        if self._other_panels_mounted:
-            return
-        self._other_panels_mounted = True
-        with contextlib.suppress(MountError):  # the app is closing
-            controls = self._main.query_one("#controls")
-            mounted = len(controls.query(Panel))
-            controls.mount_all(Panel(group, self._current_options) for group in GROUPS[mounted:])
+        the interpreter lock). A key for one of them mounts them at once (action_panel).
+        Returns the mount (Textual's AwaitMount; None if the app is closing)."""
+        if self._other_panels is None:
+            with contextlib.suppress(MountError):  # the app is closing
+                controls = self._main.query_one("#controls")
+                mounted = len(controls.query(Panel))
+                self._other_panels = controls.mount_all(
+                    Panel(group, self._current_options) for group in GROUPS[mounted:])
+        return self._other_panels
+
+    async def _await_other_panels(self) -> None:
+        mounting = self._mount_other_panels()
+        if mounting is not None:
+            with contextlib.suppress(MountError):
+                await mounting
 
     def _watch(self) -> tuple:
         """The claims the lesson's current step asks to watch (none outside a lesson)."""
@@ -303,7 +310,9 @@ class GradApp(App[None]):
                 first_drawn.wait(FIRST_DRAW_WAIT_SECONDS)
         needed = warmup.needed(configs)  # False: every kernel was cached, and is loaded now
         with contextlib.suppress(RuntimeError):  # (the app closed meanwhile)
-            self.call_from_thread(self._mount_other_panels)
+            # the other panels, before the first step of this process: a panel key once the
+            # run is paused or stepping finds its panel there
+            self.call_from_thread(self._await_other_panels)
         if needed:
             with warmup.Warmup(configs) as warm:  # leaving the block ends the child
                 warm.start()
