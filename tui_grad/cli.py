@@ -444,18 +444,14 @@ def cmd_ui(args: argparse.Namespace) -> int:
     from tui_grad.warmup import FirstStep, first_step_worth_it
 
     configs = [variant.config for variant in scenario.variants]
-    if not first_step_worth_it(configs):  # a long step: load the kernels, then take it once
-        from tui_grad.tui.app import GradApp
-
-        _run_app(GradApp(scenario), configs)  # (leaves the process)
-        return 0
-    # step 0 in a child process while this one imports Textual and draws (both cores work)
-    with FirstStep(configs) as first_step:
-        atexit.register(first_step.cancel)  # _run_app leaves through atexit, not this block
+    first_step = None  # a long step is loaded for and taken once, here
+    if first_step_worth_it(configs):  # step 0 in a child while this process starts the UI
+        first_step = FirstStep(configs)
+        atexit.register(first_step.cancel)  # (_run_app leaves the process through atexit)
         first_step.start()
-        from tui_grad.tui.app import GradApp
+    from tui_grad.tui.app import GradApp
 
-        _run_app(GradApp(scenario, first_step=first_step), configs, preload=False)
+    _run_app(GradApp(scenario, first_step=first_step), configs, preload=first_step is None)
 
 
 def cmd_lesson(args: argparse.Namespace) -> int:

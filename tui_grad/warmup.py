@@ -37,6 +37,7 @@ from pathlib import Path
 from tui_grad.config import OPTIONS, Config
 from tui_grad.i18n import N_, tr
 
+CHILD = (sys.executable, "-m", "tui_grad.warmup")  # main() below, in a process of its own
 TEXT_WIDTH = 60  # terminal cells of a progress line (a Chinese character takes 2)
 RECORD_NAME = "tui_grad-warmup.pickle"  # beside numba's cache files
 LOCK_NAME = "tui_grad-warmup.lock"  # one warm-up per cache directory at a time
@@ -225,6 +226,15 @@ def fit(text: str, name: str, width: int = TEXT_WIDTH, **fields: object) -> str:
     return tr(text, name=name, **fields)
 
 
+def _stop(process) -> None:
+    """End a child (a Popen or a _Fork): killed if still running, reaped, its stdin closed."""
+    if process.poll() is None:
+        process.kill()
+    process.wait()
+    with contextlib.suppress(OSError):
+        process.stdin.close()
+
+
 class Warmup:
     """A child process compiling the kernels of ``configs`` into numba's cache.
 
@@ -233,7 +243,7 @@ class Warmup:
     first, then mostly loads what it compiled. ``cancel`` ends the child at once.
     """
 
-    command = (sys.executable, "-m", "tui_grad.warmup")  # the child (tests swap in a fake)
+    command = CHILD  # (tests swap in a fake)
 
     def __init__(self, configs: list[Config]) -> None:
         self.configs = list(configs)
@@ -307,13 +317,9 @@ class Warmup:
         """End the child (killed if still running) and release the cache; safe to repeat."""
         process, self._process = self._process, None
         if process is not None:
-            if process.poll() is None:
-                process.kill()
-            process.wait()
-            with contextlib.suppress(OSError):
-                process.stdin.close()
+            _stop(process)
             if self._reader is not None:
-                self._reader.join(timeout=1.0)
+                self._reader.join(timeout=1.0)  # (its stdout closes after what it read)
             with contextlib.suppress(OSError):
                 process.stdout.close()
         self._unlock()
@@ -395,7 +401,7 @@ class FirstStep:
     Imports neither numba nor the engine. ``cancel()`` ends the child; safe to repeat.
     """
 
-    command = (sys.executable, "-m", "tui_grad.warmup")
+    command = CHILD
     # a fork skips Python's start and the imports made here (0.15-0.3 s of 1.3 s); only
     # where it is safe: Linux, and one thread (the CLI before Textual starts)
     fork = sys.platform == "linux"
@@ -482,12 +488,9 @@ class FirstStep:
     def _end(self) -> None:
         process, self._process = self._process, None
         if process is not None:
-            if process.poll() is None:
-                process.kill()
-            process.wait()
-            for stream in (process.stdin, process.stdout):
-                with contextlib.suppress(OSError):
-                    stream.close()
+            _stop(process)
+            with contextlib.suppress(OSError):
+                process.stdout.close()
 
 
 class _Fork:
@@ -615,7 +618,7 @@ class _Helper:
         shutil.rmtree(self.scratch, ignore_errors=True)
         request = {"configs": [config.as_dict() for config in configs], "half": "backward"}
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "tui_grad.warmup"], stdin=subprocess.PIPE,
+            list(CHILD), stdin=subprocess.PIPE,
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
             env={**os.environ, "NUMBA_CACHE_DIR": self.scratch})
         self.process.stdin.write(json.dumps(request) + "\n")
@@ -710,8 +713,9 @@ def _compile(configs: list[Config]) -> tuple[list, int, bool]:
             count += 1
             _say(k=count, name=name)
 
-    kernels = _engine_dispatchers
-    hits = None
+    def cache_hits() -> int:
+        return sum(sum(kernel.stats.cache_hits.values()) for _, _, kernel in _engine_dispatchers())
+
     with _compile_events(started, ended):
         helper = None
         if _split(configs):
@@ -722,16 +726,15 @@ def _compile(configs: list[Config]) -> tuple[list, int, bool]:
             with _skipping("tui_grad.engine.backprop", "backward"):
                 for config in configs:
                     Simulator(config).step()
-            helper.finish()  # (if it failed, the steps below compile backward here)
-            hits = sum(sum(kernel.stats.cache_hits.values()) for _, _, kernel in kernels())
+            hits = cache_hits()  # (the steps below load what the helper compiled)
+            helper.finish()  # (if it failed, they compile backward here)
         for config in configs:
             Simulator(config).step()
-    found = kernels()
+    if helper is None:
+        hits = cache_hits()
     # kernels compiled only inside another one are linked into it: no need to load them
-    loads = [(module, name, signature) for module, name, kernel in found
+    loads = [(module, name, signature) for module, name, kernel in _engine_dispatchers()
              for signature in kernel.overloads if (id(kernel), signature) not in nested]
-    if hits is None:
-        hits = sum(sum(kernel.stats.cache_hits.values()) for _, _, kernel in found)
     return loads, count, hits == 0
 
 

@@ -253,8 +253,7 @@ class Panel(Vertical):
 
     def __init__(self, group: Group, current: Callable[[], tuple[Config, Container[str]]]) -> None:
         """``current()``: the config to show and the options locked, read when the panel
-        composes (a panel mounted after the first screen (textual.lazy) shows them as they
-        are then)."""
+        composes (a panel mounted after the first screen shows them as they are then)."""
         super().__init__(id=f"panel-{group.key}")
         self.group = group
         self.border_title = f"{tr(group.title)} ({group.key})"
