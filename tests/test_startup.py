@@ -546,6 +546,43 @@ def test_blas_loads_without_scipy_linalg_and_computes_the_same():
     assert same_metrics(first[0], later[0])
 
 
+CACHED_STEP = """
+import pickle, sys
+if sys.argv[1] == "numba's own load":
+    from tui_grad.engine import cacheload
+    cacheload.install = lambda: None  # numba refreshes its contexts before each cache load
+from tui_grad.config import Config
+from tui_grad.engine import Simulator
+metrics = [Simulator(Config.from_overrides({})).step(),
+           Simulator(Config.from_overrides({"network.dtype": "float64"})).step()]
+refreshed = "numba.np.polynomial.polynomial_core" in sys.modules  # imported by a refresh only
+import numpy as np
+from numba import njit
+@njit  # a kernel numba has never seen: compiled, through the registries a load skipped
+def new_kernel(a):
+    return np.sort(a)[::-1].cumsum()
+assert new_kernel(np.arange(4.0)).tolist() == [3.0, 5.0, 6.0, 6.0]
+sys.stdout.buffer.write(pickle.dumps((refreshed, metrics)))
+"""
+
+
+def test_kernels_load_from_the_cache_without_numba_readying_its_compiler():
+    """engine.cacheload: a kernel loaded from numba's cache skips the import and install of
+    numba's typing and lowering registries (a fifth of a warm start); the steps are the same
+    bit for bit as with numba's own load, and a kernel not in the cache still compiles."""
+    import pickle
+
+    results = {}
+    for how in ("numba's own load", "cacheload"):
+        answer = subprocess.run([sys.executable, "-c", CACHED_STEP, how], capture_output=True,
+                                timeout=300)
+        assert answer.returncode == 0, answer.stderr.decode()[-800:]
+        results[how] = pickle.loads(answer.stdout)
+    (refreshed, numbas), (skipped, ours) = results["numba's own load"], results["cacheload"]
+    assert refreshed and not skipped
+    assert all(same_metrics(a, b) for a, b in zip(numbas, ours, strict=True))
+
+
 @pytest.mark.parametrize("size", [(80, 24), (160, 48)], ids=["80x24", "160x48"])
 async def test_the_panels_composed_first_fill_the_sidebar(size, monkeypatch):
     """The option panels composed with the first screen reach the bottom of the sidebar at

@@ -14,6 +14,10 @@ from llvmlite import ir
 from numba import njit, types
 from numba.extending import intrinsic
 
+from tui_grad.engine import cacheload
+
+cacheload.install()  # before any kernel loads from numba's cache (see cacheload.py)
+
 LINEAR, SIGMOID, TANH, RELU, LEAKY_RELU, PRELU, ELU, SELU, GELU = range(9)
 SELU_SCALE = 1.0507009873554805
 SELU_ALPHA = 1.6732632423543772

@@ -24,6 +24,10 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+from tui_grad.engine import cacheload
+
+cacheload.install()  # before any kernel loads from numba's cache (see cacheload.py)
+
 IS_X86 = platform.machine().lower() in {"x86_64", "amd64", "i386", "i686", "x86"}
 FTZ = 1 << 15  # flush-to-zero: results below float32's / float64's normal range become 0
 DAZ = 1 << 6  # denormals-are-zero: subnormal operands read as 0
