@@ -200,6 +200,37 @@ async def test_notes_help_and_export_dialogs(tmp_path, monkeypatch):
         assert load_scenario(written).config == app.session.config
 
 
+async def test_the_key_bar_lists_the_shown_keys_and_a_click_presses_one():
+    """The last line lists each shown key once (as Textual's Footer did: key, then what it
+    does), follows focus without changing, and a click on a key does what the key does."""
+    from textual.widgets import Footer
+
+    from tui_grad.tui.keybar import KeyBar
+
+    app = endless_app("default", paused=True)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await wait_for(pilot, lambda: step_of(app) >= 0)
+        assert not app.query(Footer)  # (a widget per key, composed again at every focus move)
+        bar = app.query_one(KeyBar)
+        shown = [b for b in app.BINDINGS if b.show and not b.action.startswith("lesson_step")]
+        expected = " ".join(f"{b.key_display or b.key} {b.description}" for b in shown)
+        line = screen_text(app).splitlines()[-1]
+        assert line.rstrip() == expected[:160].rstrip()
+        await pilot.press("l")  # into the learning-rate field, which takes e (as in 1e-3):
+        await pilot.pause(0.1)  # e is off the bar there, the app's other keys stay
+        in_field = screen_text(app).splitlines()[-1]
+        assert " e export" in line and " e export" not in in_field
+        assert in_field.startswith(line.split(" e export")[0]) and " q quit" in in_field
+        await pilot.press("escape")
+        await pilot.click(KeyBar, offset=(0, 0))  # on "?"
+        await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen))
+        await pilot.press("escape")
+        start = line.index(" n step") + 1
+        before = step_of(app)
+        await pilot.click(bar, offset=(start + 3, 0))  # on "step" (after n): one step
+        await wait_for(pilot, lambda: step_of(app) == before + 1)
+
+
 async def test_resizing_from_80x24_to_large_and_back_never_crashes():
     """Narrow screens show one chart at a time (1-5 choose); wide ones show all."""
     app = endless_app(paused=True)

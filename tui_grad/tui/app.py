@@ -20,7 +20,7 @@ from textual.css.query import NoMatches
 from textual.message import Message
 from textual.reactive import reactive
 from textual.widget import MountError
-from textual.widgets import Footer, Static
+from textual.widgets import Static
 from textual.worker import get_current_worker
 
 from tui_grad import i18n
@@ -33,6 +33,7 @@ from tui_grad.scenario import Scenario
 from tui_grad.session import Diverged, Finished, Restarted, Rewound, Session
 from tui_grad.tui import linebreak
 from tui_grad.tui.charts import ActivationChart, GradientChart, Heatmap, LossChart, UpdateRatioChart
+from tui_grad.tui.keybar import KeyBar
 from tui_grad.tui.panels import GROUPS, OptionChanged, OptionRow, Panel, show_value
 from tui_grad.tui.screens import (
     ExportScreen,
@@ -191,7 +192,7 @@ class GradApp(App[None]):
                 with Vertical(id="texts"):
                     yield Static("", id="message")
                     yield Static("", id="report")
-        yield Footer(compact=True)
+        yield KeyBar()
 
     def on_mount(self) -> None:
         # widgets of the main screen, kept because App.query_one searches the active screen,
@@ -351,10 +352,11 @@ class GradApp(App[None]):
         if not force and history.version == self._drawn_version:
             return
         if history.latest is not None and not self._first_drawn.is_set():
-            # set once the frame is written: the worker then loads numba, which needs the
+            # set once this frame is out: the worker then loads numba, which needs the
             # interpreter lock the painting does (set at once, the first step showed 0.1-0.4 s
-            # later on the 2-core machine)
-            self.call_after_refresh(self._first_drawn.set)
+            # later on the 2-core machine). The refresh right after this call can come before
+            # the frame with the step in it, so the flag waits for the one after.
+            self.call_after_refresh(self.call_after_refresh, self._first_drawn.set)
         self._drawn_version = history.version
         if self.session.claims:
             self._announce_watched(self.session.watched())
