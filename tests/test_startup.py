@@ -346,11 +346,11 @@ def same_metrics(a, b) -> bool:
 FIRST_STEP_IN_ONE_THREAD = """
 import pickle, sys, threading, time
 from tui_grad import warmup
+assert threading.active_count() == 1  # as in the CLI: FirstStep forks, before the scenario is read
+child = warmup.FirstStep.fork_early()
 from tui_grad.scenario import load_scenario
 configs = [variant.config for variant in load_scenario("learning-rate").variants]
-assert threading.active_count() == 1  # as in the CLI: FirstStep forks
-child = warmup.FirstStep(configs)
-child.start()
+child.send(configs)
 forked = isinstance(child._process, warmup._Fork)
 deadline = time.monotonic() + 120
 while (first := child.poll()) is None and time.monotonic() < deadline:
@@ -380,6 +380,68 @@ def test_the_first_step_child_measures_what_the_app_would_bit_for_bit(monkeypatc
     assert forked and len(first) == len(spawned) == len(here) == len(configs) > 1
     for ours, theirs, again in zip(here, first, spawned, strict=True):
         assert ours.step == 0 and same_metrics(ours, theirs) and same_metrics(ours, again)
+
+
+async def test_with_the_first_step_child_the_first_frame_is_its_step_and_the_panels_follow():
+    """The CLI's warm start: the first frame painted shows the child's step 0 (the app waits
+    a moment for it), and the option panels are mounted right after that frame, in order."""
+    from tui_helpers import screen_text, status
+
+    from tui_grad.engine import Simulator
+    from tui_grad.tui.panels import GROUPS, Panel
+
+    scenario = load_scenario("default")
+    config = scenario.variants[0].config
+    step_0 = Simulator(config).step()
+
+    class Child:  # a FirstStep that answers after 0.1 s
+        configs, answer_at = [config], time.monotonic() + 0.1
+
+        def poll(self):
+            return [step_0] if time.monotonic() > self.answer_at else None
+
+        def cancel(self):
+            pass
+
+    first_frames = []
+
+    class App(GradApp):
+        CSS_PATH = str(Path(sys.modules[GradApp.__module__].__file__).parent / GradApp.CSS_PATH)
+
+        def on_mount(self) -> None:  # (called back before what on_mount asks after the frame)
+            self.call_after_refresh(lambda: first_frames.append(
+                (screen_text(self), len(self.query(Panel)))))
+            super().on_mount()
+
+    app = App(scenario, autostart=False, first_step=Child())
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: len(app.query(Panel)) == len(GROUPS))
+        text, panels = first_frames[0]
+        assert "step 0" in text.splitlines()[0] and panels == 0
+        assert [panel.id for panel in app.query(Panel)] == [f"panel-{g.key}" for g in GROUPS]
+        assert "step 0 | loading the kernels..." in status(app)
+
+
+def test_a_bad_scenario_in_a_terminal_ends_the_early_child_too(tmp_path):
+    """The first-step child is forked before the scenario is read: a scenario that does not
+    load still says why in one line, exits 2, and leaves no process behind."""
+    marker = str(tmp_path)
+    env = {**os.environ, "TERM": "xterm-256color", "TUI_GRAD_TEST_RUN": marker}
+    process, controller = run_in_terminal(env, ("-m", "tui_grad", str(tmp_path / "missing.toml")))
+    try:
+        said = read_until(controller, b"\n", timeout=30)
+        assert process.wait(timeout=30) == 2
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        os.close(controller)
+    assert b"tui-grad: error:" in said and b"missing.toml" in said and b"Traceback" not in said
+    deadline = time.monotonic() + 5
+    while (left := [p.pid for p in psutil.process_iter()
+                    if _environ(p).get("TUI_GRAD_TEST_RUN") == marker]) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not left, f"left running: {left}"
 
 
 def poll_first(child: warmup.FirstStep, timeout: float = 120.0) -> list:

@@ -437,17 +437,28 @@ def cmd_ui(args: argparse.Namespace) -> int:
         raise ConfigError(tr("{flags} needs --headless (the UI writes no files)", flags=flags)
                           if len(headless_only) == 1 else
                           tr("{flags} need --headless (the UI writes no files)", flags=flags))
-    scenario = load(args.scenario, args)  # a bad file is reported first, terminal or not
-    _need_terminal(tr("add --headless to run without one (tui-grad run SCENARIO --headless --csv -)"))
     import atexit
 
     from tui_grad.warmup import FirstStep, first_step_worth_it
 
+    # step 0 in a child while this process starts the UI; forked before the scenario is read,
+    # so the child imports numba meanwhile (told the configs once they are known)
+    early = FirstStep.fork_early() if _has_terminal() else None
+    if early is not None:
+        atexit.register(early.cancel)  # (_run_app leaves the process through atexit)
+    scenario = load(args.scenario, args)  # a bad file is reported first, terminal or not
+    _need_terminal(tr("add --headless to run without one (tui-grad run SCENARIO --headless --csv -)"))
     configs = [variant.config for variant in scenario.variants]
     first_step = None  # a long step is loaded for and taken once, here
-    if first_step_worth_it(configs):  # step 0 in a child while this process starts the UI
+    if not first_step_worth_it(configs):
+        if early is not None:
+            early.cancel()
+    elif early is not None:
+        first_step = early
+        first_step.send(configs)
+    else:
         first_step = FirstStep(configs)
-        atexit.register(first_step.cancel)  # (_run_app leaves the process through atexit)
+        atexit.register(first_step.cancel)
         first_step.start()
     from tui_grad.tui.app import GradApp
 
@@ -470,9 +481,13 @@ def cmd_lesson(args: argparse.Namespace) -> int:
     _run_app(app, [variant.config for variant in step.scenario.variants])
 
 
-def _need_terminal(hint: str) -> None:
+def _has_terminal() -> bool:
     # textual-serve runs the app without a terminal, through its web driver
-    if not (sys.stdin.isatty() and sys.stdout.isatty()) and "TEXTUAL_DRIVER" not in os.environ:
+    return (sys.stdin.isatty() and sys.stdout.isatty()) or "TEXTUAL_DRIVER" in os.environ
+
+
+def _need_terminal(hint: str) -> None:
+    if not _has_terminal():
         raise ConfigError(tr("the UI needs a terminal; {hint}", hint=hint))
 
 

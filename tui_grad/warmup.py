@@ -420,8 +420,23 @@ class FirstStep:
     def __exit__(self, *exc_info) -> None:
         self.cancel()
 
+    @classmethod
+    def fork_early(cls) -> FirstStep | None:
+        """A child forked now, before the configs are known, that imports numba and the
+        engine while this process reads the scenario (then ``send(configs)``); None where
+        it cannot fork (FirstStep(configs).start() then starts one the usual way)."""
+        child = cls([])
+        if not child._can_fork():
+            return None
+        try:
+            child._process = _Fork(prepare=_import_engine)
+            os.set_blocking(child._process.stdout.fileno(), False)
+        except OSError:
+            child.cancel()
+            return None
+        return child
+
     def start(self) -> None:
-        request = {"configs": [config.as_dict() for config in self.configs], "first_step": True}
         try:
             if self._can_fork():
                 self._process = _Fork()
@@ -429,10 +444,21 @@ class FirstStep:
                 self._process = subprocess.Popen(
                     list(self.command), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                     stderr=subprocess.DEVNULL)
-            self._process.stdin.write(json.dumps(request).encode() + b"\n")
-            self._process.stdin.flush()  # stdin stays open: the child ends when it closes
             os.set_blocking(self._process.stdout.fileno(), False)
         except OSError:
+            self.cancel()
+            self.outcome, self._answer = "failed to start", []
+            return
+        self.send(self.configs)
+
+    def send(self, configs: list[Config]) -> None:
+        """Ask the started child for the first step of each of ``configs``."""
+        self.configs = list(configs)
+        request = {"configs": [config.as_dict() for config in self.configs], "first_step": True}
+        try:
+            self._process.stdin.write(json.dumps(request).encode() + b"\n")
+            self._process.stdin.flush()  # stdin stays open: the child ends when it closes
+        except (OSError, AttributeError, ValueError):  # (ended, or cancelled meanwhile)
             self.cancel()
             self.outcome, self._answer = "failed to start", []
 
@@ -497,7 +523,8 @@ class _Fork:
     """This process forked to run the child's ``main()`` on two pipes, as the subprocess
     would (what FirstStep uses of Popen: stdin, stdout, pid, poll, kill, wait)."""
 
-    def __init__(self) -> None:
+    def __init__(self, prepare=None) -> None:
+        """``prepare``: what the child does before it reads the request."""
         import signal
 
         fds = [*os.pipe(), *os.pipe()]
@@ -526,6 +553,8 @@ class _Fork:
                 sys.stdin = open(0, encoding="utf-8", closefd=False)  # noqa: SIM115
                 sys.stdout = open(1, "w", encoding="utf-8", buffering=1, closefd=False)  # noqa: SIM115
                 sys.stderr = open(2, "w", encoding="utf-8", closefd=False)  # noqa: SIM115
+                if prepare is not None:
+                    prepare()
                 code = main()
                 sys.stdout.flush()
             finally:
@@ -783,6 +812,13 @@ def main() -> int:
         return 1
     _say(done=True)
     return 0
+
+
+def _import_engine() -> None:
+    """What a first-step child needs whatever the configs: numba and the engine's modules
+    (half of its work, done while the app reads the scenario; errors are met again later)."""
+    with contextlib.suppress(Exception):
+        from tui_grad.engine import Simulator  # noqa: F401 - (the MLP and recurrent ones)
 
 
 def _first_step(configs: list[Config]) -> int:

@@ -56,6 +56,7 @@ FIRST_DRAW_WAIT_SECONDS = 2.0
 # how long the worker waits for warmup.FirstStep's step 0 before loading the kernels itself
 # (the child answers in about 1 s on 2 cores; longer means a long step, taken twice in a row)
 FIRST_STEP_WAIT_SECONDS = 2.0
+FIRST_FRAME_WAIT_SECONDS = 0.25  # for that step 0, to paint it in the first frame
 MESSAGE_SECONDS = 4.0  # a message line stays this long (the report area keeps what must stay)
 # Explicit foreground and background (not ANSI names, which themes and browsers remap):
 # readable on every theme, in a terminal and in a browser; Textual downgrades them for
@@ -170,6 +171,10 @@ class GradApp(App[None]):
         # a child taking step 0 while this process starts (warmup.FirstStep; the worker
         # shows its step and ends it)
         self._first_step = first_step
+        self._preview_at_mount = False  # its step was shown by on_mount, in the first frame
+        # With that child the first frame is the step: the option panels are mounted right
+        # after it (at 80x24 the first four took 0.2 s of the main thread before the frame)
+        self._first_panels_due = first_step is not None
         self._other_panels = None  # their mount (Textual's AwaitMount), once begun
         self._watch_said: dict[int, str] = {}  # claim index -> the state last announced
 
@@ -181,8 +186,9 @@ class GradApp(App[None]):
         narrow = "narrow" if self.size.width < NARROW_WIDTH else ""
         with Horizontal(id="main", classes=narrow):
             with VerticalScroll(id="controls"):
-                for group in GROUPS[:self._eager_panels()]:  # the rest: _mount_other_panels
-                    yield Panel(group, self._current_options)
+                if not self._first_panels_due:  # (else _mount_first_panels)
+                    for group in GROUPS[:self._eager_panels()]:  # the rest: _mount_other_panels
+                        yield Panel(group, self._current_options)
             with Container(id="charts"):
                 for number, (name, kind) in enumerate(CHARTS, start=1):
                     chart = kind(id=name, classes="chart -selected" if number == 1 else "chart")
@@ -204,8 +210,11 @@ class GradApp(App[None]):
         self._charts = {name: self.query_one(f"#{name}") for name, _ in CHARTS}
         self.sub_title = self._title()
         self._layout_for(self.size.width)
+        self._preview_at_mount = self._first_step_now()
         self.set_interval(REDRAW_SECONDS, self.redraw)
         self.redraw(force=True)
+        if self._first_panels_due:
+            self.call_after_refresh(self._mount_first_panels)
         if not self.autostart:  # (else the worker asks for them when it has loaded the kernels)
             self.call_after_refresh(self._mount_other_panels)
         if self.autostart:
@@ -225,6 +234,35 @@ class GradApp(App[None]):
             room -= len(GROUPS[count].options) + 2  # a row per option, and the border
             count += 1
         return count
+
+    def _first_step_now(self) -> bool:
+        """Show the first-step child's step 0 in the first frame: wait for it a moment (it is
+        usually there within 0.1 s, and a frame painted without it is painted again, charts
+        and all); returns whether it is shown."""
+        child = self._first_step
+        if child is None:
+            return False
+        give_up = time.monotonic() + FIRST_FRAME_WAIT_SECONDS
+        while (first := child.poll()) is None and time.monotonic() < give_up:
+            time.sleep(0.005)
+        return bool(first) and self.session.show_first_steps(child.configs, first)
+
+    async def _mount_first_panels(self) -> None:
+        """The panels of the first screen (_eager_panels), after the frame with the first
+        step; the worker loads numba once they are painted too (_first_frame_done)."""
+        controls = self._main.query_one("#controls")
+        if self._other_panels is None and not controls.query(Panel):  # (a panel key was faster)
+            with contextlib.suppress(MountError):  # the app is closing
+                await controls.mount_all(Panel(group, self._current_options)
+                                         for group in GROUPS[:self._eager_panels()])
+        self._first_panels_due = False
+        self.call_after_refresh(self._first_frame_done)
+
+    def _first_frame_done(self) -> None:
+        """Once the first step and the first panels are on screen, the worker may load numba
+        (which needs the interpreter lock painting needs)."""
+        if self.session.history.latest is not None and not self._first_panels_due:
+            self._first_drawn.set()
 
     def _mount_other_panels(self):
         """The option panels below the first screen (_eager_panels), once the first step is
@@ -306,7 +344,9 @@ class GradApp(App[None]):
                     if time.monotonic() > give_up:  # a long first step: load and take it here
                         break
                     time.sleep(0.01)
-            if first and session.show_first_steps(child.configs, first):
+            if self._preview_at_mount:  # in the first frame already
+                first_drawn.wait(FIRST_DRAW_WAIT_SECONDS)
+            elif first and session.show_first_steps(child.configs, first):
                 # the screen paints the child's step now (not at the next redraw tick), and
                 # before this process loads the kernels
                 with contextlib.suppress(RuntimeError):  # (the app closed meanwhile)
@@ -356,7 +396,7 @@ class GradApp(App[None]):
             # interpreter lock the painting does (set at once, the first step showed 0.1-0.4 s
             # later on the 2-core machine). The refresh right after this call can come before
             # the frame with the step in it, so the flag waits for the one after.
-            self.call_after_refresh(self.call_after_refresh, self._first_drawn.set)
+            self.call_after_refresh(self.call_after_refresh, self._first_frame_done)
         self._drawn_version = history.version
         if self.session.claims:
             self._announce_watched(self.session.watched())
