@@ -61,6 +61,21 @@ async def test_typed_learning_rate_applies_live_without_restart():
         assert step_of(app) > 10  # not restarted
 
 
+async def test_a_panel_key_moves_the_focus_before_the_next_key_is_read():
+    """On a busy machine the keys typed after l can be queued before the app has handled l.
+    The app routes each key to what has focus when it reads that key, so l puts the focus on
+    the learning-rate field at once, not at the app's next turn (typed 0.005 became .005:
+    the 0 went elsewhere, the field selected all on focus, and . replaced it)."""
+    app = endless_app(paused=True)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await started(pilot, app)
+        app.action_panel("l")  # what the key runs; nothing else is processed before the next
+        assert isinstance(app.focused, NumberValue)
+        assert app.focused.row.option.name == "training.lr"
+        await pilot.press("ctrl+a", "ctrl+k", *"0.005")
+        assert app.focused.value == "0.005"
+
+
 async def test_invalid_typed_value_shows_inline_error_and_changes_nothing():
     """A bad number is explained next to the field; the config stays as it was."""
     app = endless_app(paused=True)

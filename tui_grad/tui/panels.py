@@ -265,7 +265,9 @@ class Panel(Vertical):
             yield OptionRow(OPTIONS_BY_NAME[name], config[name], name in locked)
 
     def focus_first(self) -> None:
-        """Put the keyboard focus on this panel's first value."""
-        self.query(VALUE_SELECTOR).first().focus()
+        """Put the keyboard focus on this panel's first value, at once: Widget.focus() moves
+        it at the app's next turn, and keys typed right after the panel key (queued behind it
+        on a busy machine) went to what had focus before, the field's first digit lost."""
+        self.screen.set_focus(self.query(VALUE_SELECTOR).first())
         self.scroll_visible()
 
