@@ -413,6 +413,7 @@ class FirstStep:
         self._said = b""  # what the child wrote, up to its last whole line
         self._guard = threading.Lock()  # the app's worker polls; atexit may cancel
         self.outcome = ""  # why poll() gave what it gave: first, cold, error: ..., ...
+        self.forked = False  # the child is this process forked (it answers well within 1 s)
 
     def __enter__(self) -> FirstStep:
         return self
@@ -430,6 +431,7 @@ class FirstStep:
             return None
         try:
             child._process = _Fork(prepare=_import_engine)
+            child.forked = True
             os.set_blocking(child._process.stdout.fileno(), False)
         except OSError:
             child.cancel()
@@ -440,6 +442,7 @@ class FirstStep:
         try:
             if self._can_fork():
                 self._process = _Fork()
+                self.forked = True
             else:
                 self._process = subprocess.Popen(
                     list(self.command), stdin=subprocess.PIPE, stdout=subprocess.PIPE,

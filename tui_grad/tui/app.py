@@ -215,7 +215,8 @@ class GradApp(App[None]):
         self.redraw(force=True)
         if self._first_panels_due:
             self.call_after_refresh(self._mount_first_panels)
-        if not self.autostart:  # (else the worker asks for them when it has loaded the kernels)
+        if not self.autostart:  # (else the worker asks for them once the kernels are loaded
+            # from the cache, before any compile)
             self.call_after_refresh(self._mount_other_panels)
         if self.autostart:
             self.simulate()  # the worker starts now: its kernels load while the screen paints
@@ -228,7 +229,8 @@ class GradApp(App[None]):
 
     def _eager_panels(self) -> int:
         """How many option panels the first screen shows (4 at 80x24, 9 at 160x48): those
-        are composed with it, the rest mounted later."""
+        are composed with it (or, with a first-step child, mounted right after the first
+        frame), the rest mounted later."""
         room, count = self.size.height - 2, 0  # (status bar and footer)
         while count < len(GROUPS) and room > 0:
             room -= len(GROUPS[count].options) + 2  # a row per option, and the border
@@ -242,7 +244,8 @@ class GradApp(App[None]):
         child = self._first_step
         if child is None:
             return False
-        give_up = time.monotonic() + FIRST_FRAME_WAIT_SECONDS
+        # (a spawned child, where forking is not safe, takes over a second: no use waiting)
+        give_up = time.monotonic() + (FIRST_FRAME_WAIT_SECONDS if child.forked else 0)
         while (first := child.poll()) is None and time.monotonic() < give_up:
             time.sleep(0.005)
         return bool(first) and self.session.show_first_steps(child.configs, first)
@@ -283,6 +286,9 @@ class GradApp(App[None]):
         if mounting is not None:
             with contextlib.suppress(MountError):
                 await mounting
+        if self._first_panels_due:  # (every panel is there now, whatever became of that call)
+            self._first_panels_due = False
+            self._first_frame_done()
 
     def _watch(self) -> tuple:
         """The claims the lesson's current step asks to watch (none outside a lesson)."""
@@ -366,15 +372,17 @@ class GradApp(App[None]):
                         return
                     time.sleep(0.1)
                 self.startup_text = progress.text
-        frozen = False
+        frozen = waited = False
         while not worker.is_cancelled:
             for event in session.advance(CHUNK_SECONDS):
                 if not worker.is_cancelled:
                     self.post_message(SimulationEvent(event))
-            if session.history.latest is not None and not first_drawn.is_set():
+            if session.history.latest is not None and not waited:
                 # the first paint of the screen is slow and needs the GIL: let the user see
-                # the first step before computing more (bounded, should a redraw never come)
+                # the first step before computing more (bounded, and once: should the signal
+                # never come, a wait at every chunk would slow the run for good)
                 first_drawn.wait(FIRST_DRAW_WAIT_SECONDS)
+                waited = True
             if not frozen:
                 # numba and llvmlite leave a huge heap of long-lived objects; every full
                 # garbage collection walked it and stalled the UI ~100 ms. Once the kernels

@@ -2,11 +2,12 @@
 
 It shows what Textual's compact Footer shows (each shown binding of the screen's active
 bindings, once per action: the key in the accent colour, then its description; a disabled
-one dimmed; a click presses the key), and differs in cost only. The Footer is a widget per
-key (28 here) that it composes only after the first frame, and composes again whenever focus
-moves: on the 2-core machine that took 0.1-0.2 s of the main thread at the very moment the
-first step was to be painted. Here the keys are one line of text, rebuilt when the bindings
-change.
+one dimmed; a left click presses the key). The Footer is a widget per key (28 here) that it
+composes only after the first frame, and composes again whenever focus moves: on the 2-core
+machine that took 0.1-0.2 s of the main thread at the very moment the first step was to be
+painted. Here the keys are one line of text, rebuilt when the bindings change. What it leaves
+out: the Footer's hover highlight and tooltips, and scrolling the line sideways with the
+mouse wheel (the keyboard reaches every key, and ``?`` lists them all).
 """
 
 from __future__ import annotations
@@ -67,19 +68,20 @@ class KeyBar(Widget, can_focus=False):
         description_style = self.get_component_rich_style("keybar--description")
         text, self._spans = Text(no_wrap=True, overflow="crop"), []
         for binding, enabled in self._keys:
-            start = cell_len(text.plain)
             if text:
                 text.append(" ")
-                start += 1
+            first, start = len(text), cell_len(text.plain)  # characters, cells (a click's x)
             text.append(self.app.get_key_display(binding), key_style)
             if binding.description:
                 text.append(" " + binding.description, description_style)
             if not enabled:
-                text.stylize("dim", start)
+                text.stylize("dim", first)
             self._spans.append((start, cell_len(text.plain), binding, enabled))
         return text
 
     def on_mouse_down(self, event: events.MouseDown) -> None:
+        if event.button != 1:  # the left button only
+            return
         for start, end, binding, enabled in self._spans:
             if start <= event.x < end:
                 if enabled:
