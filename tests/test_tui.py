@@ -61,19 +61,35 @@ async def test_typed_learning_rate_applies_live_without_restart():
         assert step_of(app) > 10  # not restarted
 
 
-async def test_a_panel_key_moves_the_focus_before_the_next_key_is_read():
-    """On a busy machine the keys typed after l can be queued before the app has handled l.
-    The app routes each key to what has focus when it reads that key, so l puts the focus on
-    the learning-rate field at once, not at the app's next turn (typed 0.005 became .005:
-    the 0 went elsewhere, the field selected all on focus, and . replaced it)."""
+async def test_keys_typed_right_after_a_panel_key_go_into_its_field():
+    """Keys that arrive together (a browser sends l 0.005 so; a busy machine queues typed
+    keys) go into the field the panel key focuses: the app takes a panel key as it reads it,
+    and moves the focus at once (0.005 became .005: the 0 went to what had focus before)."""
+    from textual import events
+
     app = endless_app(paused=True)
     async with app.run_test(size=(80, 24)) as pilot:
         await started(pilot, app)
-        app.action_panel("l")  # what the key runs; nothing else is processed before the next
+        keys = [("l", "l"), *[(c if c != "." else "full_stop", c) for c in "0.005"]]
+        for key, character in keys:  # all read in one go, as from one write to the terminal
+            event = events.Key(key, character)
+            event.set_sender(app)
+            app._driver.send_message(event)
+        await pilot.pause(0.2)
         assert isinstance(app.focused, NumberValue)
-        assert app.focused.row.option.name == "training.lr"
-        await pilot.press("ctrl+a", "ctrl+k", *"0.005")
-        assert app.focused.value == "0.005"
+        assert app.focused.row.option.name == "training.lr" and app.focused.value == "0.005"
+
+
+async def test_a_panel_key_in_a_number_field_drops_its_unapplied_edit():
+    """z in the weight-decay field with 5 typed (no enter): the batch-size panel, and the
+    weight decay shows its value again."""
+    app = endless_app(paused=True)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await started(pilot, app)
+        await pilot.press("w", "ctrl+a", "ctrl+k", "5", "z")
+        assert app.focused.row.option.name == "training.batch_size"
+        weight_decay = app.query_one("#opt-training-weight_decay").query_one(NumberValue)
+        assert weight_decay.value == "0" and app.session.config.training.weight_decay == 0.0
 
 
 async def test_invalid_typed_value_shows_inline_error_and_changes_nothing():

@@ -34,7 +34,7 @@ from tui_grad.session import Diverged, Finished, Restarted, Rewound, Session
 from tui_grad.tui import linebreak
 from tui_grad.tui.charts import ActivationChart, GradientChart, Heatmap, LossChart, UpdateRatioChart
 from tui_grad.tui.keybar import KeyBar
-from tui_grad.tui.panels import GROUPS, OptionChanged, OptionRow, Panel, show_value
+from tui_grad.tui.panels import GROUPS, NumberValue, OptionChanged, OptionRow, Panel, show_value
 from tui_grad.tui.screens import (
     ExportScreen,
     HelpScreen,
@@ -138,7 +138,12 @@ class GradApp(App[None]):
                 tooltip=N_("leave the panels")),
         *[Binding(str(n), f"chart({n})", N_("chart"), show=False, id=f"view.chart{n}",
                   tooltip=tip) for n, tip in enumerate(CHART_TIPS, start=1)],
-        *[Binding(g.key, f"panel('{g.key}')", g.short, id=f"panel.{g.key}") for g in GROUPS],
+        # priority: the app takes a panel key as it reads it, so the keys typed after it go
+        # to the field it focuses (others reach the app only once they have passed the
+        # focused widget, and the next key was routed to what had focus before: l 0.005 typed
+        # fast, as a browser sends it, gave .005). Not on a dialog (check_action).
+        *[Binding(g.key, f"panel('{g.key}')", g.short, id=f"panel.{g.key}", priority=True)
+          for g in GROUPS],
     ]
 
     selected_chart: reactive[int] = reactive(1)
@@ -565,6 +570,8 @@ class GradApp(App[None]):
         """Next/previous step only in a lesson (hidden from the footer otherwise)."""
         if action == "lesson_step":
             return self.lesson is not None
+        if action == "panel":  # (a priority binding: a dialog's own keys and fields come first)
+            return len(self.screen_stack) == 1
         return True
 
     def _show_prompt(self) -> None:
@@ -664,6 +671,8 @@ class GradApp(App[None]):
         self.selected_chart = number
 
     def action_panel(self, key: str, retries: int = 50) -> None:
+        if isinstance(self.focused, NumberValue):  # an edit not applied with enter is dropped
+            self.focused.discard_edit()
         self._main.query_one("#controls").display = True
         try:
             self._main.query_one(f"#panel-{key}", Panel).focus_first()

@@ -228,9 +228,13 @@ class NumberValue(Input):
             self.app.post_message(events.Key(event.key, event.character))
 
     def action_restore(self) -> None:
+        self.discard_edit()
+        self.screen.set_focus(None)
+
+    def discard_edit(self) -> None:
+        """Show the option's value again (what was typed and not applied goes)."""
         self.show(self.row.value)
         self.row.set_error("")
-        self.screen.set_focus(None)
 
     @on(Input.Submitted)
     def submitted(self, event: Input.Submitted) -> None:
