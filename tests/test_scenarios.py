@@ -63,7 +63,9 @@ def test_bundled_scenarios_are_one_top_level_folder_shipped_in_the_wheel():
         assert setuptools["package-data"][package] == ["*.toml"]
     subpackages = {".".join(p.parent.relative_to(root).parts)
                    for p in (root / "tui_grad").rglob("__init__.py")}
-    assert set(setuptools["packages"]) == subpackages | set(folders)
+    catalogues = {"tui_grad.locale.zh"}  # data only: listed, or setuptools warns it would drop it
+    assert setuptools["package-data"]["tui_grad.locale.zh"] == ["*.toml"]
+    assert set(setuptools["packages"]) == subpackages | set(folders) | catalogues
 
 
 def test_unknown_key_reports_file_line_and_suggestion(tmp_path):
