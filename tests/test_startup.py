@@ -347,7 +347,7 @@ FIRST_STEP_IN_ONE_THREAD = """
 import pickle, sys, threading, time
 from tui_grad import warmup
 assert threading.active_count() == 1  # as in the CLI: FirstStep forks, before the scenario is read
-child = warmup.FirstStep.fork_early()
+child = warmup.FirstStep.launch()
 from tui_grad.scenario import load_scenario
 configs = [variant.config for variant in load_scenario("learning-rate").variants]
 child.send(configs)
@@ -382,27 +382,40 @@ def test_the_first_step_child_measures_what_the_app_would_bit_for_bit(monkeypatc
         assert ours.step == 0 and same_metrics(ours, theirs) and same_metrics(ours, again)
 
 
+class ForkedChild:
+    """What the app uses of a forked warmup.FirstStep: the default scenario's step 0, taken
+    here, answered ``after`` seconds from now."""
+
+    forked = True
+
+    def __init__(self, after: float = 0.0) -> None:
+        from tui_grad.engine import Simulator
+
+        self.configs = [variant.config for variant in load_scenario("default").variants]
+        self.steps = [Simulator(config).step() for config in self.configs]
+        self.answer_at = time.monotonic() + after
+
+    def poll(self) -> list | None:
+        return self.steps if time.monotonic() > self.answer_at else None
+
+    def cancel(self) -> None:
+        pass
+
+    def __enter__(self) -> ForkedChild:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        pass
+
+
 async def test_with_the_first_step_child_the_first_frame_is_its_step_and_the_panels_follow():
     """The CLI's warm start: the first frame painted shows the child's step 0 (the app waits
     a moment for it), and the option panels are mounted right after that frame, in order."""
     from tui_helpers import screen_text, status
 
-    from tui_grad.engine import Simulator
     from tui_grad.tui.panels import GROUPS, Panel
 
-    scenario = load_scenario("default")
-    config = scenario.variants[0].config
-    step_0 = Simulator(config).step()
-
-    class Child:  # a forked FirstStep that answers after 0.1 s
-        configs, answer_at, forked = [config], time.monotonic() + 0.1, True
-
-        def poll(self):
-            return [step_0] if time.monotonic() > self.answer_at else None
-
-        def cancel(self):
-            pass
-
+    child = ForkedChild(after=0.1)
     first_frames = []
 
     class App(GradApp):
@@ -413,7 +426,7 @@ async def test_with_the_first_step_child_the_first_frame_is_its_step_and_the_pan
                 (screen_text(self), len(self.query(Panel)))))
             super().on_mount()
 
-    app = App(scenario, autostart=False, first_step=Child())
+    app = App(load_scenario("default"), autostart=False, first_step=child)
     async with app.run_test(size=(80, 24)) as pilot:
         await wait_for(pilot, lambda: len(app.query(Panel)) == len(GROUPS))
         text, panels = first_frames[0]
@@ -427,28 +440,7 @@ async def test_after_the_childs_step_the_app_loads_the_kernels_and_runs():
     frame and the first panels are painted, and then the run goes on by itself."""
     from tui_helpers import step_of
 
-    from tui_grad.engine import Simulator
-
-    scenario = load_scenario("default")
-    config = scenario.variants[0].config
-    step_0 = Simulator(config).step()
-
-    class Child:  # a forked FirstStep that has answered
-        configs, forked = [config], True
-
-        def poll(self):
-            return [step_0]
-
-        def cancel(self):
-            pass
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc_info):
-            pass
-
-    app = GradApp(scenario, first_step=Child())
+    app = GradApp(load_scenario("default"), first_step=ForkedChild())
     async with app.run_test(size=(80, 24)) as pilot:
         await wait_for(pilot, lambda: app._first_drawn.is_set())
         await wait_for(pilot, lambda: step_of(app) >= 3, timeout=10)
@@ -603,6 +595,19 @@ def _environ(process: psutil.Process) -> dict:
         return {}
 
 
+def each_way(script: str, ways: tuple[str, ...]) -> list:
+    """What ``script`` (run as ``python -c script WAY``) pickled to stdout, for each way."""
+    import pickle
+
+    results = []
+    for way in ways:
+        answer = subprocess.run([sys.executable, "-c", script, way], capture_output=True,
+                                timeout=300)
+        assert answer.returncode == 0, answer.stderr.decode()[-800:]
+        results.append(pickle.loads(answer.stdout))
+    return results
+
+
 BLAS_STEP = """
 import pickle, sys
 if sys.argv[1] == "scipy-first":
@@ -625,15 +630,8 @@ def test_blas_loads_without_scipy_linalg_and_computes_the_same():
     """engine.blas imports numba's BLAS modules without scipy.linalg's package (0.2 s of a
     start): the products that go to BLAS give the same numbers as when scipy.linalg was
     imported first, and a later import scipy.linalg gets the real package."""
-    import pickle
-
-    results = {}
-    for order in ("scipy-first", "engine-first"):
-        answer = subprocess.run([sys.executable, "-c", BLAS_STEP, order], capture_output=True,
-                                timeout=300)
-        assert answer.returncode == 0, answer.stderr.decode()[-800:]
-        results[order] = pickle.loads(answer.stdout)
-    (imported_first, first), (imported_later, later) = results["scipy-first"], results["engine-first"]
+    (imported_first, first), (imported_later, later) = each_way(BLAS_STEP, ("scipy-first",
+                                                                           "engine-first"))
     assert imported_first and not imported_later
     assert same_metrics(first[0], later[0])
 
@@ -662,15 +660,7 @@ def test_kernels_load_from_the_cache_without_numba_readying_its_compiler():
     """engine.cacheload: a kernel loaded from numba's cache skips the import and install of
     numba's typing and lowering registries (a fifth of a warm start); the steps are the same
     bit for bit as with numba's own load, and a kernel not in the cache still compiles."""
-    import pickle
-
-    results = {}
-    for how in ("numba's own load", "cacheload"):
-        answer = subprocess.run([sys.executable, "-c", CACHED_STEP, how], capture_output=True,
-                                timeout=300)
-        assert answer.returncode == 0, answer.stderr.decode()[-800:]
-        results[how] = pickle.loads(answer.stdout)
-    (refreshed, numbas), (skipped, ours) = results["numba's own load"], results["cacheload"]
+    (refreshed, numbas), (skipped, ours) = each_way(CACHED_STEP, ("numba's own load", "cacheload"))
     assert refreshed and not skipped
     assert all(same_metrics(a, b) for a, b in zip(numbas, ours, strict=True))
 

@@ -441,25 +441,19 @@ def cmd_ui(args: argparse.Namespace) -> int:
 
     from tui_grad.warmup import FirstStep, first_step_worth_it
 
-    # step 0 in a child while this process starts the UI; forked before the scenario is read,
-    # so the child imports numba meanwhile (told the configs once they are known)
-    early = FirstStep.fork_early() if _has_terminal() else None
-    if early is not None:
-        atexit.register(early.cancel)  # (_run_app leaves the process through atexit)
+    # step 0 in a child while this process starts the UI; started before the scenario is
+    # read, so a forked child imports numba meanwhile (told the configs once they are known)
+    first_step = FirstStep.launch() if _has_terminal() else None
+    if first_step is not None:
+        atexit.register(first_step.cancel)  # (_run_app leaves the process through atexit)
     scenario = load(args.scenario, args)  # a bad file is reported first, terminal or not
     _need_terminal(tr("add --headless to run without one (tui-grad run SCENARIO --headless --csv -)"))
     configs = [variant.config for variant in scenario.variants]
-    first_step = None  # a long step is loaded for and taken once, here
-    if not first_step_worth_it(configs):
-        if early is not None:
-            early.cancel()
-    elif early is not None:
-        first_step = early
+    if first_step_worth_it(configs):  # (a child is there: there is a terminal)
         first_step.send(configs)
-    else:
-        first_step = FirstStep(configs)
-        atexit.register(first_step.cancel)
-        first_step.start()
+    else:  # a long step is loaded for and taken once, here
+        first_step.cancel()
+        first_step = None
     from tui_grad.tui.app import GradApp
 
     _run_app(GradApp(scenario, first_step=first_step), configs, preload=first_step is None)

@@ -422,26 +422,25 @@ class FirstStep:
         self.cancel()
 
     @classmethod
-    def fork_early(cls) -> FirstStep | None:
-        """A child forked now, before the configs are known, that imports numba and the
-        engine while this process reads the scenario (then ``send(configs)``); None where
-        it cannot fork (FirstStep(configs).start() then starts one the usual way)."""
+    def launch(cls) -> FirstStep:
+        """A child started now, before the configs are known (then ``send(configs)``);
+        forked where safe, it imports numba and the engine while this process reads the
+        scenario."""
         child = cls([])
-        if not child._can_fork():
-            return None
-        try:
-            child._process = _Fork(prepare=_import_engine)
-            child.forked = True
-            os.set_blocking(child._process.stdout.fileno(), False)
-        except OSError:
-            child.cancel()
-            return None
+        child._spawn(prepare=_import_engine)
         return child
 
     def start(self) -> None:
+        """Start the child and ask for the first steps of ``configs`` at once."""
+        self._spawn()
+        self.send(self.configs)
+
+    def _spawn(self, prepare=None) -> None:
+        """Fork (``prepare``: what the forked child does before it reads the request) or,
+        where forking is not safe, run the child as a subprocess."""
         try:
             if self._can_fork():
-                self._process = _Fork()
+                self._process = _Fork(prepare=prepare)
                 self.forked = True
             else:
                 self._process = subprocess.Popen(
@@ -449,10 +448,7 @@ class FirstStep:
                     stderr=subprocess.DEVNULL)
             os.set_blocking(self._process.stdout.fileno(), False)
         except OSError:
-            self.cancel()
-            self.outcome, self._answer = "failed to start", []
-            return
-        self.send(self.configs)
+            self.cancel()  # (send then answers "failed to start")
 
     def send(self, configs: list[Config]) -> None:
         """Ask the started child for the first step of each of ``configs``."""

@@ -258,11 +258,11 @@ class GradApp(App[None]):
     async def _mount_first_panels(self) -> None:
         """The panels of the first screen (_eager_panels), after the frame with the first
         step; the worker loads numba once they are painted too (_first_frame_done)."""
-        controls = self._main.query_one("#controls")
-        if self._other_panels is None and not controls.query(Panel):  # (a panel key was faster)
-            with contextlib.suppress(MountError):  # the app is closing
-                await controls.mount_all(Panel(group, self._current_options)
-                                         for group in GROUPS[:self._eager_panels()])
+        if self._other_panels is None:  # (else a panel key was faster: all are mounting)
+            mounting = self._mount_panels(self._eager_panels())
+            if mounting is not None:
+                with contextlib.suppress(MountError):
+                    await mounting
         self._first_panels_due = False
         self.call_after_refresh(self._first_frame_done)
 
@@ -279,12 +279,18 @@ class GradApp(App[None]):
         the interpreter lock). A key for one of them mounts them at once (action_panel).
         Returns the mount (Textual's AwaitMount; None if the app is closing)."""
         if self._other_panels is None:
-            with contextlib.suppress(MountError):  # the app is closing
-                controls = self._main.query_one("#controls")
-                mounted = len(controls.query(Panel))
-                self._other_panels = controls.mount_all(
-                    Panel(group, self._current_options) for group in GROUPS[mounted:])
+            self._other_panels = self._mount_panels(len(GROUPS))
         return self._other_panels
+
+    def _mount_panels(self, stop: int):
+        """Mount the panels of GROUPS[:stop] not mounted yet; their mount (Textual's
+        AwaitMount), None if the app is closing."""
+        with contextlib.suppress(MountError):
+            controls = self._main.query_one("#controls")
+            mounted = len(controls.query(Panel))
+            return controls.mount_all(Panel(group, self._current_options)
+                                      for group in GROUPS[mounted:stop])
+        return None
 
     async def _await_other_panels(self) -> None:
         mounting = self._mount_other_panels()
