@@ -1,6 +1,6 @@
 """Compiled activation functions and their derivatives, applied to whole (B, W) blocks.
 
-Codes follow ``config.ACTIVATIONS`` order. float32 runs (``float32_approx``) use ``tanh_f32``
+Codes follow ``config.ACTIVATIONS`` order. float32 runs use ``tanh_f32``
 and ``exp_f32``, approximations within a few float32 ulps that vectorise (libm's scalar tanh
 and expf are ~20x and ~8x slower per element); float64 runs use the exact functions.
 """
@@ -12,7 +12,7 @@ import math
 import numpy as np
 from llvmlite import ir
 from numba import njit, types
-from numba.extending import intrinsic
+from numba.extending import intrinsic, overload
 
 from tui_grad.engine import cacheload
 
@@ -29,6 +29,8 @@ KERNEL = {"cache": True, "nogil": True, "error_model": "numpy"}
 # Reductions only: a sum that may be reassociated vectorises (~5x faster). The order is still
 # fixed by the compiled code, so runs stay bit-reproducible; inf and NaN still propagate.
 REASSOC = {**KERNEL, "fastmath": {"reassoc"}}
+# for @overload helpers, compiled into (and cached with) the kernel that calls them
+OVERLOAD = {key: value for key, value in KERNEL.items() if key != "cache"}
 
 
 @njit(**REASSOC)
@@ -127,10 +129,40 @@ def sigmoid_f32(x):
     return one / (one + exp_f32(-x))
 
 
+def sigmoid_of(x):
+    """The logistic sigmoid in x's own dtype: sigmoid_f32 for float32, the exact form for
+    float64. In compiled code the choice is made while typing (see _sigmoid_of)."""
+    if isinstance(x, np.float32):
+        return sigmoid_f32(x)
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def tanh_of(x):
+    """tanh in x's own dtype: tanh_f32 for float32, np.tanh for float64 (see sigmoid_of)."""
+    return tanh_f32(x) if isinstance(x, np.float32) else np.tanh(x)
+
+
+# A run's dtype picks the function while the kernel is typed. (A flag tested at run time
+# compiled both versions into every kernel, the dead half included: about a second of a
+# cold start.)
+@overload(sigmoid_of, jit_options=OVERLOAD)
+def _sigmoid_of(x):
+    if x == types.float32:
+        return lambda x: sigmoid_f32(x)
+    return lambda x: 1.0 / (1.0 + np.exp(-x))
+
+
+@overload(tanh_of, jit_options=OVERLOAD)
+def _tanh_of(x):
+    if x == types.float32:
+        return lambda x: tanh_f32(x)
+    return lambda x: np.tanh(x)
+
+
 @njit(**KERNEL)
-def activate(code, u, a, deriv, slope, float32_approx):
+def activate(code, u, a, deriv, slope):
     """Write phi(u) into ``a`` and phi'(u) into ``deriv``; all three are (B, W) and C-contiguous.
-    ``float32_approx``: a float32 run, which uses tanh_f32 and sigmoid_f32.
+    float32 runs use the float32 approximations of the sigmoid and tanh (see sigmoid_of).
 
     One loop per activation so each loop is branch-free on the code and vectorises.
     """
@@ -141,24 +173,14 @@ def activate(code, u, a, deriv, slope, float32_approx):
         for i in range(x_flat.size):
             a_flat[i] = x_flat[i]
             d_flat[i] = one
-    elif code == SIGMOID and float32_approx:
-        for i in range(x_flat.size):
-            y = sigmoid_f32(x_flat[i])
-            a_flat[i] = y
-            d_flat[i] = y * (one - y)
     elif code == SIGMOID:
         for i in range(x_flat.size):
-            y = one / (one + np.exp(-x_flat[i]))
+            y = sigmoid_of(x_flat[i])
             a_flat[i] = y
             d_flat[i] = y * (one - y)
-    elif code == TANH and float32_approx:
-        for i in range(x_flat.size):
-            y = tanh_f32(x_flat[i])
-            a_flat[i] = y
-            d_flat[i] = one - y * y
     elif code == TANH:
         for i in range(x_flat.size):
-            y = np.tanh(x_flat[i])
+            y = tanh_of(x_flat[i])
             a_flat[i] = y
             d_flat[i] = one - y * y
     elif code == RELU:

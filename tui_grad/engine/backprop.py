@@ -150,8 +150,8 @@ def layer_gradients(grads, base, lay, i, grad_z, h_in, exp, out, flush_below, pr
                 grads[off - base] = grads[off - base] * factor
                 extra += np.float64(grads[off - base]) ** 2
     d_weight = grads[w_off[i] - base:w_off[i] - base + n_out * n_in].reshape((n_out, n_in))
-    matmul(grad_z.T, h_in, d_weight)
-    weight_ss = sum_squares(d_weight)
+    matmul(grad_z.T[:, :], h_in, d_weight)  # ([:, :]: see gemm.matmul)
+    weight_ss = sum_squares(d_weight.ravel())  # (1-D: one compiled sum_squares)
     out[0, i] = weight_ss + sum_squares(d_bias) + extra
     out[1, i] = weight_ss
     out[3, i] = exp
@@ -238,22 +238,25 @@ def backward(params, grads, lay, hyper, h_buf, u_buf, xh_buf, inv_std, d_buf, gr
     """
     fused, scratch = update[8], update[9]
     dims, w_off, b_off, g_off, be_off, s_off, h_off, skip_from, a_off = lay
-    (act_code, norm, bn_eps, alpha, float32_approx, negative_slope, keep_u, keep_deriv,
-     position) = hyper
+    act_code, norm, bn_eps, alpha, negative_slope, keep_u, keep_deriv, position = hyper
     depth = dims.size - 2
     batch = grad_out.shape[0]
-    out[4, depth] = log10_of(sum_squares(grad_out), 0)
+    # typed values, not the literals 0 and False: a literal argument compiles its own copy
+    # of the callee (layer_gradients is 1.5 s of a cold start)
+    exp = np.int64(0)
+    out[4, depth] = log10_of(sum_squares(grad_out.ravel()), exp)
     h_last = _layer_input(h_buf, n_buf, lay, position, depth, batch)
     lg, base = layer_grads(grads, scratch, update, depth)
-    exp = layer_gradients(lg, base, lay, depth, grad_out, h_last, 0, out, flush_below, False)
+    pre_norm = position == PRE and g_off[depth] >= 0  # (the output layer ignores it)
+    exp = layer_gradients(lg, base, lay, depth, grad_out, h_last, exp, out, flush_below, pre_norm)
     weight = params[w_off[depth]:w_off[depth] + dims[depth + 1] * dims[depth]]
     g = signal[:batch * dims[depth]].reshape((batch, dims[depth]))
-    matmul(grad_out, weight.reshape((dims[depth + 1], dims[depth])), g)
+    matmul(grad_out[:, :], weight.reshape((dims[depth + 1], dims[depth])), g)
     if position == PRE and g_off[depth] >= 0:
         pre_norm_gradients(params, lg, base, lay, hyper, depth, g, xh_buf, inv_std, out)
     if fused:
         fused = fused_update(params, lg, base, update, depth, exp, out)
-    carry_target, carry_exp = -1, 0
+    carry_target, carry_exp = -1, exp  # (exp: an int64, see above)
     for i in range(depth - 1, -1, -1):
         n_in, n_out = dims[i], dims[i + 1]
         if i > 0:  # what layer i - 1 reads arrives while this layer computes
@@ -267,7 +270,7 @@ def backward(params, grads, lay, hyper, h_buf, u_buf, xh_buf, inv_std, d_buf, gr
         lg, base = layer_grads(grads, scratch, update, i)
         post_norm = position == POST and g_off[i] >= 0
         if post_norm:  # h_{i+1} = N(h_s + alpha * a); ||dL/dh_{i+1}|| before it
-            out[4, i] = log10_of(sum_squares(g), exp)
+            out[4, i] = log10_of(sum_squares(g.ravel()), exp)
             norm_backward(norm, g, xh_buf[cell:cell + batch * n_out].reshape((batch, n_out)),
                           inv_std[i], params[g_off[i]:g_off[i] + n_out],
                           lg[g_off[i] - base:g_off[i] - base + n_out],
@@ -298,7 +301,7 @@ def backward(params, grads, lay, hyper, h_buf, u_buf, xh_buf, inv_std, d_buf, gr
             lg[s_off[i] - base] = slope_grad
         if keep_deriv:
             if not post_norm:
-                out[4, i] = log10_of(sum_squares(g), exp)
+                out[4, i] = log10_of(sum_squares(g.ravel()), exp)
             deriv = d_buf[cell:cell + batch * n_out].reshape((batch, n_out))
             for r in range(batch):
                 for c in range(n_out):
@@ -318,7 +321,7 @@ def backward(params, grads, lay, hyper, h_buf, u_buf, xh_buf, inv_std, d_buf, gr
         if i > 0:
             weight = params[w_off[i]:w_off[i] + n_out * n_in].reshape((n_out, n_in))
             g_in = signal[:batch * n_in].reshape((batch, n_in))
-            matmul(gz, weight, g_in)
+            matmul(gz[:, :], weight, g_in)
             if pre_norm:
                 pre_norm_gradients(params, lg, base, lay, hyper, i, g_in, xh_buf, inv_std, out)
         if fused:

@@ -61,9 +61,9 @@ def matmul_nt(a, w, bias, out, w_t):
         n, k = w.shape
         w_transposed = w_t[:k * n].reshape((k, n))
         transpose_into(w, w_transposed)
-        _tiled(a, w_transposed, bias, out, FROM_BIAS)
+        _tiled(a[:, :], w_transposed, bias, out, np.int64(FROM_BIAS))
         return
-    matmul_bias(a, w.T, bias, out)
+    _blas_bias(a, w.T, bias, out)  # (not matmul_bias: no tiles compiled for w.T's layout)
 
 
 @njit(**KERNEL)
@@ -86,8 +86,14 @@ def flush_below_normal(out):
 def matmul_bias(a, b, bias, out):
     """out = a @ b + bias, operands as in ``matmul``, bias (N,)."""
     if _tileable(a, b, out):
-        _tiled(a, b, bias, out, FROM_BIAS)
+        _tiled(a[:, :], b, bias, out, np.int64(FROM_BIAS))
         return
+    _blas_bias(a, b, bias, out)
+
+
+@njit(**KERNEL)
+def _blas_bias(a, b, bias, out):
+    """out = a @ b + bias in BLAS."""
     np.dot(a, b, out)
     rows, cols = out.shape
     for r in range(rows):
@@ -99,12 +105,15 @@ def matmul_bias(a, b, bias, out):
 @njit(**KERNEL)
 def matmul(a, b, out):
     """out = a @ b for b (K, N) and out (M, N) row-major; a (M, K) in any layout (a
-    transposed view is fine): the backward pass's dL/dh and dL/dW."""
+    transposed view is fine): the backward pass's dL/dh and dL/dW. The kernels pass
+    ``a[:, :]``, typed as any layout, so that one compiled matmul serves them all."""
     if _tileable(a, b, out):
-        _tiled(a, b, b, out, FROM_ZERO)
-    else:
-        np.dot(a, b, out)
-        flush_below_normal(out)
+        _tiled(a, b, b[0], out, np.int64(FROM_ZERO))
+        return
+    # (BLAS reads a transposed view as it is, but numba's np.dot takes only arrays typed as
+    # C or F layout; the copy is of a above 4 MiB, against a product K times its size)
+    np.dot(np.ascontiguousarray(a), b, out)
+    flush_below_normal(out)
 
 
 @njit(**KERNEL)
@@ -112,47 +121,50 @@ def matmul_add(a, b, out):
     """out += a @ b, operands as in ``matmul``: sums carried across calls (a weight gradient
     summed over time steps)."""
     if _tileable(a, b, out):
-        _tiled(a, b, b, out, FROM_OUT)
-    else:
-        out += np.dot(a, b)
-        flush_below_normal(out)
+        _tiled(a, b, b[0], out, np.int64(FROM_OUT))
+        return
+    out += np.dot(np.ascontiguousarray(a), b)
+    flush_below_normal(out)
 
 
 @njit(**KERNEL)
 def _tiled(a, b, bias, out, start):
-    """out = s + a @ b, s from ``start`` (see simd.make_tile), over the shared dimension in
-    blocks of K_BLOCK: a block's rows of b (K_BLOCK x 2 vectors) stay in the L1 cache
-    while every tile of the panel uses them. Partial sums wait in ``out``, in its dtype as
-    they would in the registers, so the result is the same bits as one pass."""
-    k_dim = a.shape[1]
-    if k_dim <= K_BLOCK * 3 // 2:
-        _panels(a, b, bias, out, start)
-        return
-    for k0 in range(0, k_dim, K_BLOCK):
-        k1 = min(k0 + K_BLOCK, k_dim)
-        _panels(a[:, k0:k1], b[k0:k1], bias, out, start if k0 == 0 else FROM_OUT)
+    """out = s + a @ b, s from ``start`` (see simd.make_tile), in tiles of 8 rows x 2
+    vectors; rows past the last multiple of 8 one at a time, columns past the last whole
+    pair of vectors one lane-masked vector at a time.
 
+    Over the shared dimension in blocks of K_BLOCK: a block's rows of b (K_BLOCK x 2
+    vectors) stay in the L1 cache while every tile of the panel uses them. Partial sums
+    wait in ``out``, in its dtype as they would in the registers, so the result is the same
+    bits as one pass.
 
-@njit(**KERNEL)
-def _panels(a, b, bias, out, start):
-    """``_tiled`` for one block of the shared dimension: tiles of 8 rows x 2 vectors; rows
-    past the last multiple of 8 one at a time, columns past the last whole pair of vectors
-    one lane-masked vector at a time."""
+    Every caller passes ``a[:, :]`` (typed as any layout: the tiles read its strides), a
+    1-D ``bias`` (``b[0]`` when unused) and ``start`` as an int64 (a constant such as
+    FROM_ZERO is typed as a literal), so one compiled _tiled serves every product: each
+    other argument type compiled a copy of it, and of every function calling it, 0.5-1 s
+    of a cold start each. For the same reason the tiles are not in a function of their own:
+    numba compiles every kernel with the code of all it calls, so each level of calls
+    optimises the tiles once more."""
     m, n = out.shape
     lanes = VECTOR_BYTES // out.itemsize
     width = 2 * lanes
     m8, n_pairs = m - m % 8, n - n % width
-    for j in range(0, n_pairs, width):
-        for i in range(0, m8, 8):
-            _tile_8x2(a, b, bias, start, out, i, j, width)
-        for i in range(m8, m):
-            _tile_1x2(a, b, bias, start, out, i, j, width)
-    for j in range(n_pairs, n, lanes):
-        cols = min(lanes, n - j)
-        for i in range(0, m8, 8):
-            _tile_8x1(a, b, bias, start, out, i, j, cols)
-        for i in range(m8, m):
-            _tile_1x1(a, b, bias, start, out, i, j, cols)
+    k_dim = a.shape[1]
+    block = max(k_dim if k_dim <= K_BLOCK * 3 // 2 else K_BLOCK, 1)
+    for k0 in range(0, k_dim, block):
+        k1 = min(k0 + block, k_dim)
+        begin = start if k0 == 0 else FROM_OUT
+        for j in range(0, n_pairs, width):
+            for i in range(0, m8, 8):
+                _tile_8x2(a, b, bias, begin, out, i, j, width, k0, k1)
+            for i in range(m8, m):
+                _tile_1x2(a, b, bias, begin, out, i, j, width, k0, k1)
+        for j in range(n_pairs, n, lanes):
+            cols = min(lanes, n - j)
+            for i in range(0, m8, 8):
+                _tile_8x1(a, b, bias, begin, out, i, j, cols, k0, k1)
+            for i in range(m8, m):
+                _tile_1x1(a, b, bias, begin, out, i, j, cols, k0, k1)
 
 
 @njit(**KERNEL)

@@ -17,9 +17,9 @@ import numpy as np
 from llvmlite import ir
 from numba import njit, types
 from numba.core import cgutils
-from numba.extending import intrinsic
+from numba.extending import intrinsic, overload
 
-from tui_grad.engine.activations import KERNEL, PRELU, SATURATED_DERIVATIVE, activate, reduce_add
+from tui_grad.engine.activations import KERNEL, OVERLOAD, PRELU, SATURATED_DERIVATIVE, activate, reduce_add
 from tui_grad.engine.gemm import matmul_nt
 
 LOG10_2 = 0.30102999566398120
@@ -57,6 +57,32 @@ def prefetch(array, start, stop):
         _prefetch_line(array, k)
 
 
+def magnitude_bits(values):
+    """(``values`` viewed as unsigned integers of their width, the mask that clears the sign
+    bit). In compiled code the width is chosen while typing (see _magnitude_bits)."""
+    kind = np.uint32 if values.itemsize == 4 else np.uint64
+    return values.view(kind), kind(np.iinfo(kind).max >> 1)
+
+
+@overload(magnitude_bits, jit_options=OVERLOAD)
+def _magnitude_bits(values):
+    # a branch on values.itemsize inside a kernel would compile both widths' code for
+    # every dtype: half of it dead, and a second of a cold start
+    if values.dtype.bitwidth == 32:
+        return lambda values: (values.view(np.uint32), np.uint32(0x7FFFFFFF))
+    return lambda values: (values.view(np.uint64), np.uint64(0x7FFFFFFFFFFFFFFF))
+
+
+@intrinsic
+def float_from_bits(typingctx, bits):
+    """The float (float32 for uint32, float64 for uint64) whose IEEE bit pattern is ``bits``."""
+    kind = types.float32 if bits.bitwidth == 32 else types.float64
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], context.get_value_type(kind))
+    return kind(bits), codegen
+
+
 @njit(**KERNEL)
 def max_abs(flat):
     """Largest |value| of a flat float array as float64; NaN if any value is NaN.
@@ -64,13 +90,9 @@ def max_abs(flat):
     Compares the bit patterns with the sign cleared (monotonic in |value| for IEEE floats,
     NaN above inf), which vectorises where a float max with NaN semantics does not.
     """
-    if flat.itemsize == 4:
-        box32 = np.empty(1, np.uint32)
-        box32[0] = _largest_magnitude_bits(flat.view(np.uint32), np.uint32(0x7FFFFFFF))
-        return np.float64(box32.view(np.float32)[0])
-    box64 = np.empty(1, np.uint64)
-    box64[0] = _largest_magnitude_bits(flat.view(np.uint64), np.uint64(0x7FFFFFFFFFFFFFFF))
-    return box64.view(np.float64)[0]
+    bits, mask = magnitude_bits(flat)
+    top = _largest_magnitude_bits(bits, mask)  # (typed uint64 for either width)
+    return np.float64(float_from_bits(bits.dtype.type(top)))
 
 
 @njit(**KERNEL)
@@ -219,13 +241,9 @@ def layer_statistics(h, a, deriv, stats, i):
     Dead units are found by OR-ing the rows' bit patterns, sign cleared, which vectorises.
     """
     batch, width = h.shape
-    if a.itemsize == 4:
-        total, total_sq, saturated, dead = _statistics_pass(
-            h, deriv, a.view(np.uint32), np.zeros(width, np.uint32), np.uint32(0x7FFFFFFF))
-    else:
-        total, total_sq, saturated, dead = _statistics_pass(
-            h, deriv, a.view(np.uint64), np.zeros(width, np.uint64),
-            np.uint64(0x7FFFFFFFFFFFFFFF))
+    bits, mask = magnitude_bits(a.ravel())  # (1-D, as max_abs's: one compiled view)
+    total, total_sq, saturated, dead = _statistics_pass(h, deriv, bits, np.zeros(width, bits.dtype),
+                                                        mask)
     n = batch * width
     mean = total / n
     stats[0, i] = mean
@@ -237,7 +255,7 @@ def layer_statistics(h, a, deriv, stats, i):
 @njit(**KERNEL)
 def _statistics_pass(h, deriv, a_bits, seen, magnitude_mask):
     """(sum of h, sum of h^2 in float64, count of |phi'| < 0.05, dead units), with ``seen``
-    (zeros) collecting each unit's bits OR-ed over the batch."""
+    (zeros) collecting each unit's bits OR-ed over the batch; ``a_bits`` flat."""
     batch, width = h.shape
     total = 0.0
     total_sq = 0.0
@@ -249,7 +267,7 @@ def _statistics_pass(h, deriv, a_bits, seen, magnitude_mask):
             total = reduce_add(total, value)
             total_sq = reduce_add(total_sq, value * value)
             saturated += np.int32(abs(deriv[r, c]) < threshold)
-            seen[c] |= a_bits[r, c]
+            seen[c] |= a_bits[r * width + c]
     dead = 0
     for c in range(width):
         dead += (seen[c] & magnitude_mask) == 0
@@ -274,8 +292,8 @@ def forward(params, lay, hyper, h_buf, u_buf, xh_buf, inv_std, a_buf, d_buf, log
     rows 0-3 as in layer_statistics, row 4 the largest |pre-activation| (logits: |logit|).
 
     ``lay`` = (dims, w_off, b_off, g_off, be_off, s_off, h_off, skip_from, a_off), see
-    layout.py. ``hyper`` = (act_code, norm, bn_eps, alpha, float32_approx, negative_slope,
-    keep_u, keep_deriv, position) with norm and position codes as above.
+    layout.py. ``hyper`` = (act_code, norm, bn_eps, alpha, negative_slope, keep_u,
+    keep_deriv, position) with norm and position codes as above.
     Keeps for backward: h_i, the norms' xhat and 1/std (per layer, in xh_buf and inv_std),
     u when ``keep_u`` (prelu needs it for its slope gradient), phi'(u) per layer in d_buf
     when ``keep_deriv`` (otherwise d_buf is one layer's scratch and backward recomputes phi'
@@ -284,8 +302,7 @@ def forward(params, lay, hyper, h_buf, u_buf, xh_buf, inv_std, a_buf, d_buf, log
     ``w_t`` is scratch for a transposed weight (see gemm.matmul_nt).
     """
     dims, w_off, b_off, g_off, be_off, s_off, h_off, skip_from, a_off = lay
-    (act_code, norm, bn_eps, alpha, float32_approx, negative_slope, keep_u, keep_deriv,
-     position) = hyper
+    act_code, norm, bn_eps, alpha, negative_slope, keep_u, keep_deriv, position = hyper
     depth = dims.size - 2
     batch = logits.shape[0]
     for i in range(depth + 1):
@@ -304,8 +321,16 @@ def forward(params, lay, hyper, h_buf, u_buf, xh_buf, inv_std, a_buf, d_buf, log
             h_in = normed
         if i == depth:
             matmul_nt(h_in, weight, params[b_off[i]:b_off[i] + n_out], logits, w_t)
-            stats[0, i] = np.mean(logits)
-            stats[1, i] = np.std(logits)
+            # mean and std as every layer's (layer_statistics), in float64; np.mean and
+            # np.std compiled four more functions (most of a second of a cold start)
+            total = 0.0
+            total_sq = 0.0
+            for value in logits.ravel():
+                total = reduce_add(total, np.float64(value))
+                total_sq = reduce_add(total_sq, np.float64(value) * np.float64(value))
+            mean = total / logits.size
+            stats[0, i] = mean
+            stats[1, i] = math.sqrt(max(total_sq / logits.size - mean * mean, 0.0))
             stats[4, i] = max_abs(logits.ravel())
             return
         prefetch(h_buf, h_off[i + 1], h_off[i + 1] + batch * n_out)  # where the output goes
@@ -327,14 +352,14 @@ def forward(params, lay, hyper, h_buf, u_buf, xh_buf, inv_std, a_buf, d_buf, log
         h_out = h_buf[h_off[i + 1]:h_off[i + 1] + batch * n_out].reshape((batch, n_out))
         source = skip_from[i]
         if source < 0:  # phi(u) is the layer's output: write it there directly
-            activate(act_code, u, h_out, deriv, slope, float32_approx)
+            activate(act_code, u, h_out, deriv, slope)
             layer_statistics(h_out, h_out, deriv, stats, i)
             continue
         if a_off[i] >= 0:  # a learnable alpha: backward needs the branch's output
             a = br_buf[cell:cell + batch * n_out].reshape((batch, n_out))
         else:
             a = a_buf[:batch * n_out].reshape((batch, n_out))
-        activate(act_code, u, a, deriv, slope, float32_approx)
+        activate(act_code, u, a, deriv, slope)
         h_skip = h_buf[h_off[source]:h_off[source] + batch * n_out]
         a_flat, h_flat = a.ravel(), h_out.ravel()
         scale = params[a_off[i]] if a_off[i] >= 0 else alpha

@@ -133,12 +133,12 @@ class RecurrentSimulator(Simulator):
         stats = np.full((7, steps), np.nan)
         if self.is_lstm:
             rnn.lstm_forward(seq, cell["weight_ih"], cell["weight_hh"], cell["bias"], h,
-                             *self._cache, stats, self.dtype is np.float32)
+                             *self._cache, stats)
         else:
             net = self.config.network
             rnn.rnn_forward(seq, cell["weight_ih"], cell["weight_hh"], cell["bias"],
                             ACTIVATIONS.index(net.activation), float(net.negative_slope),
-                            self.dtype is np.float32, h, self._cache[0], stats)
+                            h, self._cache[0], stats)
         return stats, h, np.zeros(steps + 1)
 
     def _work_arrays(self, steps: int, batch: int) -> tuple[np.ndarray, tuple]:

@@ -22,15 +22,15 @@ from tui_grad.engine.activations import (
     SATURATED_DERIVATIVE,
     activate,
     reduce_add,
-    sigmoid_f32,
-    tanh_f32,
+    sigmoid_of,
+    tanh_of,
 )
 from tui_grad.engine.gemm import matmul, matmul_add, matmul_bias
 from tui_grad.engine.kernels import log10_of, max_abs, renormalize, sum_squares
 
 
 @njit(**KERNEL)
-def rnn_forward(x, w_ih, w_hh, bias, act_code, slope, float32_approx, h, deriv, stats):
+def rnn_forward(x, w_ih, w_hh, bias, act_code, slope, h, deriv, stats):
     """Vanilla RNN: h_t = phi(x_t W_ih^T + h_{t-1} W_hh^T + b). Fill h (T+1, B, H) and
     deriv (T, B, H) = phi'; stats (7, T) rows: mean and std of h_t, saturated fraction,
     row 6 the largest |pre-activation|."""
@@ -40,7 +40,7 @@ def rnn_forward(x, w_ih, w_hh, bias, act_code, slope, float32_approx, h, deriv, 
     for t in range(steps):
         _pre_activation(x[t], w_ih_t, h[t], w_hh_t, bias, z)
         stats[6, t] = max_abs(z.ravel())
-        activate(act_code, z, h[t + 1], deriv[t], slope, float32_approx)
+        activate(act_code, z, h[t + 1], deriv[t], slope)
         _moments(h[t + 1], stats, t)
         saturated = 0
         for v in deriv[t].ravel():
@@ -53,7 +53,7 @@ def rnn_forward(x, w_ih, w_hh, bias, act_code, slope, float32_approx, h, deriv, 
 def _pre_activation(x_t, w_ih_t, h_t, w_hh_t, bias, z):
     """z = x_t W_ih^T + h_t W_hh^T + b, from the weights transposed once per sequence."""
     matmul_bias(x_t, w_ih_t, bias, z)
-    matmul_add(h_t, w_hh_t, z)
+    matmul_add(h_t[:, :], w_hh_t, z)  # ([:, :]: see gemm.matmul)
 
 
 @njit(**KERNEL)
@@ -69,37 +69,26 @@ def _moments(block, stats, t):
 
 
 @njit(**KERNEL)
-def _gate(z, one, float32_approx):
-    """The logistic sigmoid in z's own dtype, as the MLP's sigmoid (activations.activate)."""
-    return sigmoid_f32(z) if float32_approx else one / (one + np.exp(-z))
-
-
-@njit(**KERNEL)
-def _tanh(value, float32_approx):
-    return tanh_f32(value) if float32_approx else np.tanh(value)
-
-
-@njit(**KERNEL)
-def _gates(z, out, hidden, one, float32_approx):
+def _gates(z, out, hidden):
     """One example's gates from its pre-activations z (4H,): sigmoid for i, f, o, tanh for g."""
     i_f, g, o = z[:2 * hidden], z[2 * hidden:3 * hidden], z[3 * hidden:]
     i_f_out, g_out, o_out = out[:2 * hidden], out[2 * hidden:3 * hidden], out[3 * hidden:]
     for k in range(i_f.size):
-        i_f_out[k] = _gate(i_f[k], one, float32_approx)
+        i_f_out[k] = sigmoid_of(i_f[k])
     for k in range(g.size):
-        g_out[k] = _tanh(g[k], float32_approx)
+        g_out[k] = tanh_of(g[k])
     for k in range(o.size):
-        o_out[k] = _gate(o[k], one, float32_approx)
+        o_out[k] = sigmoid_of(o[k])
 
 
 @njit(**KERNEL)
-def lstm_forward(x, w_ih, w_hh, bias, h, c, gates, tanh_c, stats, float32_approx):
+def lstm_forward(x, w_ih, w_hh, bias, h, c, gates, tanh_c, stats):
     """LSTM (torch gate order i, f, g, o). Fill h, c (T+1, B, H), gates (T, B, 4H) after their
     nonlinearities, tanh_c (T, B, H); stats rows: h mean, h std, saturated fraction of the
     cell's tanh, the mean of the forget, input and output gates, the largest |cell state|.
 
-    Gates are computed in the run's dtype; ``float32_approx`` (float32 runs) uses the
-    float32 approximations of the sigmoid and tanh, float64 runs the exact functions."""
+    Gates are computed in the run's dtype, as the MLP's sigmoid and tanh (float32 runs use
+    their float32 approximations, see activations.sigmoid_of)."""
     steps, batch = x.shape[0], x.shape[1]
     hidden = h.shape[2]
     one = h.dtype.type(1.0)
@@ -113,13 +102,13 @@ def lstm_forward(x, w_ih, w_hh, bias, h, c, gates, tanh_c, stats, float32_approx
         output_total = 0.0
         saturated = 0
         for r in range(batch):  # loops over whole slices from 0, so they vectorise
-            _gates(z[r], gates[t, r], hidden, one, float32_approx)
+            _gates(z[r], gates[t, r], hidden)
             i, f = gates[t, r, :hidden], gates[t, r, hidden:2 * hidden]
             g, o = gates[t, r, 2 * hidden:3 * hidden], gates[t, r, 3 * hidden:]
             c_old, c_new, tc, h_new = c[t, r], c[t + 1, r], tanh_c[t, r], h[t + 1, r]
             for k in range(hidden):
                 cell = f[k] * c_old[k] + i[k] * g[k]
-                tanh_cell = _tanh(cell, float32_approx)
+                tanh_cell = tanh_of(cell)
                 c_new[k] = cell
                 tc[k] = tanh_cell
                 h_new[k] = o[k] * tanh_cell
@@ -152,8 +141,8 @@ def _accumulate(d_ih, d_hh, d_b, gz, x_t, h_t, exp, acc_exp):
         flat = gz.ravel()
         for k in range(flat.size):
             flat[k] *= factor
-    matmul_add(gz.T, x_t, d_ih)
-    matmul_add(gz.T, h_t, d_hh)
+    matmul_add(gz.T[:, :], x_t, d_ih)
+    matmul_add(gz.T[:, :], h_t, d_hh)
     rows, cols = gz.shape
     for r in range(rows):
         for c in range(cols):
@@ -169,7 +158,7 @@ def rnn_backward(x, w_hh, h, deriv, grad_h, d_ih, d_hh, d_b, signal_log10, flush
     log10 ||dL/dh_t|| for t = 1..T into signal_log10[0..T-1]."""
     steps = x.shape[0]
     exp = renormalize(grad_h, flush_below)
-    acc_exp = -100000
+    acc_exp = np.int64(-100000)  # (typed: a literal compiles _accumulate twice, see gemm._tiled)
     d_ih[:] = 0.0
     d_hh[:] = 0.0
     d_b[:] = 0.0
@@ -181,7 +170,7 @@ def rnn_backward(x, w_hh, h, deriv, grad_h, d_ih, d_hh, d_b, signal_log10, flush
         gz[:] = grad_h * deriv[t]
         shift = renormalize(gz, flush_below)
         exp += shift
-        matmul(gz, w, grad_h)
+        matmul(gz[:, :], w, grad_h)
         x_t[:], h_t[:] = x[t], h[t]
         acc_exp = _accumulate(d_ih, d_hh, d_b, gz, x_t, h_t, exp, acc_exp)
     return acc_exp
@@ -194,7 +183,7 @@ def lstm_backward(x, w_hh, h, c, gates, tanh_c, grad_h, d_ih, d_hh, d_b, signal_
     steps, batch, hidden = x.shape[0], x.shape[1], h.shape[2]
     grad_c = np.zeros_like(grad_h)
     exp = renormalize(grad_h, flush_below)
-    acc_exp = -100000
+    acc_exp = np.int64(-100000)  # (typed: a literal compiles _accumulate twice, see gemm._tiled)
     d_ih[:] = 0.0
     d_hh[:] = 0.0
     d_b[:] = 0.0
@@ -215,7 +204,7 @@ def lstm_backward(x, w_hh, h, c, gates, tanh_c, grad_h, d_ih, d_hh, d_b, signal_
                 dz[r, 2 * hidden + k] = dc * i * (1.0 - g * g)
                 dz[r, 3 * hidden + k] = dh * tc * o * (1.0 - o)
                 grad_c[r, k] = dc * f
-        matmul(dz, w, grad_h)
+        matmul(dz[:, :], w, grad_h)
         x_t[:], h_t[:] = x[t], h[t]
         acc_exp = _accumulate(d_ih, d_hh, d_b, dz, x_t, h_t, exp, acc_exp)
         shift = _renormalize_pair(grad_h, grad_c, flush_below)

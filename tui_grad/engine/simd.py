@@ -86,18 +86,19 @@ FROM_ZERO, FROM_BIAS, FROM_OUT = 0, 1, 2  # what a tile's sums start from
 
 
 def make_tile(rows: int, vectors: int, *, masked: bool):
-    """An intrinsic ``tile(a, b, bias, start, out, i, j, cols)``: for r < rows and the
-    columns c = j .. j + vectors * lanes - 1 (only the first ``cols`` of the last vector when
-    ``masked``), out[i + r, c] = s + sum over k of a[i + r, k] * b[k, c], the sum in
-    increasing k from s = 0, bias[c] or out[i + r, c] itself (``start`` = FROM_ZERO,
-    FROM_BIAS, FROM_OUT).
+    """An intrinsic ``tile(a, b, bias, start, out, i, j, cols, k0, k1)``: for r < rows and
+    the columns c = j .. j + vectors * lanes - 1 (only the first ``cols`` of the last vector
+    when ``masked``), out[i + r, c] = s + sum over k0 <= k < k1 of a[i + r, k] * b[k, c], the
+    sum in increasing k from s = 0, bias[c] or out[i + r, c] itself (``start`` = FROM_ZERO,
+    FROM_BIAS, FROM_OUT). (A block of k by index, not by slicing a and b: a slice is
+    another array layout, and every layout compiles its own copy of the callers.)
 
     ``a`` (M, K) may have any strides (a transposed view is fine); ``b`` (K, N), ``bias``
     and ``out`` (M, N) must be contiguous along their last axis. Nothing is checked: the
     caller keeps every index in range.
     """
     @intrinsic
-    def tile(typingctx, a, b, bias, start, out, i, j, cols):
+    def tile(typingctx, a, b, bias, start, out, i, j, cols, k0, k1):
         def codegen(context, builder, signature, args):
             a_type, b_type, bias_type, start_type, out_type = signature.args[:5]
             itemsize = a_type.dtype.bitwidth // 8
@@ -109,11 +110,10 @@ def make_tile(rows: int, vectors: int, *, masked: bool):
                 context.make_array(t)(context, builder, v)
                 for t, v in ((a_type, args[0]), (b_type, args[1]), (bias_type, args[2]),
                              (out_type, args[4])))
-            i_, j_, cols_ = (context.cast(builder, v, t, types.intp)
-                             for v, t in zip(args[5:], signature.args[5:], strict=True))
+            i_, j_, cols_, k0_, k1_ = (context.cast(builder, v, t, types.intp)
+                                       for v, t in zip(args[5:], signature.args[5:], strict=True))
             start_ = context.cast(builder, args[3], start_type, types.intp)
             a_row_stride, a_k_stride = cgutils.unpack_tuple(builder, a_arr.strides, 2)
-            k_dim = cgutils.unpack_tuple(builder, a_arr.shape, 2)[1]
             b_row_stride = cgutils.unpack_tuple(builder, b_arr.strides, 2)[0]
             out_row_stride = cgutils.unpack_tuple(builder, out_arr.strides, 2)[0]
             mask = _lane_mask(builder, lanes, cols_) if masked else None
@@ -146,8 +146,8 @@ def make_tile(rows: int, vectors: int, *, masked: bool):
             a_rows = [_offset(builder, a_base, builder.mul(
                 builder.add(i_, ir.Constant(intp, r)), a_row_stride)) for r in range(rows)]
             b_base = builder.bitcast(b_arr.data, _I8P)
-            with cgutils.for_range(builder, k_dim) as loop:
-                k = loop.index
+            with cgutils.for_range(builder, builder.sub(k1_, k0_)) as loop:
+                k = builder.add(loop.index, k0_)
                 b_row_offset = builder.mul(k, b_row_stride)
                 b_values = [vec.load(b_base, builder.add(b_row_offset, shifts[v]), is_masked(v))
                             for v in range(vectors)]
@@ -165,7 +165,7 @@ def make_tile(rows: int, vectors: int, *, masked: bool):
                     vec.store(builder.load(tiles[r][v]), out_base,
                               builder.add(out_rows[r], shifts[v]), is_masked(v))
             return context.get_dummy_value()
-        return types.void(a, b, bias, start, out, i, j, cols), codegen
+        return types.void(a, b, bias, start, out, i, j, cols, k0, k1), codegen
     return tile
 
 

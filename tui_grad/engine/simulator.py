@@ -196,8 +196,8 @@ class Simulator:
     def _kernel_hyper(self) -> tuple:
         net = self.config.network
         return (np.int64(ACTIVATIONS.index(net.activation)), np.int64(NORMS.index(net.norm)),
-                float(net.bn_eps), float(net.residual_alpha), self.dtype is np.float32,
-                float(net.negative_slope), net.activation == "prelu", self._keep_deriv(),
+                float(net.bn_eps), float(net.residual_alpha), float(net.negative_slope),
+                net.activation == "prelu", self._keep_deriv(),
                 np.int64(NORM_POSITIONS.index(net.norm_position)))
 
     def _keep_deriv(self) -> bool:
