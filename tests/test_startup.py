@@ -387,6 +387,7 @@ class ForkedChild:
     here, answered ``after`` seconds from now."""
 
     forked = True
+    outcome = "first"
 
     def __init__(self, after: float = 0.0) -> None:
         from tui_grad.engine import Simulator
@@ -433,6 +434,34 @@ async def test_with_the_first_step_child_the_first_frame_is_its_step_and_the_pan
         assert "step 0" in text.splitlines()[0] and panels == 0
         assert [panel.id for panel in app.query(Panel)] == [f"panel-{g.key}" for g in GROUPS]
         assert "step 0 | loading the kernels..." in status(app)
+
+
+class ColdChild(ForkedChild):
+    """A first-step child that found a kernel missing from numba's cache."""
+
+    outcome = "cold"
+
+    def __init__(self) -> None:
+        self.configs, self.steps, self.answer_at = [], [], 0.0
+
+
+async def test_a_child_that_met_a_cold_cache_starts_the_warm_up_at_once(monkeypatch):
+    """On a cold start the first-step child has found the cache cold already: the worker
+    starts the warm-up without importing numba to look again (a second of a cold start)."""
+    looked: list = []
+    monkeypatch.setattr(warmup, "needed", lambda configs: looked.append(configs) or False)
+    monkeypatch.setattr(warmup.Warmup, "command", fake(FAKE_CHILD))
+    started: list[warmup.Warmup] = []
+    original_start = warmup.Warmup.start
+    monkeypatch.setattr(warmup.Warmup, "start", lambda self: (started.append(self),
+                                                              original_start(self)))
+    app = GradApp(load_scenario("default"), first_step=ColdChild())
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: "compiling" in app.startup_text)
+        pid = started[0].pid
+        await pilot.press("q")
+    wait_for_gone(pid)
+    assert looked == []
 
 
 async def test_after_the_childs_step_the_app_loads_the_kernels_and_runs():

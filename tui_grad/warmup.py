@@ -617,13 +617,13 @@ def _engine_dispatchers() -> list:
 
 
 @contextlib.contextmanager
-def _skipping(module_name: str, name: str):
-    """``module.name`` (a kernel whose result the step does not use) replaced by a no-op
-    while the block runs: the step goes on without it, on whatever the buffers hold, and
-    compiles the rest."""
+def _skipping(module_name: str, name: str, value=None):
+    """``module.name`` (a kernel) replaced while the block runs by a function returning
+    ``value``: the step goes on without it, on whatever the buffers hold, and compiles the
+    rest."""
     module = importlib.import_module(module_name)
     kept = getattr(module, name)
-    setattr(module, name, lambda *args: None)
+    setattr(module, name, lambda *args: value)
     try:
         yield
     finally:
@@ -750,6 +750,10 @@ def _compile(configs: list[Config]) -> tuple[list, int, bool]:
             with contextlib.suppress(OSError):  # (no second process: compile it all here)
                 helper = _Helper([c for c in configs if c.network.model == "mlp"], helped,
                                  cache_dir())
+                # the helper's half is the longer one, and the app takes some of a core:
+                # this process yields the CPU to it (its own half ends first either way)
+                with contextlib.suppress(OSError, AttributeError):
+                    os.nice(5)
         if helper is not None:
             with _skipping("tui_grad.engine.backprop", "backward"):
                 for config in configs:
@@ -781,7 +785,9 @@ def _compile_half(configs: list[Config]) -> int:
              else "backward")
 
     try:
-        with _compile_events(started), _skipping("tui_grad.engine.kernels", "forward"):
+        # the loss is the other process's to compile too: only backward's kernels here
+        with (_compile_events(started), _skipping("tui_grad.engine.kernels", "forward"),
+              _skipping("tui_grad.engine.kernels", "loss_and_output_grad", 1.0)):
             for config in configs:
                 Simulator(config).step()
         cache = backprop.backward._cache

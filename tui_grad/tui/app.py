@@ -369,7 +369,10 @@ class GradApp(App[None]):
                 with contextlib.suppress(RuntimeError):  # (the app closed meanwhile)
                     self.call_from_thread(self.redraw)
                 first_drawn.wait(FIRST_DRAW_WAIT_SECONDS)
-        needed = warmup.needed(configs)  # False: every kernel was cached, and is loaded now
+        # False: every kernel was cached, and is loaded now. A child that found the cache
+        # cold has said so already: the warm-up starts at once, without this process first
+        # importing numba and finding it out again (a second of a cold start)
+        needed = (child is not None and child.outcome == "cold") or warmup.needed(configs)
         with contextlib.suppress(RuntimeError):  # (the app closed meanwhile)
             # the other panels, before the first step of this process: a panel key once the
             # run is paused or stepping finds its panel there
