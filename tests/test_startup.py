@@ -303,6 +303,31 @@ def test_quitting_during_a_step_that_never_ends_still_exits():
         os.close(controller)
 
 
+CACHE_INTO = """
+import sys
+from pathlib import Path
+from tui_grad import warmup
+from tui_grad.engine import kernels
+before = Path(warmup.cache_dir())
+warmup._cache_into(sys.argv[1])
+kernels.log10_of(2.0, 3)  # compiled now, and cached
+print(before, warmup.cache_dir())
+"""
+
+
+def test_a_forked_helper_caches_its_kernels_in_its_own_directory(tmp_path):
+    """The backward helper is the warm-up forked after importing the engine (warmup._Helper);
+    from then on it compiles into its scratch cache, never into the one it was forked with
+    (two processes adding entries to one cache index lose some)."""
+    ours, scratch = tmp_path / "ours", tmp_path / "scratch"
+    answer = subprocess.run([sys.executable, "-c", CACHE_INTO, str(scratch)], capture_output=True,
+                            text=True, timeout=120, env={**os.environ, "NUMBA_CACHE_DIR": str(ours)})
+    before, after = answer.stdout.split()
+    assert Path(before).is_relative_to(ours) and Path(after).is_relative_to(scratch), answer.stderr
+    assert list(scratch.rglob("kernels.log10_of-*.nbi"))
+    assert not list(ours.rglob("*.nbi"))
+
+
 def test_after_a_warmup_a_new_process_needs_none():
     """The warm-up child records what it loaded beside numba's cache; the next start finds
     every kernel there and loads it without compiling (uses the suite's warm cache)."""

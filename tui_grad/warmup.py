@@ -635,7 +635,13 @@ class _Helper:
     start) while this one compiles the rest: both cores work. It compiles into a scratch
     cache (numba's cache files are not safe for two processes adding different entries to
     one function, and both compile some of the same small kernels), and ``finish`` copies
-    backward's files into ours. Any failure leaves backward to this process, as before."""
+    backward's files into ours. Any failure leaves backward to this process, as before.
+
+    Made before this process compiles anything: where it can, the helper is this process
+    forked, with numba and the engine imported already (a second sooner than a new Python,
+    on the cold start's longest path)."""
+
+    fork = sys.platform == "linux"
 
     def __init__(self, configs: list[Config], on_progress, directory: Path) -> None:
         import shutil
@@ -645,15 +651,20 @@ class _Helper:
         self.scratch = str(directory / HELPER_CACHE_NAME)
         shutil.rmtree(self.scratch, ignore_errors=True)
         request = {"configs": [config.as_dict() for config in configs], "half": "backward"}
-        self.process = subprocess.Popen(
-            list(CHILD), stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-            env={**os.environ, "NUMBA_CACHE_DIR": self.scratch})
-        self.process.stdin.write(json.dumps(request) + "\n")
+        self.process = self._start()
+        self.process.stdin.write(json.dumps(request).encode() + b"\n")
         self.process.stdin.flush()  # open while it works: it ends when this process does
         self.answer: dict = {}
         self.reader = threading.Thread(target=self._read, args=(on_progress,), daemon=True)
         self.reader.start()
+
+    def _start(self) -> subprocess.Popen | _Fork:
+        if self.fork:
+            with contextlib.suppress(OSError):
+                return _Fork(prepare=lambda: _cache_into(self.scratch))
+        return subprocess.Popen(list(CHILD), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=subprocess.DEVNULL,
+                                env={**os.environ, "NUMBA_CACHE_DIR": self.scratch})
 
     def _read(self, on_progress) -> None:
         for line in self.process.stdout:
@@ -692,6 +703,16 @@ class _Helper:
             with contextlib.suppress(OSError):
                 self.process.stdin.close()
             shutil.rmtree(self.scratch, ignore_errors=True)
+
+
+def _cache_into(directory: str) -> None:
+    """Make numba cache the engine's kernels in ``directory`` from now on (a forked helper:
+    its kernels were made with the cache of the process it was forked from)."""
+    from numba.core import config
+
+    os.environ["NUMBA_CACHE_DIR"] = config.CACHE_DIR = directory  # (a config reload keeps it)
+    for _, _, dispatcher in _engine_dispatchers():
+        dispatcher.enable_caching()
 
 
 def _split(configs: list[Config]) -> bool:
@@ -744,16 +765,16 @@ def _compile(configs: list[Config]) -> tuple[list, int, bool]:
     def cache_hits() -> int:
         return sum(sum(kernel.stats.cache_hits.values()) for _, _, kernel in _engine_dispatchers())
 
+    helper = None
+    if _split(configs):  # (before listening to compile events: a fork would inherit that)
+        with contextlib.suppress(OSError):  # (no second process: compile it all here)
+            helper = _Helper([c for c in configs if c.network.model == "mlp"], helped,
+                             cache_dir())
+            # the helper's half is the longer one, and the app takes some of a core: this
+            # process yields the CPU to it (its own half ends first either way)
+            with contextlib.suppress(OSError, AttributeError):
+                os.nice(5)
     with _compile_events(started, ended):
-        helper = None
-        if _split(configs):
-            with contextlib.suppress(OSError):  # (no second process: compile it all here)
-                helper = _Helper([c for c in configs if c.network.model == "mlp"], helped,
-                                 cache_dir())
-                # the helper's half is the longer one, and the app takes some of a core:
-                # this process yields the CPU to it (its own half ends first either way)
-                with contextlib.suppress(OSError, AttributeError):
-                    os.nice(5)
         if helper is not None:
             with _skipping("tui_grad.engine.backprop", "backward"):
                 for config in configs:
