@@ -372,3 +372,21 @@ async def test_every_panel_option_reaches_the_engine():
                     assert str(row.query_one(".error").render()), name
                     continue
                 await wait_for(pilot, lambda e=expected: app.session.sim.config == e)
+
+
+async def test_the_status_bar_is_redrawn_only_when_it_changes_and_without_a_layout():
+    """Paused, the status bar is left alone; running, it changes without a layout of the
+    whole screen (at every tick, 12 a second, that took a third of a core from the training
+    and from a first start's compiling)."""
+    app = endless_app(paused=True)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: "PAUSED" in status(app))
+        await pilot.pause(0.3)  # (status() words it; the bar shows it at the next tick)
+        calls: list[dict] = []
+        update = app._status.update
+        app._status.update = lambda *args, **kwargs: (calls.append(kwargs), update(*args, **kwargs))
+        await pilot.pause(1.0)
+        assert calls == []
+        await pilot.press("space")
+        await wait_for(pilot, lambda: step_of(app) >= 3)
+        assert calls and all(call.get("layout") is False for call in calls)

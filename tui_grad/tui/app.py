@@ -172,6 +172,7 @@ class GradApp(App[None]):
         self._drawn_version = -1
         self._message_timer = None
         self.startup_text = ""  # what the worker is doing before the first step
+        self._status_shown = Text()  # what the status bar says (see redraw)
         self._first_drawn = threading.Event()  # the worker waits for it after its first step
         # a child taking step 0 while this process starts (warmup.FirstStep; the worker
         # shows its step and ends it)
@@ -410,7 +411,13 @@ class GradApp(App[None]):
     def redraw(self, force: bool = False) -> None:
         """Redraw the charts if the history changed, and the status bar always."""
         history = self.session.history
-        self._status.update(self.status_line(self._status.size.width or self.size.width))
+        status = self.status_line(self._status.size.width or self.size.width)
+        if status != self._status_shown:
+            # only when it changed, and without a layout (the bar is one line of the screen's
+            # width whatever it says): a layout of the whole screen at every tick (12 a
+            # second) took a third of a core, from the compiling warm-up and the worker
+            self._status_shown = status
+            self._status.update(status, layout=False)
         if not force and history.version == self._drawn_version:
             return
         if history.latest is not None and not self._first_drawn.is_set():
