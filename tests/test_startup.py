@@ -238,15 +238,17 @@ def processes_using(cache: str) -> list[psutil.Process]:
     return found
 
 
-def compiling_child(cache: str, controller: int, timeout: float = 60.0) -> psutil.Process | None:
-    """The warm-up child of the app using ``cache`` once it is past its imports, compiling
-    (reading the terminal meanwhile, so the app never waits to write)."""
+def compiling_child(app: int, controller: int, timeout: float = 60.0) -> psutil.Process | None:
+    """A child of the app (the warm-up: the first-step child it was handed to, or a child of
+    its own) once it is past its imports, compiling (reading the terminal meanwhile, so the
+    app never waits to write)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        for process in processes_using(cache):
-            with contextlib.suppress(psutil.Error):
-                if "tui_grad.warmup" in process.cmdline() and process.cpu_times().user > 1.0:
-                    return process
+        with contextlib.suppress(psutil.Error):
+            for process in psutil.Process(app).children(recursive=True):
+                with contextlib.suppress(psutil.Error):
+                    if process.cpu_times().user > 1.0:
+                        return process
         read_until(controller, b"\0never", timeout=0.1)
     return None
 
@@ -259,7 +261,7 @@ def test_quitting_a_cold_start_restores_the_terminal_and_ends_every_process(tmp_
     env = {**os.environ, "NUMBA_CACHE_DIR": cache, "TERM": "xterm-256color"}
     process, controller = run_in_terminal(env)
     try:
-        assert compiling_child(cache, controller) is not None
+        assert compiling_child(process.pid, controller) is not None
         os.write(controller, b"q")
         screen = read_until(controller, b"\x1b[?1049l", timeout=30)  # alternate screen left
         assert process.wait(timeout=30) == 0
@@ -413,6 +415,7 @@ class ForkedChild:
 
     forked = True
     outcome = "first"
+    handed_over = None  # what handover() gives (FirstStep: the child, when it found the cache cold)
 
     def __init__(self, after: float = 0.0) -> None:
         from tui_grad.engine import Simulator
@@ -426,6 +429,9 @@ class ForkedChild:
 
     def cancel(self) -> None:
         pass
+
+    def handover(self):
+        return self.handed_over
 
     def __enter__(self) -> ForkedChild:
         return self
@@ -462,31 +468,55 @@ async def test_with_the_first_step_child_the_first_frame_is_its_step_and_the_pan
 
 
 class ColdChild(ForkedChild):
-    """A first-step child that found a kernel missing from numba's cache."""
+    """A first-step child that found a kernel missing from numba's cache, and hands over a
+    process (here a fake warm-up child) to compile it."""
 
     outcome = "cold"
 
     def __init__(self) -> None:
         self.configs, self.steps, self.answer_at = [], [], 0.0
+        self.handed_over = subprocess.Popen(fake(FAKE_CHILD), stdin=subprocess.PIPE,
+                                            stdout=subprocess.PIPE)
 
 
-async def test_a_child_that_met_a_cold_cache_starts_the_warm_up_at_once(monkeypatch):
-    """On a cold start the first-step child has found the cache cold already: the worker
-    starts the warm-up without importing numba to look again (a second of a cold start)."""
+async def test_a_child_that_met_a_cold_cache_does_the_warm_up_itself(monkeypatch):
+    """On a cold start the first-step child has found the cache cold, with numba and the
+    engine imported: the worker hands it the warm-up at once, without importing numba to
+    look again or starting a new child (2 s of a cold start); q still ends it."""
     looked: list = []
     monkeypatch.setattr(warmup, "needed", lambda configs: looked.append(configs) or False)
-    monkeypatch.setattr(warmup.Warmup, "command", fake(FAKE_CHILD))
+    monkeypatch.setattr(warmup.Warmup, "command", ("false",))  # never started
     started: list[warmup.Warmup] = []
     original_start = warmup.Warmup.start
     monkeypatch.setattr(warmup.Warmup, "start", lambda self: (started.append(self),
                                                               original_start(self)))
-    app = GradApp(load_scenario("default"), first_step=ColdChild())
+    child = ColdChild()
+    app = GradApp(load_scenario("default"), first_step=child)
     async with app.run_test(size=(80, 24)) as pilot:
         await wait_for(pilot, lambda: "compiling" in app.startup_text)
-        pid = started[0].pid
+        assert started[0].pid == child.handed_over.pid
         await pilot.press("q")
-    wait_for_gone(pid)
+    wait_for_gone(child.handed_over.pid)
     assert looked == []
+
+
+def test_a_cold_first_step_child_is_handed_the_warm_up_and_compiles(scratch_cache, tmp_path,
+                                                                     monkeypatch):
+    """The real child on an empty numba cache: it answers that the cache is cold, stays,
+    takes the warm-up request and starts compiling; cancelling the warm-up ends it."""
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path / "numba"))  # (a new process reads it)
+    monkeypatch.setattr(warmup.FirstStep, "fork", False)  # this process has numba loaded
+    with warmup.FirstStep([Config()]) as child:
+        child.start()
+        assert poll_first(child) == [] and child.outcome == "cold"
+        process = child.handover()
+        assert process is not None and process.poll() is None
+    assert process.poll() is None  # (handed over: leaving the block did not end it)
+    with warmup.Warmup([Config()], process=process) as warm:
+        warm.start()
+        assert warm.pid == process.pid
+        poll_until(warm, lambda p: "compiling" in p.text, timeout=60)
+    wait_for_gone(process.pid)
 
 
 async def test_after_the_childs_step_the_app_loads_the_kernels_and_runs():

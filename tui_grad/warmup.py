@@ -16,6 +16,8 @@ the compile, so both cores work (48-49 s -> 33 s to the first step on 2 cores).
 ``FirstStep(configs)`` runs the same child at launch, beside the UI's own start: it loads the
 kernels from the cache and takes the first step of each config, which the app shows while it
 loads the kernels itself (two processes use both cores; two threads would share one lock).
+When a kernel is not cached it says so and stays: the app hands it the warm-up
+(``Warmup(configs, process=child.handover())``), numba and the engine already imported.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import importlib
 import json
 import os
 import pickle
+import queue
 import subprocess
 import sys
 import threading
@@ -245,8 +248,10 @@ class Warmup:
 
     command = CHILD  # (tests swap in a fake)
 
-    def __init__(self, configs: list[Config]) -> None:
+    def __init__(self, configs: list[Config], process=None) -> None:
+        """``process``: a child to use instead of starting one (FirstStep.handover)."""
         self.configs = list(configs)
+        self._adopted = process
         self.total, self.counted = expected_compiles(self.configs)
         self._directory = cache_dir()
         self._process: subprocess.Popen | None = None
@@ -315,6 +320,11 @@ class Warmup:
 
     def cancel(self) -> None:
         """End the child (killed if still running) and release the cache; safe to repeat."""
+        adopted, self._adopted = self._adopted, None
+        if adopted is not None:  # (handed over, but another warm-up compiled meanwhile)
+            _stop(adopted)
+            with contextlib.suppress(OSError):
+                adopted.stdout.close()
         process, self._process = self._process, None
         if process is not None:
             _stop(process)
@@ -326,10 +336,11 @@ class Warmup:
 
     def _spawn(self) -> None:
         request = {"configs": [config.as_dict() for config in self.configs]}
-        self._process = subprocess.Popen(
-            list(self.command), stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
-        self._process.stdin.write(json.dumps(request) + "\n")
+        self._process, self._adopted = self._adopted, None
+        if self._process is None:
+            self._process = subprocess.Popen(list(self.command), stdin=subprocess.PIPE,
+                                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        self._process.stdin.write(json.dumps(request).encode() + b"\n")
         self._process.stdin.flush()  # stdin stays open: the child ends when it closes
         self._reader = threading.Thread(target=self._read, args=(self._process.stdout,),
                                         name="tui-grad-warmup-reader", daemon=True)
@@ -358,7 +369,8 @@ class Warmup:
         return True
 
     def _read(self, stream) -> None:
-        for line in stream:  # ends when the child ends
+        for raw in stream:  # ends when the child ends
+            line = raw.decode("utf-8", "replace")
             try:
                 message = json.loads(line)
             except ValueError:
@@ -474,15 +486,28 @@ class FirstStep:
 
     def poll(self) -> list | None:
         """None while the child works; then its first steps, or [] (none to show:
-        ``outcome`` says why). Thread-safe."""
+        ``outcome`` says why). Thread-safe. A child that found the cache cold is kept for
+        ``handover``."""
         with self._guard:
             if self._answer is None and self._process is not None:
                 self._read(self._process)
             if self._answer is None and self._process is None:
                 self.outcome, self._answer = "cancelled", []
-            if self._answer is not None:
+            if self._answer is not None and self.outcome != "cold":
                 self._end()
             return self._answer
+
+    def handover(self):
+        """The child, once it found the cache cold, for ``Warmup(configs, process=...)``
+        (it has numba and the engine imported); None if it is not there to hand over.
+        From now on ending it is the warm-up's job."""
+        with self._guard:
+            if self.outcome != "cold" or self._process is None or self._process.poll() is not None:
+                return None
+            process, self._process = self._process, None
+            with contextlib.suppress(OSError, ValueError):
+                os.set_blocking(process.stdout.fileno(), True)  # (the warm-up reads lines)
+            return process
 
     def _read(self, process) -> None:
         exited = process.poll() is not None  # before reading: then all it wrote is read
@@ -591,9 +616,11 @@ class _Fork:
 
 
 # ------------------------------------------------------------------ the child
-def _exit_when_orphaned() -> None:
-    """End this process when the app's end of stdin closes (the app ended, however)."""
-    sys.stdin.read()
+def _read_requests(requests: queue.SimpleQueue) -> None:
+    """Pass on the app's requests, one per line; end this process when the app's end of
+    stdin closes (the app ended, however, or is done with this child)."""
+    for line in sys.stdin:
+        requests.put(line)
     os._exit(3)
 
 
@@ -821,10 +848,16 @@ def _compile_half(configs: list[Config]) -> int:
 
 def main() -> int:
     """The child: compile what one step of each requested config needs, saying how far."""
-    request = json.loads(sys.stdin.readline())
-    threading.Thread(target=_exit_when_orphaned, daemon=True).start()
+    requests: queue.SimpleQueue = queue.SimpleQueue()
+    threading.Thread(target=_read_requests, args=(requests,), daemon=True).start()
+    request = json.loads(requests.get())
     if request.get("first_step"):
-        return _first_step([Config(values) for values in request["configs"]])
+        code = _first_step([Config(values) for values in request["configs"]])
+        if code is not None:
+            return code
+        # the cache is cold: the app hands this process its warm-up (numba and the engine
+        # are imported here already: a second or two sooner than a new child), or ends it
+        request = json.loads(requests.get())
     if request.get("half") == "backward":
         return _compile_half([Config(values) for values in request["configs"]])
     try:
@@ -847,16 +880,16 @@ def _import_engine() -> None:
         from tui_grad.engine import Simulator  # noqa: F401 - (the MLP and recurrent ones)
 
 
-def _first_step(configs: list[Config]) -> int:
+def _first_step(configs: list[Config]) -> int | None:
     """The child of FirstStep: load the kernels (never compile them), take the first step of
-    each config, send the StepMetrics."""
+    each config, send the StepMetrics. None once it said that a kernel is not cached."""
     def forbid(item) -> None:
         raise CompileNeeded(item.data["dispatcher"].py_func.__qualname__)
 
     try:
         if _check(configs):
             _say(cold=True)  # a kernel to compile: the app's warm-up does that, with progress
-            return 0
+            return None
         from tui_grad.engine import Simulator
 
         with _compile_events(forbid):  # (one the record does not name: the same answer)
@@ -864,7 +897,7 @@ def _first_step(configs: list[Config]) -> int:
         _say(first=base64.b64encode(pickle.dumps(metrics)).decode())
     except CompileNeeded:
         _say(cold=True)
-        return 0
+        return None
     except Exception as exc:  # noqa: BLE001 - the app steps as it would without this child
         _say(error=f"{type(exc).__name__}: {exc}")
         return 1

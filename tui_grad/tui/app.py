@@ -353,15 +353,17 @@ class GradApp(App[None]):
         session, first_drawn = self.session, self._first_drawn
         configs = [variant.config for variant in session.scenario.variants]
         child, self._first_step = self._first_step, None
+        cold_child = None  # the child, when it found the cache cold: it does the warm-up
         if child is not None:
             give_up = time.monotonic() + FIRST_STEP_WAIT_SECONDS
-            with child:  # leaving the block ends the child
+            with child:  # leaving the block ends the child (unless handed over)
                 while (first := child.poll()) is None:  # this thread imports no numba meanwhile
                     if worker.is_cancelled:
                         return
                     if time.monotonic() > give_up:  # a long first step: load and take it here
                         break
                     time.sleep(0.01)
+                cold_child = child.handover()
             if self._preview_at_mount:  # in the first frame already
                 first_drawn.wait(FIRST_DRAW_WAIT_SECONDS)
             elif first and session.show_first_steps(child.configs, first):
@@ -371,15 +373,15 @@ class GradApp(App[None]):
                     self.call_from_thread(self.redraw)
                 first_drawn.wait(FIRST_DRAW_WAIT_SECONDS)
         # False: every kernel was cached, and is loaded now. A child that found the cache
-        # cold has said so already: the warm-up starts at once, without this process first
-        # importing numba and finding it out again (a second of a cold start)
-        needed = (child is not None and child.outcome == "cold") or warmup.needed(configs)
+        # cold has said so already: the warm-up starts at once, in that child, without this
+        # process first importing numba and finding it out again (2 s of a cold start)
+        needed = cold_child is not None or warmup.needed(configs)
         with contextlib.suppress(RuntimeError):  # (the app closed meanwhile)
             # the other panels, before the first step of this process: a panel key once the
             # run is paused or stepping finds its panel there
             self.call_from_thread(self._await_other_panels)
         if needed:
-            with warmup.Warmup(configs) as warm:  # leaving the block ends the child
+            with warmup.Warmup(configs, process=cold_child) as warm:  # leaving it ends the child
                 warm.start()
                 while not (progress := warm.poll()).done:
                     self.startup_text = progress.text
