@@ -346,6 +346,11 @@ def test_after_a_warmup_a_new_process_needs_none():
             child.kill()
         child.wait()
     assert json.loads(said.splitlines()[-1]) == {"done": True}, said[-500:]
+    # before that, its own step 0 for the app to show: the same bits as a step taken here
+    from tui_grad.engine import Simulator
+
+    first = warmup._decode(json.loads(said.splitlines()[-2])["first"])
+    assert len(first) == 1 and same_metrics(first[0], Simulator(Config()).step())
     answer = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True,
                             timeout=120)
     assert answer.stdout.split() == ["False", "0"], answer.stderr[-500:]
@@ -855,3 +860,31 @@ def test_skipping_a_kernel_puts_it_back():
         assert kernels.forward(1, 2, 3) is None
         raise RuntimeError
     assert kernels.forward is kept
+
+
+async def test_the_warm_ups_step_0_is_shown_while_the_app_loads_the_kernels(monkeypatch):
+    """A warm-up ends with one step of each config, on the kernels it compiled (the app's
+    own step 0, bit for bit): the app shows it at once, before loading the kernels itself."""
+    from tui_helpers import step_of
+
+    from tui_grad.engine import Simulator
+    from tui_grad.session import Session
+
+    configs = [variant.config for variant in load_scenario("default").variants]
+    metrics = [Simulator(config).step() for config in configs]
+    monkeypatch.setattr(warmup, "needed", lambda configs: True)
+    monkeypatch.setattr(warmup.Warmup, "command", fake(f"""
+        import json, sys
+        sys.stdin.readline()
+        print(json.dumps({{"first": "{warmup._encode(metrics)}"}}), flush=True)
+        print(json.dumps({{"done": True}}), flush=True)
+        sys.stdin.read()
+        """))
+    shown: list = []
+    show = Session.show_first_steps
+    monkeypatch.setattr(Session, "show_first_steps",
+                        lambda self, configs, first: shown.append(first) or show(self, configs, first))
+    app = GradApp(load_scenario("default"))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: step_of(app) >= 1)
+    assert len(shown) == 1 and same_metrics(shown[0][0], metrics[0])

@@ -46,12 +46,12 @@ RECORD_NAME = "tui_grad-warmup.pickle"  # beside numba's cache files
 LOCK_NAME = "tui_grad-warmup.lock"  # one warm-up per cache directory at a time
 HELPER_CACHE_NAME = "tui_grad-warmup-helper"  # the backward helper's scratch cache, beside
 # Compile events of a cold start by the (model, dtype) pairs of a scenario's variants,
-# counted with numba 0.68.1 on this engine on 2026-12-01 (kernels and numba's own helpers
+# counted with numba 0.68.1 on this engine on 2026-12-02 (kernels and numba's own helpers
 # they call; an MLP's include those of the backward helper, _Helper); the count in the
 # cache's record (from the last cold warm-up) is used instead once it exists.
-COLD_COMPILES = {frozenset({("mlp", "float32")}): 118, frozenset({("mlp", "float64")}): 114,
-                 frozenset({("rnn", "float32")}): 128, frozenset({("lstm", "float32")}): 139,
-                 frozenset({("rnn", "float32"), ("lstm", "float32")}): 143}
+COLD_COMPILES = {frozenset({("mlp", "float32")}): 81, frozenset({("mlp", "float64")}): 70,
+                 frozenset({("rnn", "float32")}): 120, frozenset({("lstm", "float32")}): 129,
+                 frozenset({("rnn", "float32"), ("lstm", "float32")}): 133}
 
 
 @dataclass(frozen=True)
@@ -273,6 +273,16 @@ class Warmup:
     def pid(self) -> int | None:
         """The child's process id while it runs (None before it started or once ended)."""
         return self._process.pid if self._process is not None else None
+
+    def first_steps(self) -> list:
+        """The first step of each config, taken by the child once it had compiled them (the
+        same numbers as the app's own step 0), or [] if it sent none."""
+        with self._guard:
+            text = self._state.get("first")
+        try:
+            return _decode(text) if text else []
+        except Exception:  # noqa: BLE001 - a preview is a bonus, never a failure
+            return []
 
     def start(self) -> None:
         """Start the child now, or as soon as no other warm-up holds the cache."""
@@ -520,7 +530,7 @@ class FirstStep:
                 message = json.loads(line)
                 if isinstance(message, dict) and "first" in message:
                     try:
-                        self._answer = pickle.loads(base64.b64decode(message["first"]))
+                        self._answer = _decode(message["first"])
                         self.outcome = "first"
                     except Exception:  # noqa: BLE001 - a preview is a bonus, never a failure
                         self.outcome, self._answer = "unreadable", []
@@ -613,6 +623,15 @@ class _Fork:
             except ChildProcessError:
                 self.returncode = -1
         return self.returncode
+
+
+def _encode(metrics: list) -> str:
+    """StepMetrics as one line of text (a child's "first" message)."""
+    return base64.b64encode(pickle.dumps(metrics)).decode()
+
+
+def _decode(text: str) -> list:
+    return pickle.loads(base64.b64decode(text))
 
 
 # ------------------------------------------------------------------ the child
@@ -756,9 +775,10 @@ def _split(configs: list[Config]) -> bool:
     return not (Path(path) / cache._cache_file._index_name).exists()
 
 
-def _compile(configs: list[Config]) -> tuple[list, int, bool]:
-    """One step of each config; returns what to load, the compile count, and whether the
-    cache was empty for all of it (then that count is a cold start's). On a cold cache a
+def _compile(configs: list[Config]) -> tuple[list, int, bool, list]:
+    """One step of each config; returns what to load, the compile count, whether the cache
+    was empty for all of it (then that count is a cold start's) and the steps' StepMetrics
+    (the app's own step 0, bit for bit: the same kernels and seed). On a cold cache a
     helper process compiles the MLP's backward pass meanwhile (_Helper)."""
     from tui_grad.engine import Simulator
 
@@ -808,14 +828,13 @@ def _compile(configs: list[Config]) -> tuple[list, int, bool]:
                     Simulator(config).step()
             hits = cache_hits()  # (the steps below load what the helper compiled)
             helper.finish()  # (if it failed, they compile backward here)
-        for config in configs:
-            Simulator(config).step()
+        first = [Simulator(config).step() for config in configs]
     if helper is None:
         hits = cache_hits()
     # kernels compiled only inside another one are linked into it: no need to load them
     loads = [(module, name, signature) for module, name, kernel in _engine_dispatchers()
              for signature in kernel.overloads if (id(kernel), signature) not in nested]
-    return loads, count, hits == 0
+    return loads, count, hits == 0, first
 
 
 def _compile_half(configs: list[Config]) -> int:
@@ -833,9 +852,11 @@ def _compile_half(configs: list[Config]) -> int:
              else "backward")
 
     try:
-        # the loss is the other process's to compile too: only backward's kernels here
+        # the loss and the floating-point mode are the other process's to compile too: only
+        # backward's kernels here
         with (_compile_events(started), _skipping("tui_grad.engine.kernels", "forward"),
-              _skipping("tui_grad.engine.kernels", "loss_and_output_grad", 1.0)):
+              _skipping("tui_grad.engine.kernels", "loss_and_output_grad", 1.0),
+              _skipping("tui_grad.engine.simulator", "flush_subnormals", contextlib.nullcontext())):
             for config in configs:
                 Simulator(config).step()
         cache = backprop.backward._cache
@@ -862,13 +883,14 @@ def main() -> int:
         return _compile_half([Config(values) for values in request["configs"]])
     try:
         configs = [Config(values) for values in request["configs"]]
-        loads, count, cold = _compile(configs)
+        loads, count, cold, first = _compile(configs)
         directory = cache_dir()
         if directory is not None:
             _write_record(directory, _key(configs), loads, count if cold else None)
     except Exception as exc:  # reported to the app, which compiles in-process instead
         _say(error=f"{type(exc).__name__}: {exc}")
         return 1
+    _say(first=_encode(first))  # for the app to show while it loads the kernels itself
     _say(done=True)
     return 0
 
@@ -894,7 +916,7 @@ def _first_step(configs: list[Config]) -> int | None:
 
         with _compile_events(forbid):  # (one the record does not name: the same answer)
             metrics = [Simulator(config).step() for config in configs]
-        _say(first=base64.b64encode(pickle.dumps(metrics)).decode())
+        _say(first=_encode(metrics))
     except CompileNeeded:
         _say(cold=True)
         return None

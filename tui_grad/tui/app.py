@@ -389,6 +389,13 @@ class GradApp(App[None]):
                         return
                     time.sleep(0.1)
                 self.startup_text = progress.text
+                # the child's step 0 (it has every kernel in memory) on screen now, while this
+                # process loads the kernels (about half a second)
+                first = warm.first_steps() if progress.error is None else []
+                if first and session.show_first_steps(configs, first):
+                    with contextlib.suppress(RuntimeError):  # (the app closed meanwhile)
+                        self.call_from_thread(self.redraw)
+                    first_drawn.wait(FIRST_DRAW_WAIT_SECONDS)  # (painted before numba loads)
         frozen = waited = False
         while not worker.is_cancelled:
             for event in session.advance(CHUNK_SECONDS):
