@@ -310,22 +310,26 @@ import sys
 from pathlib import Path
 from tui_grad import warmup
 from tui_grad.engine import kernels
+from tui_grad.engine import backprop
 before = Path(warmup.cache_dir())
 warmup._cache_into(sys.argv[1])
 kernels.log10_of(2.0, 3)  # compiled now, and cached
-print(before, warmup.cache_dir())
+backprop.fused_update._cache.save_overload(None, None)  # (shared: writes nothing)
+print(before, warmup.cache_dir(), backprop.fused_update._cache._cache_path)
 """
 
 
 def test_a_forked_helper_caches_its_kernels_in_its_own_directory(tmp_path):
     """The backward helper is the warm-up forked after importing the engine (warmup._Helper);
     from then on it compiles into its scratch cache, never into the one it was forked with
-    (two processes adding entries to one cache index lose some)."""
+    (two processes adding entries to one cache index lose some). The kernels the warm-up
+    compiles for it (warmup.SHARED) it reads from the warm-up's cache, writing nothing."""
     ours, scratch = tmp_path / "ours", tmp_path / "scratch"
     answer = subprocess.run([sys.executable, "-c", CACHE_INTO, str(scratch)], capture_output=True,
                             text=True, timeout=120, env={**os.environ, "NUMBA_CACHE_DIR": str(ours)})
-    before, after = answer.stdout.split()
+    before, after, shared = answer.stdout.split()
     assert Path(before).is_relative_to(ours) and Path(after).is_relative_to(scratch), answer.stderr
+    assert Path(shared).is_relative_to(ours)
     assert list(scratch.rglob("kernels.log10_of-*.nbi"))
     assert not list(ours.rglob("*.nbi"))
 
@@ -420,6 +424,7 @@ class ForkedChild:
 
     forked = True
     outcome = "first"
+    compiling = False
     handed_over = None  # what handover() gives (FirstStep: the child, when it found the cache cold)
 
     def __init__(self, after: float = 0.0) -> None:
@@ -505,23 +510,37 @@ async def test_a_child_that_met_a_cold_cache_does_the_warm_up_itself(monkeypatch
     assert looked == []
 
 
-def test_a_cold_first_step_child_is_handed_the_warm_up_and_compiles(scratch_cache, tmp_path,
-                                                                     monkeypatch):
-    """The real child on an empty numba cache: it answers that the cache is cold, stays,
-    takes the warm-up request and starts compiling; cancelling the warm-up ends it."""
+def test_a_cold_first_step_child_compiles_at_once_and_is_handed_over(tmp_path, monkeypatch):
+    """The real child on an empty numba cache: it answers that the cache is cold, takes the
+    warm-up lock and starts compiling without waiting for the app; handed over, the app's
+    warm-up shows its progress, and cancelling the warm-up ends it."""
     monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path / "numba"))  # (a new process reads it)
     monkeypatch.setattr(warmup.FirstStep, "fork", False)  # this process has numba loaded
     with warmup.FirstStep([Config()]) as child:
         child.start()
-        assert poll_first(child) == [] and child.outcome == "cold"
+        assert poll_first(child) == [] and child.outcome == "cold" and child.compiling
         process = child.handover()
         assert process is not None and process.poll() is None
     assert process.poll() is None  # (handed over: leaving the block did not end it)
-    with warmup.Warmup([Config()], process=process) as warm:
+    with warmup.Warmup([Config()], process=process, compiling=True) as warm:
         warm.start()
         assert warm.pid == process.pid
         poll_until(warm, lambda p: "compiling" in p.text, timeout=60)
     wait_for_gone(process.pid)
+
+
+def test_the_warm_up_lock_is_taken_only_where_free(tmp_path):
+    """A cold first-step child compiles at once only if no other warm-up holds the cache
+    (two processes adding entries to one numba cache lose some): else it waits to be
+    handed the warm-up, which waits its turn."""
+    holder = warmup._lock_cache(tmp_path)
+    assert holder not in (None, True)
+    assert warmup._lock_cache(tmp_path) is None  # (held: another process's turn is later)
+    holder.close()
+    again = warmup._lock_cache(tmp_path)
+    assert again not in (None, True)
+    again.close()
+    assert warmup._lock_cache(None) is True  # no cache: nothing to share
 
 
 async def test_after_the_childs_step_the_app_loads_the_kernels_and_runs():

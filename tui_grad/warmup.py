@@ -248,10 +248,12 @@ class Warmup:
 
     command = CHILD  # (tests swap in a fake)
 
-    def __init__(self, configs: list[Config], process=None) -> None:
-        """``process``: a child to use instead of starting one (FirstStep.handover)."""
+    def __init__(self, configs: list[Config], process=None, compiling: bool = False) -> None:
+        """``process``: a child to use instead of starting one (FirstStep.handover);
+        ``compiling``: it holds the warm-up lock and compiles ``configs`` already."""
         self.configs = list(configs)
         self._adopted = process
+        self._compiling = compiling and process is not None
         self.total, self.counted = expected_compiles(self.configs)
         self._directory = cache_dir()
         self._process: subprocess.Popen | None = None
@@ -294,6 +296,8 @@ class Warmup:
         seconds = f"{time.monotonic() - self._started:.0f} s"
         if self._outcome is not None:
             return self._outcome
+        if self._process is None and self._compiling:  # (it holds the lock: none to take)
+            self._spawn()
         if self._process is None and not self._lock():
             self._waited = True
             return Progress(tr("waiting: another tui-grad is compiling kernels, {seconds}", seconds=seconds))
@@ -350,8 +354,9 @@ class Warmup:
         if self._process is None:
             self._process = subprocess.Popen(list(self.command), stdin=subprocess.PIPE,
                                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        self._process.stdin.write(json.dumps(request).encode() + b"\n")
-        self._process.stdin.flush()  # stdin stays open: the child ends when it closes
+        if not self._compiling:
+            self._process.stdin.write(json.dumps(request).encode() + b"\n")
+            self._process.stdin.flush()  # stdin stays open: the child ends when it closes
         self._reader = threading.Thread(target=self._read, args=(self._process.stdout,),
                                         name="tui-grad-warmup-reader", daemon=True)
         self._reader.start()
@@ -435,6 +440,7 @@ class FirstStep:
         self._said = b""  # what the child wrote, up to its last whole line
         self._guard = threading.Lock()  # the app's worker polls; atexit may cancel
         self.outcome = ""  # why poll() gave what it gave: first, cold, error: ..., ...
+        self.compiling = False  # cold, and the child went on to compile (see handover)
         self.forked = False  # the child is this process forked (it answers well within 1 s)
 
     def __enter__(self) -> FirstStep:
@@ -508,8 +514,9 @@ class FirstStep:
             return self._answer
 
     def handover(self):
-        """The child, once it found the cache cold, for ``Warmup(configs, process=...)``
-        (it has numba and the engine imported); None if it is not there to hand over.
+        """The child, once it found the cache cold, for ``Warmup(configs, process=...,
+        compiling=self.compiling)`` (it has numba and the engine imported, and compiles
+        already if it could take the warm-up lock); None if it is not there to hand over.
         From now on ending it is the warm-up's job."""
         with self._guard:
             if self.outcome != "cold" or self._process is None or self._process.poll() is not None:
@@ -536,6 +543,7 @@ class FirstStep:
                         self.outcome, self._answer = "unreadable", []
                 elif isinstance(message, dict) and ("cold" in message or "error" in message):
                     self.outcome = "cold" if "cold" in message else f"error: {message['error']}"
+                    self.compiling = bool(message.get("compiling"))
                     self._answer = []
         if self._answer is None and exited:
             self.outcome, self._answer = "ended without an answer", []
@@ -634,6 +642,33 @@ def _decode(text: str) -> list:
     return pickle.loads(base64.b64decode(text))
 
 
+def _cold() -> None:
+    """Say that a kernel is not cached; start compiling at once where the warm-up lock is
+    free (a second sooner than waiting for the app, which is still starting its UI)."""
+    global _cache_lock
+    _cache_lock = _lock_cache(cache_dir())
+    _say(cold=True, compiling=_cache_lock is not None)
+
+
+def _lock_cache(directory: Path | None):
+    """Take the warm-up lock of the cache ``directory`` (Warmup's) if it is free: the open
+    file that holds it (this process ending releases it), True where there is no lock to
+    take, None if another warm-up holds it."""
+    try:
+        import fcntl
+
+        directory.mkdir(parents=True, exist_ok=True)
+        holder = open(directory / LOCK_NAME, "a")  # noqa: SIM115
+    except (ImportError, OSError, AttributeError):  # no flock, a cache numba cannot write
+        return True  # either, or none (AttributeError: directory None)
+    try:
+        fcntl.flock(holder, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        holder.close()
+        return None
+    return holder
+
+
 # ------------------------------------------------------------------ the child
 def _read_requests(requests: queue.SimpleQueue) -> None:
     """Pass on the app's requests, one per line; end this process when the app's end of
@@ -663,13 +698,13 @@ def _engine_dispatchers() -> list:
 
 
 @contextlib.contextmanager
-def _skipping(module_name: str, name: str, value=None):
-    """``module.name`` (a kernel) replaced while the block runs by a function returning
-    ``value``: the step goes on without it, on whatever the buffers hold, and compiles the
-    rest."""
+def _skipping(module_name: str, name: str, value=None, function=None):
+    """``module.name`` (a kernel) replaced while the block runs by ``function``, or one
+    returning ``value``: the step goes on without it, on whatever the buffers hold, and
+    compiles the rest."""
     module = importlib.import_module(module_name)
     kept = getattr(module, name)
-    setattr(module, name, lambda *args: value)
+    setattr(module, name, function or (lambda *args: value))
     try:
         yield
     finally:
@@ -705,9 +740,12 @@ class _Helper:
         self.reader.start()
 
     def _start(self) -> subprocess.Popen | _Fork:
+        self.forked = False  # (a subprocess helper caches everything in its scratch cache)
         if self.fork:
             with contextlib.suppress(OSError):
-                return _Fork(prepare=lambda: _cache_into(self.scratch))
+                process = _Fork(prepare=lambda: _cache_into(self.scratch))
+                self.forked = True
+                return process
         return subprocess.Popen(list(CHILD), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                 stderr=subprocess.DEVNULL,
                                 env={**os.environ, "NUMBA_CACHE_DIR": self.scratch})
@@ -751,14 +789,38 @@ class _Helper:
             shutil.rmtree(self.scratch, ignore_errors=True)
 
 
+# Kernels of backward's that the warm-up compiles (first) while the helper compiles the rest
+# of backward and loads these: the helper's half is the longer one (a stand-in for backward,
+# _compiling_shared, calls them with backward's own argument types).
+SHARED = (("tui_grad.engine.backprop", "fused_update"),)
+
+
 def _cache_into(directory: str) -> None:
     """Make numba cache the engine's kernels in ``directory`` from now on (a forked helper:
-    its kernels were made with the cache of the process it was forked from)."""
+    its kernels were made with the cache of the process it was forked from). The SHARED ones
+    keep that cache, to load what the warm-up compiled, and never write to it (should one
+    be compiled here after all: two processes adding entries to one index lose some)."""
     from numba.core import config
 
     os.environ["NUMBA_CACHE_DIR"] = config.CACHE_DIR = directory  # (a config reload keeps it)
+    shared = {getattr(importlib.import_module(module), name) for module, name in SHARED}
     for _, _, dispatcher in _engine_dispatchers():
-        dispatcher.enable_caching()
+        if dispatcher in shared:
+            dispatcher._cache.save_overload = lambda *args, **kwargs: None
+        else:
+            dispatcher.enable_caching()
+
+
+def _compiling_shared(params, grads, lay, hyper, *buffers_and_more):
+    """Stands in for backward in the warm-up's half of a split compile: compiles (by calling
+    them) the SHARED kernels with the argument types backward calls them with, for the
+    helper to load."""
+    from tui_grad.engine import backprop
+
+    out, update = buffers_and_more[9], buffers_and_more[11]
+    depth = lay[0].size - 2
+    layer, base = backprop.layer_grads(grads, update[9], update, depth)
+    backprop.fused_update(params, layer, base, update, depth, 0, out)
 
 
 def _split(configs: list[Config]) -> bool:
@@ -823,6 +885,14 @@ def _compile(configs: list[Config]) -> tuple[list, int, bool, list]:
                 os.nice(5)
     with _compile_events(started, ended):
         if helper is not None:
+            if helper.forked:  # first the SHARED kernels: the helper needs them midway
+                with (_skipping("tui_grad.engine.kernels", "forward"),
+                      _skipping("tui_grad.engine.kernels", "loss_and_output_grad", 1.0),
+                      _skipping("tui_grad.engine.backprop", "backward",
+                                function=_compiling_shared)):
+                    for config in configs:
+                        if config.network.model == "mlp":
+                            Simulator(config).step()
             with _skipping("tui_grad.engine.backprop", "backward"):
                 for config in configs:
                     Simulator(config).step()
@@ -876,9 +946,10 @@ def main() -> int:
         code = _first_step([Config(values) for values in request["configs"]])
         if code is not None:
             return code
-        # the cache is cold: the app hands this process its warm-up (numba and the engine
-        # are imported here already: a second or two sooner than a new child), or ends it
-        request = json.loads(requests.get())
+        # the cache is cold: this process does the warm-up (numba and the engine are
+        # imported here already: seconds sooner than a new child), now if it took the
+        # warm-up lock, else once the app hands it over (or the app ends it)
+        request = {"configs": request["configs"]} if _cache_lock else json.loads(requests.get())
     if request.get("half") == "backward":
         return _compile_half([Config(values) for values in request["configs"]])
     try:
@@ -902,24 +973,27 @@ def _import_engine() -> None:
         from tui_grad.engine import Simulator  # noqa: F401 - (the MLP and recurrent ones)
 
 
+_cache_lock = None  # the warm-up lock a first-step child took to compile at once
+
+
 def _first_step(configs: list[Config]) -> int | None:
     """The child of FirstStep: load the kernels (never compile them), take the first step of
-    each config, send the StepMetrics. None once it said that a kernel is not cached."""
+    each config, send the StepMetrics. None once it said that a kernel is not cached: then
+    it has also taken the cache's warm-up lock and goes on to compile (said "compiling"),
+    or another warm-up holds that lock and it waits for the app's request."""
     def forbid(item) -> None:
         raise CompileNeeded(item.data["dispatcher"].py_func.__qualname__)
 
     try:
         if _check(configs):
-            _say(cold=True)  # a kernel to compile: the app's warm-up does that, with progress
-            return None
+            return _cold()
         from tui_grad.engine import Simulator
 
         with _compile_events(forbid):  # (one the record does not name: the same answer)
             metrics = [Simulator(config).step() for config in configs]
         _say(first=_encode(metrics))
     except CompileNeeded:
-        _say(cold=True)
-        return None
+        return _cold()
     except Exception as exc:  # noqa: BLE001 - the app steps as it would without this child
         _say(error=f"{type(exc).__name__}: {exc}")
         return 1

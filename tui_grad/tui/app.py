@@ -381,7 +381,8 @@ class GradApp(App[None]):
             # run is paused or stepping finds its panel there
             self.call_from_thread(self._await_other_panels)
         if needed:
-            with warmup.Warmup(configs, process=cold_child) as warm:  # leaving it ends the child
+            with warmup.Warmup(configs, process=cold_child,  # (leaving the block ends it)
+                               compiling=child is not None and child.compiling) as warm:
                 warm.start()
                 while not (progress := warm.poll()).done:
                     self.startup_text = progress.text
