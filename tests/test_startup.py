@@ -529,6 +529,26 @@ def test_a_cold_first_step_child_compiles_at_once_and_is_handed_over(tmp_path, m
     wait_for_gone(process.pid)
 
 
+def test_a_handed_over_child_that_has_to_wait_is_ended(scratch_cache):
+    """Many apps starting cold at once on a workshop server: one warm-up compiles, the others
+    wait for it; a first-step child handed to a waiting warm-up is ended meanwhile (each
+    would hold numba's memory for nothing), and the wait goes on as before."""
+    other = warmup._lock_cache(scratch_cache)  # another app's warm-up compiles
+    idle = subprocess.Popen(fake("import sys; sys.stdin.read()"), stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE)
+    try:
+        with warmup.Warmup([Config()], process=idle) as warm:
+            warm.start()
+            assert "waiting" in warm.poll().text
+            wait_for_gone(idle.pid)
+            assert "waiting" in warm.poll().text
+    finally:
+        other.close()
+        if idle.poll() is None:
+            idle.kill()
+        idle.wait()
+
+
 def test_the_warm_up_lock_is_taken_only_where_free(tmp_path):
     """A cold first-step child compiles at once only if no other warm-up holds the cache
     (two processes adding entries to one numba cache lose some): else it waits to be

@@ -300,6 +300,8 @@ class Warmup:
             self._spawn()
         if self._process is None and not self._lock():
             self._waited = True
+            self._drop_adopted()  # (idle while it waits: on a workshop server with many
+            # apps starting at once, each would hold numba's memory for nothing)
             return Progress(tr("waiting: another tui-grad is compiling kernels, {seconds}", seconds=seconds))
         if self._process is None and self._waited:
             self._waited = False
@@ -334,11 +336,7 @@ class Warmup:
 
     def cancel(self) -> None:
         """End the child (killed if still running) and release the cache; safe to repeat."""
-        adopted, self._adopted = self._adopted, None
-        if adopted is not None:  # (handed over, but another warm-up compiled meanwhile)
-            _stop(adopted)
-            with contextlib.suppress(OSError):
-                adopted.stdout.close()
+        self._drop_adopted()
         process, self._process = self._process, None
         if process is not None:
             _stop(process)
@@ -347,6 +345,14 @@ class Warmup:
             with contextlib.suppress(OSError):
                 process.stdout.close()
         self._unlock()
+
+    def _drop_adopted(self) -> None:
+        """End the handed-over child not used (yet): another warm-up holds the cache."""
+        adopted, self._adopted = self._adopted, None
+        if adopted is not None:
+            _stop(adopted)
+            with contextlib.suppress(OSError):
+                adopted.stdout.close()
 
     def _spawn(self) -> None:
         request = {"configs": [config.as_dict() for config in self.configs]}
