@@ -11,7 +11,8 @@ and is now loaded. True means ``Warmup(configs)``: ``start()``, ``poll()`` until
 starts. ``python -m tui_grad.warmup`` is the child: a JSON request on stdin, JSON lines on
 stdout. Knows nothing of Textual. On a cold cache it starts a second child (``_Helper``) that
 compiles the MLP's backward pass while it compiles the forward pass: each is about half of
-the compile, so both cores work (48-49 s -> 33 s to the first step on 2 cores).
+the compile, so both cores work (a cold start takes 0.63-0.75x the time of one process
+compiling alone, on 2 cores).
 
 ``FirstStep(configs)`` runs the same child at launch, beside the UI's own start: it loads the
 kernels from the cache and takes the first step of each config, which the app shows while it
@@ -44,6 +45,7 @@ CHILD = (sys.executable, "-m", "tui_grad.warmup")  # main() below, in a process 
 TEXT_WIDTH = 60  # terminal cells of a progress line (a Chinese character takes 2)
 RECORD_NAME = "tui_grad-warmup.pickle"  # beside numba's cache files
 LOCK_NAME = "tui_grad-warmup.lock"  # one warm-up per cache directory at a time
+HELPER_TIMEOUT_SECONDS = 900  # a helper still compiling then is ended: backward compiles here
 HELPER_CACHE_NAME = "tui_grad-warmup-helper"  # the backward helper's scratch cache, beside
 # Compile events of a cold start by the (model, dtype) pairs of a scenario's variants,
 # counted with numba 0.68.1 on this engine on 2026-12-02 (kernels and numba's own helpers
@@ -276,6 +278,19 @@ class Warmup:
         """The child's process id while it runs (None before it started or once ended)."""
         return self._process.pid if self._process is not None else None
 
+    @classmethod
+    def taking_over(cls, child: FirstStep, configs: list[Config]) -> Warmup | None:
+        """The warm-up of a first-step child that found the cache cold, which it owns from
+        now on (``cancel`` ends it), or None when there is no such child to take over."""
+        process = child.handover()
+        if process is None:
+            return None
+        try:
+            return cls(configs, process=process, compiling=child.compiling)
+        except BaseException:
+            _stop(process)
+            raise
+
     def first_steps(self) -> list:
         """The first step of each config, taken by the child once it had compiled them (the
         same numbers as the app's own step 0), or [] if it sent none."""
@@ -296,8 +311,8 @@ class Warmup:
         seconds = f"{time.monotonic() - self._started:.0f} s"
         if self._outcome is not None:
             return self._outcome
-        if self._process is None and self._compiling:  # (it holds the lock: none to take)
-            self._spawn()
+        if self._process is None and self._adopted is not None and self._compiling:
+            self._spawn()  # (the child holds the lock: none to take)
         if self._process is None and not self._lock():
             self._waited = True
             self._drop_adopted()  # (idle while it waits: on a workshop server with many
@@ -361,8 +376,10 @@ class Warmup:
             self._process = subprocess.Popen(list(self.command), stdin=subprocess.PIPE,
                                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         if not self._compiling:
-            self._process.stdin.write(json.dumps(request).encode() + b"\n")
-            self._process.stdin.flush()  # stdin stays open: the child ends when it closes
+            with contextlib.suppress(OSError):  # (a handed-over child that died meanwhile:
+                # _progress reports it as failed, and the app compiles itself)
+                self._process.stdin.write(json.dumps(request).encode() + b"\n")
+                self._process.stdin.flush()  # stdin stays open: the child ends when it closes
         self._reader = threading.Thread(target=self._read, args=(self._process.stdout,),
                                         name="tui-grad-warmup-reader", daemon=True)
         self._reader.start()
@@ -773,7 +790,11 @@ class _Helper:
         from tui_grad.engine import backprop
 
         try:
-            self.process.wait()
+            give_up = time.monotonic() + HELPER_TIMEOUT_SECONDS
+            while self.process.poll() is None:  # (a hung helper must not hold the cache)
+                if time.monotonic() > give_up:
+                    self.process.kill()
+                time.sleep(0.05)
             self.reader.join()
             cache = backprop.backward._cache
             ours, name = Path(cache._cache_path), cache._cache_file._index_name
@@ -892,7 +913,8 @@ def _compile(configs: list[Config]) -> tuple[list, int, bool, list]:
     with _compile_events(started, ended):
         if helper is not None:
             if helper.forked:  # first the SHARED kernels: the helper needs them midway
-                with (_skipping("tui_grad.engine.kernels", "forward"),
+                with (contextlib.suppress(Exception),  # (only an optimisation: see SHARED)
+                      _skipping("tui_grad.engine.kernels", "forward"),
                       _skipping("tui_grad.engine.kernels", "loss_and_output_grad", 1.0),
                       _skipping("tui_grad.engine.backprop", "backward",
                                 function=_compiling_shared)):

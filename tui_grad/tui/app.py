@@ -19,7 +19,7 @@ from textual.containers import Container, Horizontal, Vertical, VerticalScroll
 from textual.css.query import NoMatches
 from textual.message import Message
 from textual.reactive import reactive
-from textual.widget import MountError
+from textual.widget import MountError, Widget
 from textual.widgets import Static
 from textual.worker import get_current_worker
 
@@ -79,6 +79,23 @@ def lower_thread_priority(niceness: int = 10) -> None:
     """
     with contextlib.suppress(AttributeError, OSError):
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), niceness)
+
+
+class StatusBar(Widget):
+    """The status line: one line of the screen's width (app.tcss) whatever it says, so a new
+    text is repainted without a layout of the whole screen (Static.update lays it out)."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.text = Text()
+
+    def show(self, text: Text) -> None:
+        if text != self.text:  # (redraw asks 12 times a second; most of the time it is the same)
+            self.text = text
+            self.refresh()
+
+    def render(self) -> Text:
+        return self.text
 
 
 @dataclass
@@ -172,7 +189,6 @@ class GradApp(App[None]):
         self._drawn_version = -1
         self._message_timer = None
         self.startup_text = ""  # what the worker is doing before the first step
-        self._status_shown = Text()  # what the status bar says (see redraw)
         self._first_drawn = threading.Event()  # the worker waits for it after its first step
         # a child taking step 0 while this process starts (warmup.FirstStep; the worker
         # shows its step and ends it)
@@ -186,7 +202,7 @@ class GradApp(App[None]):
 
     # ------------------------------------------------------------ composition
     def compose(self) -> ComposeResult:
-        yield Static("", id="status")
+        yield StatusBar(id="status")
         # classes that depend on the screen are set here, not in on_mount: changing a class
         # after mounting restyles every widget (0.3 s of a 2-core machine's start)
         narrow = "narrow" if self.size.width < NARROW_WIDTH else ""
@@ -209,7 +225,7 @@ class GradApp(App[None]):
     def on_mount(self) -> None:
         # widgets of the main screen, kept because App.query_one searches the active screen,
         # which is a dialog while help, notes or export is open
-        self._status = self.query_one("#status", Static)
+        self._status = self.query_one("#status", StatusBar)
         self._report_widget = self.query_one("#report", Static)
         self._message = self.query_one("#message", Static)
         self._main = self.query_one("#main")
@@ -353,17 +369,17 @@ class GradApp(App[None]):
         session, first_drawn = self.session, self._first_drawn
         configs = [variant.config for variant in session.scenario.variants]
         child, self._first_step = self._first_step, None
-        cold_child = None  # the child, when it found the cache cold: it does the warm-up
+        taken = None  # the warm-up of a child that found the cache cold: it owns the child
         if child is not None:
             give_up = time.monotonic() + FIRST_STEP_WAIT_SECONDS
-            with child:  # leaving the block ends the child (unless handed over)
+            with child:  # leaving the block ends the child (unless taken over)
                 while (first := child.poll()) is None:  # this thread imports no numba meanwhile
                     if worker.is_cancelled:
                         return
                     if time.monotonic() > give_up:  # a long first step: load and take it here
                         break
                     time.sleep(0.01)
-                cold_child = child.handover()
+                taken = warmup.Warmup.taking_over(child, configs)
             if self._preview_at_mount:  # in the first frame already
                 first_drawn.wait(FIRST_DRAW_WAIT_SECONDS)
             elif first and session.show_first_steps(child.configs, first):
@@ -372,31 +388,32 @@ class GradApp(App[None]):
                 with contextlib.suppress(RuntimeError):  # (the app closed meanwhile)
                     self.call_from_thread(self.redraw)
                 first_drawn.wait(FIRST_DRAW_WAIT_SECONDS)
-        # False: every kernel was cached, and is loaded now. A child that found the cache
-        # cold has said so already: the warm-up starts at once, in that child, without this
-        # process first importing numba and finding it out again (2 s of a cold start)
-        needed = cold_child is not None or warmup.needed(configs)
-        with contextlib.suppress(RuntimeError):  # (the app closed meanwhile)
-            # the other panels, before the first step of this process: a panel key once the
-            # run is paused or stepping finds its panel there
-            self.call_from_thread(self._await_other_panels)
-        if needed:
-            with warmup.Warmup(configs, process=cold_child,  # (leaving the block ends it)
-                               compiling=child is not None and child.compiling) as warm:
-                warm.start()
-                while not (progress := warm.poll()).done:
+        with taken or contextlib.nullcontext():  # (its child ends on every way out)
+            # False: every kernel was cached, and is loaded now. A child that found the cache
+            # cold has said so already, and compiles: the warm-up is that child, and this
+            # process neither imports numba to find it out again nor starts one (2 s of a
+            # cold start)
+            needed = taken is not None or warmup.needed(configs)
+            with contextlib.suppress(RuntimeError):  # (the app closed meanwhile)
+                # the other panels, before the first step of this process: a panel key once
+                # the run is paused or stepping finds its panel there
+                self.call_from_thread(self._await_other_panels)
+            if needed:
+                with taken or warmup.Warmup(configs) as warm:  # leaving it ends the child
+                    warm.start()
+                    while not (progress := warm.poll()).done:
+                        self.startup_text = progress.text
+                        if worker.is_cancelled:
+                            return
+                        time.sleep(0.1)
                     self.startup_text = progress.text
-                    if worker.is_cancelled:
-                        return
-                    time.sleep(0.1)
-                self.startup_text = progress.text
-                # the child's step 0 (it has every kernel in memory) on screen now, while this
-                # process loads the kernels (about half a second)
-                first = warm.first_steps() if progress.error is None else []
-                if first and session.show_first_steps(configs, first):
-                    with contextlib.suppress(RuntimeError):  # (the app closed meanwhile)
-                        self.call_from_thread(self.redraw)
-                    first_drawn.wait(FIRST_DRAW_WAIT_SECONDS)  # (painted before numba loads)
+                    # the child's step 0 (it has every kernel in memory) on screen now,
+                    # while this process loads the kernels (about half a second)
+                    first = warm.first_steps() if progress.error is None else []
+                    if first and session.show_first_steps(configs, first):
+                        with contextlib.suppress(RuntimeError):  # (the app closed meanwhile)
+                            self.call_from_thread(self.redraw)
+                        first_drawn.wait(FIRST_DRAW_WAIT_SECONDS)  # (painted before numba)
         frozen = waited = False
         while not worker.is_cancelled:
             for event in session.advance(CHUNK_SECONDS):
@@ -421,13 +438,10 @@ class GradApp(App[None]):
     def redraw(self, force: bool = False) -> None:
         """Redraw the charts if the history changed, and the status bar always."""
         history = self.session.history
-        status = self.status_line(self._status.size.width or self.size.width)
-        if status != self._status_shown:
-            # only when it changed, and without a layout (the bar is one line of the screen's
-            # width whatever it says): a layout of the whole screen at every tick (12 a
-            # second) took a third of a core, from the compiling warm-up and the worker
-            self._status_shown = status
-            self._status.update(status, layout=False)
+        # (StatusBar: only when it changed, and without a layout; a layout of the whole
+        # screen at every tick took a third of a core, from the compiling warm-up and the
+        # worker)
+        self._status.show(self.status_line(self._status.size.width or self.size.width))
         if not force and history.version == self._drawn_version:
             return
         if history.latest is not None and not self._first_drawn.is_set():
