@@ -203,15 +203,22 @@ def wait_for_gone(pid: int, timeout: float = 10.0) -> None:
         time.sleep(0.05)
 
 
-def run_in_terminal(env: dict[str, str], command: tuple[str, ...] = ("-m", "tui_grad", "default"),
-                    ) -> tuple[subprocess.Popen, int]:
-    """``tui-grad`` in an 80x24 pseudo-terminal; returns the process and the terminal's fd."""
+@contextlib.contextmanager
+def in_terminal(env: dict[str, str], command: tuple[str, ...] = ("-m", "tui_grad", "default")):
+    """``tui-grad`` in an 80x24 pseudo-terminal: the process and the terminal's fd, both
+    ended when the block is left (the process killed if it still runs)."""
     controller, terminal = pty.openpty()
     fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
     process = subprocess.Popen([sys.executable, *command], stdin=terminal,
                                stdout=terminal, stderr=terminal, env=env, start_new_session=True)
     os.close(terminal)
-    return process, controller
+    try:
+        yield process, controller
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        os.close(controller)
 
 
 def read_until(controller: int, wanted: bytes, timeout: float) -> bytes:
@@ -259,18 +266,12 @@ def test_quitting_a_cold_start_restores_the_terminal_and_ends_every_process(tmp_
     status 0, the terminal leaves the alternate screen, and no process is left."""
     cache = str(tmp_path / "numba-cache")
     env = {**os.environ, "NUMBA_CACHE_DIR": cache, "TERM": "xterm-256color"}
-    process, controller = run_in_terminal(env)
-    try:
+    with in_terminal(env) as (process, controller):
         assert compiling_child(process.pid, controller) is not None
         os.write(controller, b"q")
         screen = read_until(controller, b"\x1b[?1049l", timeout=30)  # alternate screen left
         assert process.wait(timeout=30) == 0
         assert b"\x1b[?1049l" in screen
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        os.close(controller)
     left = processes_using(cache)
     for candidate in left:
         candidate.kill()
@@ -289,20 +290,14 @@ sys.exit(cli.main(["default"]))
 def test_quitting_during_a_step_that_never_ends_still_exits():
     """A step cannot be interrupted (it runs inside numba); q still ends the process, after
     Textual restored the terminal, with status 0."""
-    process, controller = run_in_terminal({**os.environ, "TERM": "xterm-256color"},
-                                          ("-c", STUCK_STEP))
-    try:
+    with in_terminal({**os.environ, "TERM": "xterm-256color"},
+                     ("-c", STUCK_STEP)) as (process, controller):
         assert b"\x1b[?1049h" in read_until(controller, b"\x1b[?1049h", timeout=60)
         read_until(controller, b"\0never", timeout=1.0)  # the app is up and stepping: stuck
         os.write(controller, b"q")
         screen = read_until(controller, b"\x1b[?1049l", timeout=30)
         assert process.wait(timeout=30) == 0
         assert b"\x1b[?1049l" in screen
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        os.close(controller)
 
 
 CACHE_INTO = """
@@ -579,15 +574,10 @@ def test_a_bad_scenario_in_a_terminal_ends_the_early_child_too(tmp_path):
     load still says why in one line, exits 2, and leaves no process behind."""
     marker = str(tmp_path)
     env = {**os.environ, "TERM": "xterm-256color", "TUI_GRAD_TEST_RUN": marker}
-    process, controller = run_in_terminal(env, ("-m", "tui_grad", str(tmp_path / "missing.toml")))
-    try:
+    missing = ("-m", "tui_grad", str(tmp_path / "missing.toml"))
+    with in_terminal(env, missing) as (process, controller):
         said = read_until(controller, b"\n", timeout=30)
         assert process.wait(timeout=30) == 2
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        os.close(controller)
     assert b"tui-grad: error:" in said and b"missing.toml" in said and b"Traceback" not in said
     # at once: the app ended it on its way out (left alone, it would still be importing numba)
     left = [p.pid for p in psutil.process_iter() if _environ(p).get("TUI_GRAD_TEST_RUN") == marker]
@@ -692,9 +682,8 @@ def test_quitting_while_the_first_step_child_loads_ends_every_process(tmp_path):
     loading the kernels: the app exits with status 0 and leaves no process (warm cache)."""
     marker = str(tmp_path)  # in the environment of the app and of its forked child
     env = {**os.environ, "TERM": "xterm-256color", "TUI_GRAD_TEST_RUN": marker}
-    process, controller = run_in_terminal(env)
     seen: dict[int, psutil.Process] = {}
-    try:
+    with in_terminal(env) as (process, controller):
         os.write(controller, b"q")
         deadline = time.monotonic() + 60
         while process.poll() is None and time.monotonic() < deadline:
@@ -704,11 +693,6 @@ def test_quitting_while_the_first_step_child_loads_ends_every_process(tmp_path):
                     seen[candidate.pid] = candidate
             read_until(controller, b"\0never", timeout=0.02)
         assert process.wait(timeout=30) == 0
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        os.close(controller)
     assert seen, "the app started no first-step child"
     deadline = time.monotonic() + 10
     while (left := [pid for pid in seen if not gone(pid)]) and time.monotonic() < deadline:

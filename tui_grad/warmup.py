@@ -240,6 +240,13 @@ def _stop(process) -> None:
         process.stdin.close()
 
 
+def _discard(process) -> None:
+    """_stop a child nobody reads from, and close its stdout too."""
+    _stop(process)
+    with contextlib.suppress(OSError):
+        process.stdout.close()
+
+
 class Warmup:
     """A child process compiling the kernels of ``configs`` into numba's cache.
 
@@ -288,7 +295,7 @@ class Warmup:
         try:
             return cls(configs, process=process, compiling=child.compiling)
         except BaseException:
-            _stop(process)
+            _discard(process)
             raise
 
     def first_steps(self) -> list:
@@ -365,9 +372,7 @@ class Warmup:
         """End the handed-over child not used (yet): another warm-up holds the cache."""
         adopted, self._adopted = self._adopted, None
         if adopted is not None:
-            _stop(adopted)
-            with contextlib.suppress(OSError):
-                adopted.stdout.close()
+            _discard(adopted)
 
     def _spawn(self) -> None:
         request = {"configs": [config.as_dict() for config in self.configs]}
@@ -391,19 +396,11 @@ class Warmup:
 
     def _lock(self) -> bool:
         """Take the cache directory's lock if free (True also where there is none to take)."""
-        try:
-            import fcntl
-
-            if self._lock_file is None and self._directory is not None:
-                self._directory.mkdir(parents=True, exist_ok=True)
-                self._lock_file = open(self._directory / LOCK_NAME, "a")  # noqa: SIM115
-        except (ImportError, OSError):  # no flock here, or a cache numba cannot write either
-            return True
-        try:
-            if self._lock_file is not None:
-                fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            return False
+        if self._lock_file is None:
+            held = _lock_cache(self._directory)
+            if held is None:
+                return False
+            self._lock_file = None if held is True else held
         return True
 
     def _read(self, stream) -> None:
@@ -579,9 +576,7 @@ class FirstStep:
     def _end(self) -> None:
         process, self._process = self._process, None
         if process is not None:
-            _stop(process)
-            with contextlib.suppress(OSError):
-                process.stdout.close()
+            _discard(process)
 
 
 class _Fork:
@@ -721,17 +716,21 @@ def _engine_dispatchers() -> list:
 
 
 @contextlib.contextmanager
-def _skipping(module_name: str, name: str, value=None, function=None):
-    """``module.name`` (a kernel) replaced while the block runs by ``function``, or one
-    returning ``value``: the step goes on without it, on whatever the buffers hold, and
-    compiles the rest."""
+def _skipping(module_name: str, name: str, replacement=lambda *args: None):
+    """``module.name`` (a kernel) replaced while the block runs by ``replacement``: the step
+    goes on without it, on whatever the buffers hold, and compiles the rest."""
     module = importlib.import_module(module_name)
     kept = getattr(module, name)
-    setattr(module, name, function or (lambda *args: value))
+    setattr(module, name, replacement)
     try:
         yield
     finally:
         setattr(module, name, kept)
+
+
+def _some_loss(*args) -> float:
+    """A stand-in for the loss kernel, for _skipping (the step needs a number)."""
+    return 1.0
 
 
 class _Helper:
@@ -915,9 +914,8 @@ def _compile(configs: list[Config]) -> tuple[list, int, bool, list]:
             if helper.forked:  # first the SHARED kernels: the helper needs them midway
                 with (contextlib.suppress(Exception),  # (only an optimisation: see SHARED)
                       _skipping("tui_grad.engine.kernels", "forward"),
-                      _skipping("tui_grad.engine.kernels", "loss_and_output_grad", 1.0),
-                      _skipping("tui_grad.engine.backprop", "backward",
-                                function=_compiling_shared)):
+                      _skipping("tui_grad.engine.kernels", "loss_and_output_grad", _some_loss),
+                      _skipping("tui_grad.engine.backprop", "backward", _compiling_shared)):
                     for config in configs:
                         if config.network.model == "mlp":
                             Simulator(config).step()
@@ -953,8 +951,9 @@ def _compile_half(configs: list[Config]) -> int:
         # the loss and the floating-point mode are the other process's to compile too: only
         # backward's kernels here
         with (_compile_events(started), _skipping("tui_grad.engine.kernels", "forward"),
-              _skipping("tui_grad.engine.kernels", "loss_and_output_grad", 1.0),
-              _skipping("tui_grad.engine.simulator", "flush_subnormals", contextlib.nullcontext())):
+              _skipping("tui_grad.engine.kernels", "loss_and_output_grad", _some_loss),
+              _skipping("tui_grad.engine.simulator", "flush_subnormals",
+                        lambda enabled: contextlib.nullcontext())):
             for config in configs:
                 Simulator(config).step()
         cache = backprop.backward._cache

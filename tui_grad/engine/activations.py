@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from llvmlite import ir
 from numba import njit, types
 from numba.extending import intrinsic, overload
 
@@ -85,11 +84,14 @@ def tanh_f32(x):
 
 
 @intrinsic
-def _float32_from_bits(typingctx, bits):
-    """The float32 whose IEEE bit pattern is the int32 ``bits``."""
+def float_from_bits(typingctx, bits):
+    """The float whose IEEE bit pattern is the integer ``bits``: float32 for a 32-bit
+    integer, float64 for a 64-bit one."""
+    kind = types.float32 if bits.bitwidth == 32 else types.float64
+
     def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], ir.FloatType())
-    return types.float32(types.int32), codegen
+        return builder.bitcast(args[0], context.get_value_type(kind))
+    return kind(bits), codegen
 
 
 @njit(**{**KERNEL, "fastmath": {"contract"}})
@@ -117,8 +119,9 @@ def exp_f32(x):
     p = r * p + np.float32(1.0)
     whole = np.int32(n) if x == x else np.int32(0)  # n of NaN has no integer value
     half = whole >> np.int32(1)
-    low = _float32_from_bits((half + np.int32(127)) << np.int32(23))
-    high = _float32_from_bits((whole - half + np.int32(127)) << np.int32(23))
+    # (np.int32: numba computes these in int64, and they are a float32's bits)
+    low = float_from_bits(np.int32((half + np.int32(127)) << np.int32(23)))
+    high = float_from_bits(np.int32((whole - half + np.int32(127)) << np.int32(23)))
     return p * low * high
 
 

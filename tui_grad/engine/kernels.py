@@ -19,7 +19,15 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic, overload
 
-from tui_grad.engine.activations import KERNEL, OVERLOAD, PRELU, SATURATED_DERIVATIVE, activate, reduce_add
+from tui_grad.engine.activations import (
+    KERNEL,
+    OVERLOAD,
+    PRELU,
+    SATURATED_DERIVATIVE,
+    activate,
+    float_from_bits,
+    reduce_add,
+)
 from tui_grad.engine.gemm import matmul_nt
 
 LOG10_2 = 0.30102999566398120
@@ -71,16 +79,6 @@ def _magnitude_bits(values):
     if values.dtype.bitwidth == 32:
         return lambda values: (values.view(np.uint32), np.uint32(0x7FFFFFFF))
     return lambda values: (values.view(np.uint64), np.uint64(0x7FFFFFFFFFFFFFFF))
-
-
-@intrinsic
-def float_from_bits(typingctx, bits):
-    """The float (float32 for uint32, float64 for uint64) whose IEEE bit pattern is ``bits``."""
-    kind = types.float32 if bits.bitwidth == 32 else types.float64
-
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], context.get_value_type(kind))
-    return kind(bits), codegen
 
 
 @njit(**KERNEL)

@@ -369,51 +369,54 @@ class GradApp(App[None]):
         session, first_drawn = self.session, self._first_drawn
         configs = [variant.config for variant in session.scenario.variants]
         child, self._first_step = self._first_step, None
-        taken = None  # the warm-up of a child that found the cache cold: it owns the child
-        if child is not None:
-            give_up = time.monotonic() + FIRST_STEP_WAIT_SECONDS
-            with child:  # leaving the block ends the child (unless taken over)
-                while (first := child.poll()) is None:  # this thread imports no numba meanwhile
-                    if worker.is_cancelled:
-                        return
-                    if time.monotonic() > give_up:  # a long first step: load and take it here
-                        break
-                    time.sleep(0.01)
-                taken = warmup.Warmup.taking_over(child, configs)
-            if self._preview_at_mount:  # in the first frame already
-                first_drawn.wait(FIRST_DRAW_WAIT_SECONDS)
-            elif first and session.show_first_steps(child.configs, first):
-                # the screen paints the child's step now (not at the next redraw tick), and
-                # before this process loads the kernels
-                with contextlib.suppress(RuntimeError):  # (the app closed meanwhile)
-                    self.call_from_thread(self.redraw)
-                first_drawn.wait(FIRST_DRAW_WAIT_SECONDS)
-        with taken or contextlib.nullcontext():  # (its child ends on every way out)
-            # False: every kernel was cached, and is loaded now. A child that found the cache
-            # cold has said so already, and compiles: the warm-up is that child, and this
-            # process neither imports numba to find it out again nor starts one (2 s of a
-            # cold start)
-            needed = taken is not None or warmup.needed(configs)
+        warm = None  # the warm-up, once there is one: its child ends on every way out
+        try:
+            if child is not None:
+                give_up = time.monotonic() + FIRST_STEP_WAIT_SECONDS
+                with child:  # leaving the block ends the child (unless taken over)
+                    while (first := child.poll()) is None:  # (no numba imported meanwhile)
+                        if worker.is_cancelled:
+                            return
+                        if time.monotonic() > give_up:  # a long first step: take it here
+                            break
+                        time.sleep(0.01)
+                    # a child that found the cache cold has said so, and compiles: the
+                    # warm-up is that child, and this process neither imports numba to find
+                    # it out again nor starts one (2 s of a cold start)
+                    warm = warmup.Warmup.taking_over(child, configs)
+                if self._preview_at_mount:  # in the first frame already
+                    first_drawn.wait(FIRST_DRAW_WAIT_SECONDS)
+                elif first and session.show_first_steps(child.configs, first):
+                    # the screen paints the child's step now (not at the next redraw tick),
+                    # and before this process loads the kernels
+                    with contextlib.suppress(RuntimeError):  # (the app closed meanwhile)
+                        self.call_from_thread(self.redraw)
+                    first_drawn.wait(FIRST_DRAW_WAIT_SECONDS)
+            # needed() False: every kernel was cached, and is loaded now
+            if warm is None and warmup.needed(configs):
+                warm = warmup.Warmup(configs)
             with contextlib.suppress(RuntimeError):  # (the app closed meanwhile)
                 # the other panels, before the first step of this process: a panel key once
                 # the run is paused or stepping finds its panel there
                 self.call_from_thread(self._await_other_panels)
-            if needed:
-                with taken or warmup.Warmup(configs) as warm:  # leaving it ends the child
-                    warm.start()
-                    while not (progress := warm.poll()).done:
-                        self.startup_text = progress.text
-                        if worker.is_cancelled:
-                            return
-                        time.sleep(0.1)
+            if warm is not None:
+                warm.start()
+                while not (progress := warm.poll()).done:
                     self.startup_text = progress.text
-                    # the child's step 0 (it has every kernel in memory) on screen now,
-                    # while this process loads the kernels (about half a second)
-                    first = warm.first_steps() if progress.error is None else []
-                    if first and session.show_first_steps(configs, first):
-                        with contextlib.suppress(RuntimeError):  # (the app closed meanwhile)
-                            self.call_from_thread(self.redraw)
-                        first_drawn.wait(FIRST_DRAW_WAIT_SECONDS)  # (painted before numba)
+                    if worker.is_cancelled:
+                        return
+                    time.sleep(0.1)
+                self.startup_text = progress.text
+                # the child's step 0 (it has every kernel in memory) on screen now, while
+                # this process loads the kernels (about half a second)
+                first = warm.first_steps() if progress.error is None else []
+                if first and session.show_first_steps(configs, first):
+                    with contextlib.suppress(RuntimeError):  # (the app closed meanwhile)
+                        self.call_from_thread(self.redraw)
+                    first_drawn.wait(FIRST_DRAW_WAIT_SECONDS)  # (painted before numba)
+        finally:
+            if warm is not None:
+                warm.cancel()
         frozen = waited = False
         while not worker.is_cancelled:
             for event in session.advance(CHUNK_SECONDS):
