@@ -914,20 +914,43 @@ async def test_the_warm_ups_step_0_is_shown_while_the_app_loads_the_kernels(scra
     assert len(shown) == 1 and same_metrics(shown[0][0], metrics[0])
 
 
-def test_the_warm_ups_stand_in_calls_fused_update_with_backwards_argument_types(monkeypatch):
-    """warmup._compiling_shared compiles fused_update for the helper to load, called from
-    Python with what backward passes it: the layer's gradients as layer_grads returns them
-    inside compiled code must be typed as the array it returns to Python (else the helper
-    finds no entry and compiles its own copy). Uses the suite's warm cache."""
-    import numba
+def test_the_warm_ups_stand_in_compiles_fused_update_as_backward_links_it(monkeypatch):
+    """warmup._compiling_shared compiles fused_update for the helper to load, for the
+    argument types backward calls it with (else the helper finds no entry and compiles its
+    own copy), and runs nothing. Backward's compiled code in the suite's warm cache names the
+    fused_update it links (its symbol encodes the argument types): the stand-in's must be it."""
+    import re
+
+    import numpy as np
 
     from tui_grad.engine import Simulator, backprop
 
+    cache = backprop.backward._cache
     taken: list = []
     monkeypatch.setattr(backprop, "backward", lambda *args: taken.append(args))
     Simulator(Config()).step()
-    params, grads, lay, hyper, *rest = taken[0]
-    update = rest[11]
-    layer, base = backprop.layer_grads(grads, update[9], update, lay[0].size - 2)
-    (signature,) = backprop.layer_grads.nopython_signatures
-    assert signature.return_type == numba.typeof((layer, base))
+    before = [np.copy(value) for value in taken[0] if isinstance(value, np.ndarray)]
+    warmup._compiling_shared(*taken[0])
+    after = [value for value in taken[0] if isinstance(value, np.ndarray)]
+    assert all(np.array_equal(a, b, equal_nan=True) for a, b in zip(before, after, strict=True))
+
+    def symbol(name: bytes) -> bytes:  # without the number numba gives each compile
+        return re.sub(rb"B\d+v\d+", b"", name)
+
+    (compiled,) = backprop.fused_update.overloads.values()
+    prefix = cache._cache_file._index_name.removesuffix(".nbi")
+    linked = {symbol(name) for path in Path(cache._cache_path).glob(prefix + ".*.nbc")
+              for name in re.findall(rb"_ZN\w*12fused_update\w+", path.read_bytes())}
+    assert symbol(compiled.fndesc.mangled_name.encode()) in linked
+
+
+def test_an_inner_kernel_called_from_python_raises_a_clear_error():
+    """Kernels only other kernels call have no entry point from Python (activations.INNER):
+    a call from Python is a TypeError naming the kernel, never a jump to a null pointer."""
+    import numpy as np
+
+    from tui_grad.engine import gemm
+
+    a = np.ones((2, 2), np.float32)
+    with pytest.raises(TypeError, match="gemm.matmul is called only from other kernels"):
+        gemm.matmul(a, a, a)

@@ -838,15 +838,20 @@ def _cache_into(directory: str) -> None:
 
 
 def _compiling_shared(params, grads, lay, hyper, *buffers_and_more):
-    """Stands in for backward in the warm-up's half of a split compile: compiles (by calling
-    them) the SHARED kernels with the argument types backward calls them with, for the
-    helper to load."""
+    """Stands in for backward in the warm-up's half of a split compile: compiles the SHARED
+    kernels for the argument types backward calls them with, for the helper to load
+    (typed from backward's own arguments; nothing runs)."""
+    from numba import typeof, types
+
     from tui_grad.engine import backprop
 
     out, update = buffers_and_more[9], buffers_and_more[11]
-    depth = lay[0].size - 2
-    layer, base = backprop.layer_grads(grads, update[9], update, depth)
-    backprop.fused_update(params, layer, base, update, depth, 0, out)
+    index = types.int64  # (a layer's index, its gradients' offset and exponent)
+    arguments = (typeof(grads), typeof(update[9]), typeof(update), index)
+    backprop.layer_grads.compile(arguments)
+    layer, base = backprop.layer_grads.overloads[arguments].signature.return_type
+    backprop.fused_update.compile((typeof(params), layer, base, typeof(update), index, index,
+                                   typeof(out)))
 
 
 def _split(configs: list[Config]) -> bool:
@@ -869,6 +874,7 @@ def _compile(configs: list[Config]) -> tuple[list, int, bool, list]:
     (the app's own step 0, bit for bit: the same kernels and seed). On a cold cache a
     helper process compiles the MLP's backward pass meanwhile (_Helper)."""
     from tui_grad.engine import Simulator
+    from tui_grad.engine.activations import InnerKernel
 
     stack: list[str] = []
     nested: set = set()
@@ -929,6 +935,7 @@ def _compile(configs: list[Config]) -> tuple[list, int, bool, list]:
         hits = cache_hits()
     # kernels compiled only inside another one are linked into it: no need to load them
     loads = [(module, name, signature) for module, name, kernel in _engine_dispatchers()
+             if not isinstance(kernel, InnerKernel)  # (no entry point: only linked into others)
              for signature in kernel.overloads if (id(kernel), signature) not in nested]
     return loads, count, hits == 0, first
 

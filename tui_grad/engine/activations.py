@@ -11,6 +11,7 @@ import math
 
 import numpy as np
 from numba import njit, types
+from numba.core.registry import CPUDispatcher
 from numba.extending import intrinsic, overload
 
 from tui_grad.engine import cacheload
@@ -30,9 +31,34 @@ KERNEL = {"cache": True, "nogil": True, "error_model": "numpy"}
 REASSOC = {**KERNEL, "fastmath": {"reassoc"}}
 # for @overload helpers, compiled into (and cached with) the kernel that calls them
 OVERLOAD = {key: value for key, value in KERNEL.items() if key != "cache"}
+# Kernels only other kernels call: compiled without the entry points numba gives every kernel
+# (a CPython wrapper that unboxes each argument, the layout and update tuples up to twelve
+# arrays each, and a C one). Every kernel up the call tree links and machine-codes its
+# callees' wrappers again: 11-15% of the code a cold start optimises and compiles.
+INNER = {**KERNEL, "no_cpython_wrapper": True, "no_cfunc_wrapper": True}
 
 
-@njit(**REASSOC)
+class InnerKernel(CPUDispatcher):
+    """A kernel compiled with INNER. Called from Python it raises: it has no entry point
+    (numba would call a null pointer)."""
+
+    def __call__(self, *args, **kwargs):
+        function = self.py_func
+        raise TypeError(f"{function.__module__}.{function.__qualname__} is called only from "
+                        "other kernels: it has no entry point from Python")
+
+
+def inner(function=None, /, **options):
+    """``@inner`` or ``@inner(**options)``: ``@njit(**INNER, **options)``, as an InnerKernel."""
+    def make(function):
+        kernel = njit(**{**INNER, **options})(function)
+        kernel.__class__ = InnerKernel  # (same layout: numba's dispatcher, one method more)
+        return kernel
+
+    return make if function is None else make(function)
+
+
+@inner(fastmath={"reassoc"})
 def reduce_add(total, value):
     """``total + value``, reassociable: a loop that sums with it vectorises.
 
@@ -162,7 +188,7 @@ def _tanh_of(x):
     return lambda x: np.tanh(x)
 
 
-@njit(**KERNEL)
+@inner
 def activate(code, u, a, deriv, slope):
     """Write phi(u) into ``a`` and phi'(u) into ``deriv``; all three are (B, W) and C-contiguous.
     float32 runs use the float32 approximations of the sigmoid and tanh (see sigmoid_of).
@@ -217,7 +243,7 @@ def activate(code, u, a, deriv, slope):
             d_flat[i] = cdf + x * _INV_SQRT_2PI * math.exp(-0.5 * x * x)
 
 
-@njit(**KERNEL)
+@inner
 def through_activation(code, g, y, gz, slope):
     """gz = g * phi'(u) for a code in FROM_OUTPUT, with phi'(u) recomputed from the output
     y = phi(u): the same bits ``activate`` writes into ``deriv``, NaN included. In the

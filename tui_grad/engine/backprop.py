@@ -14,8 +14,8 @@ import math
 import numpy as np
 from numba import njit
 
-from tui_grad.engine.activations import KERNEL, through_activation
-from tui_grad.engine.gemm import matmul
+from tui_grad.engine.activations import KERNEL, inner, through_activation
+from tui_grad.engine.gemm import block, matmul
 from tui_grad.engine.kernels import (
     AT_LAYER,
     BATCH_NORM,
@@ -31,7 +31,7 @@ from tui_grad.engine.kernels import (
 from tui_grad.engine.optim import update_layer
 
 
-@njit(**KERNEL)
+@inner
 def batchnorm_backward(grad, xhat, inv_std, gamma, d_gamma, d_beta):
     """Turn dL/d(BN output) in ``grad`` into dL/dz in place; write d_gamma, d_beta."""
     batch, width = grad.shape
@@ -48,7 +48,7 @@ def batchnorm_backward(grad, xhat, inv_std, gamma, d_gamma, d_beta):
             grad[r, c] = k * (batch * grad[r, c] - sum_g - xhat[r, c] * sum_gx)
 
 
-@njit(**KERNEL)
+@inner
 def layernorm_backward(grad, xhat, inv_std, gamma, d_gamma, d_beta):
     """Turn dL/d(LN output) in ``grad`` into dL/dz in place, row by row; write d_gamma,
     d_beta (sums over the rows)."""
@@ -69,7 +69,7 @@ def layernorm_backward(grad, xhat, inv_std, gamma, d_gamma, d_beta):
             grad[r, c] = k * (width * grad[r, c] * gamma[c] - sum_g - xhat[r, c] * sum_gx)
 
 
-@njit(**KERNEL)
+@inner
 def norm_backward(kind, grad, xhat, inv_std, gamma, d_gamma, d_beta):
     """Batch norm's or layer norm's backward pass on ``grad`` in place."""
     if kind == BATCH_NORM:
@@ -78,7 +78,7 @@ def norm_backward(kind, grad, xhat, inv_std, gamma, d_gamma, d_beta):
         layernorm_backward(grad, xhat, inv_std, gamma, d_gamma, d_beta)
 
 
-@njit(**KERNEL)
+@inner
 def merge_carry(signal, exp, carry, carry_exp, flush_below):
     """signal*2**exp += carry*2**carry_exp, in place; return the exponent of the sum."""
     flat = signal.ravel()
@@ -95,7 +95,7 @@ def merge_carry(signal, exp, carry, carry_exp, flush_below):
     return exp
 
 
-@njit(**KERNEL)
+@inner
 def renormalize_with_column_sums(grad_z, flush_below, column_sums_out):
     """kernels.renormalize(grad_z) and its column sums (the bias gradient, in grad_z's dtype)
     in one pass over the (B, W) block; returns the shift."""
@@ -119,7 +119,7 @@ def renormalize_with_column_sums(grad_z, flush_below, column_sums_out):
     return shift
 
 
-@njit(**KERNEL)
+@inner
 def layer_gradients(grads, base, lay, i, grad_z, h_in, exp, out, flush_below, pre_norm):
     """From dL/dz of layer i (mantissa, exponent exp) write dW, db; fill out[:, i]; return exp.
 
@@ -149,7 +149,7 @@ def layer_gradients(grads, base, lay, i, grad_z, h_in, exp, out, flush_below, pr
             if off >= 0:
                 grads[off - base] = grads[off - base] * factor
                 extra += np.float64(grads[off - base]) ** 2
-    d_weight = grads[w_off[i] - base:w_off[i] - base + n_out * n_in].reshape((n_out, n_in))
+    d_weight = block(grads, w_off[i] - base, n_out, n_in)
     matmul(grad_z.T[:, :], h_in, d_weight)  # ([:, :]: see gemm.matmul)
     weight_ss = sum_squares(d_weight.ravel())  # (1-D: one compiled sum_squares)
     out[0, i] = weight_ss + sum_squares(d_bias) + extra
@@ -158,7 +158,7 @@ def layer_gradients(grads, base, lay, i, grad_z, h_in, exp, out, flush_below, pr
     return exp
 
 
-@njit(**KERNEL)
+@inner
 def pre_norm_gradients(params, grads, base, lay, hyper, i, signal, xh_buf, inv_std, out):
     """The norm on layer i's input (norm_position pre): turn dL/dN(h_i) in ``signal`` into
     dL/dh_i in place, write the norm's gain and bias gradients (at the layer's exponent) and
@@ -169,23 +169,23 @@ def pre_norm_gradients(params, grads, base, lay, hyper, i, signal, xh_buf, inv_s
     cell = i * batch * n_in
     d_gamma = grads[g_off[i] - base:g_off[i] - base + n_in]
     d_beta = grads[be_off[i] - base:be_off[i] - base + n_in]
-    norm_backward(hyper[1], signal, xh_buf[cell:cell + batch * n_in].reshape((batch, n_in)),
+    norm_backward(hyper[1], signal, block(xh_buf, cell, batch, n_in),
                   inv_std[i], params[g_off[i]:g_off[i] + n_in], d_gamma, d_beta)
     out[0, i] += sum_squares(d_gamma) + sum_squares(d_beta)
 
 
-@njit(**KERNEL)
+@inner
 def _layer_input(h_buf, n_buf, lay, position, i, batch):
     """What layer i multiplied by its weight: h_i, or N(h_i) under a pre-norm."""
     dims, g_off, h_off = lay[0], lay[3], lay[6]
     n_in = dims[i]
     if position == PRE and g_off[i] >= 0:
         cell = i * batch * n_in
-        return n_buf[cell:cell + batch * n_in].reshape((batch, n_in))
-    return h_buf[h_off[i]:h_off[i] + batch * n_in].reshape((batch, n_in))
+        return block(n_buf, cell, batch, n_in)
+    return block(h_buf, h_off[i], batch, n_in)
 
 
-@njit(**KERNEL)
+@inner
 def layer_grads(grads, scratch, update, layer):
     """(where layer ``layer``'s gradients go, offset of its first tensor).
 
@@ -201,7 +201,7 @@ def layer_grads(grads, scratch, update, layer):
     return scratch[:end - base], base
 
 
-@njit(**KERNEL)
+@inner
 def fused_update(params, grads, base, update, layer, exp, out):
     """Apply the optimizer to ``layer`` right after its gradient is known (see backward).
 
@@ -249,9 +249,8 @@ def backward(params, grads, lay, hyper, h_buf, u_buf, xh_buf, inv_std, d_buf, gr
     lg, base = layer_grads(grads, scratch, update, depth)
     pre_norm = position == PRE and g_off[depth] >= 0  # (the output layer ignores it)
     exp = layer_gradients(lg, base, lay, depth, grad_out, h_last, exp, out, flush_below, pre_norm)
-    weight = params[w_off[depth]:w_off[depth] + dims[depth + 1] * dims[depth]]
-    g = signal[:batch * dims[depth]].reshape((batch, dims[depth]))
-    matmul(grad_out[:, :], weight.reshape((dims[depth + 1], dims[depth])), g)
+    g = block(signal, np.int64(0), batch, dims[depth])
+    matmul(grad_out[:, :], block(params, w_off[depth], dims[depth + 1], dims[depth]), g)
     if position == PRE and g_off[depth] >= 0:
         pre_norm_gradients(params, lg, base, lay, hyper, depth, g, xh_buf, inv_std, out)
     if fused:
@@ -262,7 +261,7 @@ def backward(params, grads, lay, hyper, h_buf, u_buf, xh_buf, inv_std, d_buf, gr
         if i > 0:  # what layer i - 1 reads arrives while this layer computes
             prefetch(params, w_off[i - 1], w_off[i - 1] + n_in * dims[i - 1])
             prefetch(h_buf, h_off[i - 1], h_off[i - 1] + batch * dims[i - 1])
-        g = signal[:batch * n_out].reshape((batch, n_out))  # dL/dh_{i+1}, mantissa
+        g = block(signal, np.int64(0), batch, n_out)  # dL/dh_{i+1}, mantissa
         if carry_target == i + 1:
             exp = merge_carry(g, exp, carry, carry_exp, flush_below)
             carry_target = -1
@@ -271,7 +270,7 @@ def backward(params, grads, lay, hyper, h_buf, u_buf, xh_buf, inv_std, d_buf, gr
         post_norm = position == POST and g_off[i] >= 0
         if post_norm:  # h_{i+1} = N(h_s + alpha * a); ||dL/dh_{i+1}|| before it
             out[4, i] = log10_of(sum_squares(g.ravel()), exp)
-            norm_backward(norm, g, xh_buf[cell:cell + batch * n_out].reshape((batch, n_out)),
+            norm_backward(norm, g, block(xh_buf, cell, batch, n_out),
                           inv_std[i], params[g_off[i]:g_off[i] + n_out],
                           lg[g_off[i] - base:g_off[i] - base + n_out],
                           lg[be_off[i] - base:be_off[i] - base + n_out])
@@ -289,7 +288,7 @@ def backward(params, grads, lay, hyper, h_buf, u_buf, xh_buf, inv_std, d_buf, gr
             for k in range(g_flat.size):
                 alpha_grad += np.float64(g_flat[k]) * branch_out[k]
             lg[a_off[i] - base] = alpha_grad
-        gz = grad_z[:batch * n_out].reshape((batch, n_out))
+        gz = block(grad_z, np.int64(0), batch, n_out)
         if s_off[i] >= 0:
             u_cell = cell if keep_u else 0
             u = u_buf[u_cell:u_cell + batch * n_out].ravel()
@@ -302,16 +301,16 @@ def backward(params, grads, lay, hyper, h_buf, u_buf, xh_buf, inv_std, d_buf, gr
         if keep_deriv:
             if not post_norm:
                 out[4, i] = log10_of(sum_squares(g.ravel()), exp)
-            deriv = d_buf[cell:cell + batch * n_out].reshape((batch, n_out))
+            deriv = block(d_buf, cell, batch, n_out)
             for r in range(batch):
                 for c in range(n_out):
                     gz[r, c] = branch * g[r, c] * deriv[r, c]
         else:  # phi'(u) from this layer's output, which the layer above just read (no
             # residual nets here: they keep phi', so the branch scale is 1)
-            y = h_buf[h_off[i + 1]:h_off[i + 1] + batch * n_out].reshape((batch, n_out))
+            y = block(h_buf, h_off[i + 1], batch, n_out)
             out[4, i] = log10_of(through_activation(act_code, g, y, gz, negative_slope), exp)
         if position == AT_LAYER and g_off[i] >= 0:
-            norm_backward(norm, gz, xh_buf[cell:cell + batch * n_out].reshape((batch, n_out)),
+            norm_backward(norm, gz, block(xh_buf, cell, batch, n_out),
                           inv_std[i], params[g_off[i]:g_off[i] + n_out],
                           lg[g_off[i] - base:g_off[i] - base + n_out],
                           lg[be_off[i] - base:be_off[i] - base + n_out])
@@ -319,8 +318,8 @@ def backward(params, grads, lay, hyper, h_buf, u_buf, xh_buf, inv_std, d_buf, gr
         h_in = _layer_input(h_buf, n_buf, lay, position, i, batch)
         exp = layer_gradients(lg, base, lay, i, gz, h_in, exp, out, flush_below, pre_norm)
         if i > 0:
-            weight = params[w_off[i]:w_off[i] + n_out * n_in].reshape((n_out, n_in))
-            g_in = signal[:batch * n_in].reshape((batch, n_in))
+            weight = block(params, w_off[i], n_out, n_in)
+            g_in = block(signal, np.int64(0), batch, n_in)
             matmul(gz[:, :], weight, g_in)
             if pre_norm:
                 pre_norm_gradients(params, lg, base, lay, hyper, i, g_in, xh_buf, inv_std, out)

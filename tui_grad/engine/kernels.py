@@ -26,9 +26,10 @@ from tui_grad.engine.activations import (
     SATURATED_DERIVATIVE,
     activate,
     float_from_bits,
+    inner,
     reduce_add,
 )
-from tui_grad.engine.gemm import matmul_nt
+from tui_grad.engine.gemm import block, matmul_nt
 
 LOG10_2 = 0.30102999566398120
 MSE, CROSS_ENTROPY = 0, 1
@@ -52,7 +53,7 @@ def _prefetch_line(typingctx, array, index):
     return types.void(array, index), codegen
 
 
-@njit(**KERNEL)
+@inner
 def prefetch(array, start, stop):
     """Ask for array[start:stop] to be brought into cache while other work runs.
 
@@ -81,7 +82,7 @@ def _magnitude_bits(values):
     return lambda values: (values.view(np.uint64), np.uint64(0x7FFFFFFFFFFFFFFF))
 
 
-@njit(**KERNEL)
+@inner
 def max_abs(flat):
     """Largest |value| of a flat float array as float64; NaN if any value is NaN.
 
@@ -93,7 +94,7 @@ def max_abs(flat):
     return np.float64(float_from_bits(bits.dtype.type(top)))
 
 
-@njit(**KERNEL)
+@inner
 def _largest_magnitude_bits(bits, magnitude_mask):
     top = bits.dtype.type(0)
     for k in range(bits.size):
@@ -101,7 +102,7 @@ def _largest_magnitude_bits(bits, magnitude_mask):
     return top
 
 
-@njit(**KERNEL)
+@inner
 def renormalize(block, flush_below):
     """Scale ``block`` in place by 2**-k so its largest |value| lies in [0.5, 1); return k.
 
@@ -179,7 +180,7 @@ def loss_and_output_grad(loss_code, logits, y_reg, y_cls, grad_out):
     return total / batch
 
 
-@njit(**KERNEL)
+@inner
 def batchnorm_forward(z, xhat, inv_std, gamma, beta, eps):
     """Normalise z (B, W) over the batch in place into gamma*xhat + beta; keep xhat, 1/std."""
     batch, width = z.shape
@@ -200,7 +201,7 @@ def batchnorm_forward(z, xhat, inv_std, gamma, beta, eps):
             z[r, c] = gamma[c] * xh + beta[c]
 
 
-@njit(**KERNEL)
+@inner
 def layernorm_forward(z, xhat, inv_std, gamma, beta, eps):
     """Normalise each row of z (B, W) over its units in place into gamma*xhat + beta, as
     torch.nn.LayerNorm (biased variance, eps inside the square root); keep xhat, 1/std."""
@@ -222,7 +223,7 @@ def layernorm_forward(z, xhat, inv_std, gamma, beta, eps):
             z[r, c] = gamma[c] * xh + beta[c]
 
 
-@njit(**KERNEL)
+@inner
 def norm_forward(kind, z, xhat, inv_std, gamma, beta, eps):
     """Batch norm or layer norm of z in place (see batchnorm_forward, layernorm_forward)."""
     if kind == BATCH_NORM:
@@ -231,7 +232,7 @@ def norm_forward(kind, z, xhat, inv_std, gamma, beta, eps):
         layernorm_forward(z, xhat, inv_std, gamma, beta, eps)
 
 
-@njit(**KERNEL)
+@inner
 def layer_statistics(h, a, deriv, stats, i):
     """Fill stats[:, i] = mean, std of h; saturated fraction of phi'; dead-unit fraction of a
     (units 0 or -0 in every row), in one pass over the block.
@@ -250,7 +251,7 @@ def layer_statistics(h, a, deriv, stats, i):
     stats[3, i] = dead / width
 
 
-@njit(**KERNEL)
+@inner
 def _statistics_pass(h, deriv, a_bits, seen, magnitude_mask):
     """(sum of h, sum of h^2 in float64, count of |phi'| < 0.05, dead units), with ``seen``
     (zeros) collecting each unit's bits OR-ed over the batch; ``a_bits`` flat."""
@@ -272,7 +273,7 @@ def _statistics_pass(h, deriv, a_bits, seen, magnitude_mask):
     return total, total_sq, saturated, dead
 
 
-@njit(**KERNEL)
+@inner
 def column_sums(block, out):
     """out[c] = sum over rows of block[:, c], row by row (vectorised), in the block's dtype as
     in any float32 framework: a bias gradient, not a norm (whose squares would underflow)."""
@@ -305,15 +306,15 @@ def forward(params, lay, hyper, h_buf, u_buf, xh_buf, inv_std, a_buf, d_buf, log
     batch = logits.shape[0]
     for i in range(depth + 1):
         n_in, n_out = dims[i], dims[i + 1]
-        weight = params[w_off[i]:w_off[i] + n_out * n_in].reshape((n_out, n_in))  # (out, in)
-        h_in = h_buf[h_off[i]:h_off[i] + batch * n_in].reshape((batch, n_in))
+        weight = block(params, w_off[i], n_out, n_in)  # (out, in)
+        h_in = block(h_buf, h_off[i], batch, n_in)
         if position == PRE and g_off[i] >= 0:  # the layer reads N(h_i); the shortcut keeps h_i
             cell = i * batch * n_in
-            normed = n_buf[cell:cell + batch * n_in].reshape((batch, n_in))
+            normed = block(n_buf, cell, batch, n_in)
             for row in range(batch):  # (a loop: numba's slice assignment compiles its
                 for col in range(n_in):  # error message's string formatting, 4-5 s cold)
                     normed[row, col] = h_in[row, col]
-            norm_forward(norm, normed, xh_buf[cell:cell + batch * n_in].reshape((batch, n_in)),
+            norm_forward(norm, normed, block(xh_buf, cell, batch, n_in),
                          inv_std[i], params[g_off[i]:g_off[i] + n_in],
                          params[be_off[i]:be_off[i] + n_in], bn_eps)
             h_in = normed
@@ -337,29 +338,27 @@ def forward(params, lay, hyper, h_buf, u_buf, xh_buf, inv_std, a_buf, d_buf, log
         prefetch(h_buf, h_off[i + 1], h_off[i + 1] + batch * n_out)  # where the output goes
         cell = i * batch * n_out
         u_cell = cell if keep_u else 0
-        u = u_buf[u_cell:u_cell + batch * n_out].reshape((batch, n_out))
+        u = block(u_buf, u_cell, batch, n_out)
         matmul_nt(h_in, weight, params[b_off[i]:b_off[i] + n_out], u, w_t)
         stats[4, i] = max_abs(u.ravel())  # before BN, which would rescale a vanished signal
         # the next layer's weights arrive during this layer's activation and statistics;
         # asked for before the product above, they pushed its own operands out of L1
         prefetch(params, w_off[i + 1], w_off[i + 1] + dims[i + 2] * n_out)
         if position == AT_LAYER and g_off[i] >= 0:
-            norm_forward(norm, u, xh_buf[cell:cell + batch * n_out].reshape((batch, n_out)),
+            norm_forward(norm, u, block(xh_buf, cell, batch, n_out),
                          inv_std[i], params[g_off[i]:g_off[i] + n_out],
                          params[be_off[i]:be_off[i] + n_out], bn_eps)
         slope = params[s_off[i]] if act_code == PRELU else negative_slope
         d_cell = cell if keep_deriv else 0
-        deriv = d_buf[d_cell:d_cell + batch * n_out].reshape((batch, n_out))
-        h_out = h_buf[h_off[i + 1]:h_off[i + 1] + batch * n_out].reshape((batch, n_out))
+        deriv = block(d_buf, d_cell, batch, n_out)
+        h_out = block(h_buf, h_off[i + 1], batch, n_out)
         source = skip_from[i]
         if source < 0:  # phi(u) is the layer's output: write it there directly
             activate(act_code, u, h_out, deriv, slope)
             layer_statistics(h_out, h_out, deriv, stats, i)
             continue
-        if a_off[i] >= 0:  # a learnable alpha: backward needs the branch's output
-            a = br_buf[cell:cell + batch * n_out].reshape((batch, n_out))
-        else:
-            a = a_buf[:batch * n_out].reshape((batch, n_out))
+        learnable = a_off[i] >= 0  # a learnable alpha: backward needs the branch's output
+        a = block(br_buf if learnable else a_buf, cell if learnable else np.int64(0), batch, n_out)
         activate(act_code, u, a, deriv, slope)
         h_skip = h_buf[h_off[source]:h_off[source] + batch * n_out]
         a_flat, h_flat = a.ravel(), h_out.ravel()
@@ -367,7 +366,7 @@ def forward(params, lay, hyper, h_buf, u_buf, xh_buf, inv_std, a_buf, d_buf, log
         for k in range(h_flat.size):
             h_flat[k] = h_skip[k] + scale * a_flat[k]
         if position == POST and g_off[i] >= 0:  # N(h_s + alpha * a)
-            norm_forward(norm, h_out, xh_buf[cell:cell + batch * n_out].reshape((batch, n_out)),
+            norm_forward(norm, h_out, block(xh_buf, cell, batch, n_out),
                          inv_std[i], params[g_off[i]:g_off[i] + n_out],
                          params[be_off[i]:be_off[i] + n_out], bn_eps)
         layer_statistics(h_out, a, deriv, stats, i)

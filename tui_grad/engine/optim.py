@@ -12,7 +12,7 @@ import math
 import numpy as np
 from numba import njit
 
-from tui_grad.engine.activations import KERNEL, reduce_add
+from tui_grad.engine.activations import KERNEL, inner, reduce_add
 
 SGD, MOMENTUM, ADAM = 0, 1, 2
 FLOAT32_SCALES = (2.0 ** -100, 2.0 ** 100)  # gradient scales float32 arithmetic holds exactly
@@ -76,7 +76,7 @@ def apply_update(params, grads, state1, state2, segments, seg_start, factors, cl
                      factors[layer], clip_value, hyper, flush_min, sums, lr_scale)
 
 
-@njit(**KERNEL)
+@inner
 def update_layer(params, grads, base, state1, state2, segments, seg_start, layer, factor,
                  clip_value, hyper, flush_min, sums, lr_scale):
     """Update one layer's tensors in place from gradient mantissas times ``factor``.
@@ -105,7 +105,7 @@ def update_layer(params, grads, base, state1, state2, segments, seg_start, layer
             sums[2, layer] += grad_ss
 
 
-@njit(**KERNEL)
+@inner
 def _update_segment(params, g_seg, state1, state2, start, end, factor, bound, hyper, flush_min,
                     rate_scale):
     """Update params[start:end] from ``g_seg``, their gradient mantissas; returns (||p||^2

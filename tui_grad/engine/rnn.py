@@ -21,6 +21,7 @@ from tui_grad.engine.activations import (
     KERNEL,
     SATURATED_DERIVATIVE,
     activate,
+    inner,
     reduce_add,
     sigmoid_of,
     tanh_of,
@@ -49,14 +50,14 @@ def rnn_forward(x, w_ih, w_hh, bias, act_code, slope, h, deriv, stats):
         stats[2, t] = saturated / deriv[t].size
 
 
-@njit(**KERNEL)
+@inner
 def _pre_activation(x_t, w_ih_t, h_t, w_hh_t, bias, z):
     """z = x_t W_ih^T + h_t W_hh^T + b, from the weights transposed once per sequence."""
     matmul_bias(x_t, w_ih_t, bias, z)
     matmul_add(h_t[:, :], w_hh_t, z)  # ([:, :]: see gemm.matmul)
 
 
-@njit(**KERNEL)
+@inner
 def _moments(block, stats, t):
     total = 0.0
     total_sq = 0.0
@@ -68,7 +69,7 @@ def _moments(block, stats, t):
     stats[1, t] = math.sqrt(max(total_sq / n - (total / n) ** 2, 0.0))
 
 
-@njit(**KERNEL)
+@inner
 def _gates(z, out, hidden):
     """One example's gates from its pre-activations z (4H,): sigmoid for i, f, o, tanh for g."""
     i_f, g, o = z[:2 * hidden], z[2 * hidden:3 * hidden], z[3 * hidden:]
@@ -124,7 +125,7 @@ def lstm_forward(x, w_ih, w_hh, bias, h, c, gates, tanh_c, stats):
         stats[6, t] = max_abs(c[t + 1].ravel())
 
 
-@njit(**KERNEL)
+@inner
 def _accumulate(d_ih, d_hh, d_b, gz, x_t, h_t, exp, acc_exp):
     """Add this time step's weight gradients, gz (B, G*H) at exponent ``exp``, into the
     float64 sums d_ih, d_hh, d_b held at exponent ``acc_exp``; return the sums' exponent.
@@ -212,7 +213,7 @@ def lstm_backward(x, w_hh, h, c, gates, tanh_c, grad_h, d_ih, d_hh, d_b, signal_
     return acc_exp
 
 
-@njit(**KERNEL)
+@inner
 def _renormalize_pair(a, b, flush_below):
     """Scale a and b by the same power of two so their joint largest |value| is in [0.5, 1)."""
     largest = max(np.max(np.abs(a)), np.max(np.abs(b)))
