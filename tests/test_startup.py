@@ -914,11 +914,12 @@ async def test_the_warm_ups_step_0_is_shown_while_the_app_loads_the_kernels(scra
     assert len(shown) == 1 and same_metrics(shown[0][0], metrics[0])
 
 
-def test_the_warm_ups_stand_in_compiles_fused_update_as_backward_links_it(monkeypatch):
-    """warmup._compiling_shared compiles fused_update for the helper to load, for the
-    argument types backward calls it with (else the helper finds no entry and compiles its
-    own copy), and runs nothing. Backward's compiled code in the suite's warm cache names the
-    fused_update it links (its symbol encodes the argument types): the stand-in's must be it."""
+def test_the_warm_ups_stand_in_compiles_the_shared_kernels_as_backward_links_them(monkeypatch):
+    """warmup._compiling_shared compiles the SHARED kernels for the helper to load, for the
+    argument types backward calls them with (else the helper finds no entry and compiles its
+    own copy), and runs nothing. Backward's compiled code in the suite's warm cache names each
+    kernel it links (the symbol encodes the argument types): the stand-in's must be those."""
+    import importlib
     import re
 
     import numpy as np
@@ -929,19 +930,36 @@ def test_the_warm_ups_stand_in_compiles_fused_update_as_backward_links_it(monkey
     taken: list = []
     monkeypatch.setattr(backprop, "backward", lambda *args: taken.append(args))
     Simulator(Config()).step()
+    asked: dict = {}  # kernel: the signature the stand-in compiles it for
+
+    def recording(kernel):
+        def compile(signature):
+            asked[kernel] = tuple(signature)
+            return compiling(signature)
+
+        compiling = kernel.compile
+        return compile
+
+    for module, name in warmup.SHARED:
+        kernel = getattr(importlib.import_module(module), name)
+        monkeypatch.setattr(kernel, "compile", recording(kernel))
     before = [np.copy(value) for value in taken[0] if isinstance(value, np.ndarray)]
     warmup._compiling_shared(*taken[0])
     after = [value for value in taken[0] if isinstance(value, np.ndarray)]
     assert all(np.array_equal(a, b, equal_nan=True) for a, b in zip(before, after, strict=True))
 
-    def symbol(name: bytes) -> bytes:  # without the number numba gives each compile
-        return re.sub(rb"B\d+v\d+", b"", name)
+    def symbol(name: bytes) -> bytes:  # without the number numba gives each compile (and
+        # as the function or, where it was inlined, its environment)
+        return re.sub(rb"B\d+v\d+", b"", name).replace(b"_ZN08NumbaEnv", b"_ZN")
 
-    (compiled,) = backprop.fused_update.overloads.values()
     prefix = cache._cache_file._index_name.removesuffix(".nbi")
-    linked = {symbol(name) for path in Path(cache._cache_path).glob(prefix + ".*.nbc")
-              for name in re.findall(rb"_ZN\w*12fused_update\w+", path.read_bytes())}
-    assert symbol(compiled.fndesc.mangled_name.encode()) in linked
+    code = b"".join(path.read_bytes() for path in Path(cache._cache_path).glob(prefix + ".*.nbc"))
+    for module, name in warmup.SHARED:
+        kernel = getattr(importlib.import_module(module), name)
+        compiled = kernel.overloads[asked[kernel]]
+        linked = {symbol(found) for found in re.findall(rb"_ZN\w*%d%s\w+" % (
+            len(name), name.encode()), code)}
+        assert symbol(compiled.fndesc.mangled_name.encode()) in linked, name
 
 
 def test_an_inner_kernel_called_from_python_raises_a_clear_error():

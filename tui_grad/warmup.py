@@ -51,9 +51,9 @@ HELPER_CACHE_NAME = "tui_grad-warmup-helper"  # the backward helper's scratch ca
 # counted with numba 0.68.1 on this engine on 2026-12-02 (kernels and numba's own helpers
 # they call; an MLP's include those of the backward helper, _Helper); the count in the
 # cache's record (from the last cold warm-up) is used instead once it exists.
-COLD_COMPILES = {frozenset({("mlp", "float32")}): 81, frozenset({("mlp", "float64")}): 70,
-                 frozenset({("rnn", "float32")}): 120, frozenset({("lstm", "float32")}): 129,
-                 frozenset({("rnn", "float32"), ("lstm", "float32")}): 133}
+COLD_COMPILES = {frozenset({("mlp", "float32")}): 74, frozenset({("mlp", "float64")}): 67,
+                 frozenset({("rnn", "float32")}): 121, frozenset({("lstm", "float32")}): 131,
+                 frozenset({("rnn", "float32"), ("lstm", "float32")}): 135}
 
 
 @dataclass(frozen=True)
@@ -815,10 +815,12 @@ class _Helper:
             shutil.rmtree(self.scratch, ignore_errors=True)
 
 
-# Kernels of backward's that the warm-up compiles (first) while the helper compiles the rest
-# of backward and loads these: the helper's half is the longer one (a stand-in for backward,
-# _compiling_shared, calls them with backward's own argument types).
-SHARED = (("tui_grad.engine.backprop", "fused_update"),)
+# Kernels of backward's that the warm-up compiles first, in the order the helper meets them,
+# while the helper compiles the rest of backward and loads these (a stand-in for backward,
+# _compiling_shared, compiles them for backward's own argument types). _tiled is forward's
+# too: compiled once, not in both processes.
+SHARED = (("tui_grad.engine.backprop", "layer_grads"), ("tui_grad.engine.gemm", "_tiled"),
+          ("tui_grad.engine.backprop", "fused_update"))
 
 
 def _cache_into(directory: str) -> None:
@@ -837,19 +839,58 @@ def _cache_into(directory: str) -> None:
             dispatcher.enable_caching()
 
 
+# Kernels of forward's that the helper compiles early (backward needs them first) and the
+# warm-up late: the warm-up loads them from the helper's scratch cache when it gets there,
+# if the helper has saved them by then (each with the kernels it calls: 2-3 s of the
+# warm-up's half, the longer one now). max_abs carries most of it.
+HELPED = (("tui_grad.engine.gemm", "block"), ("tui_grad.engine.kernels", "max_abs"),
+          ("tui_grad.engine.gemm", "flush_below_normal"), ("tui_grad.engine.kernels", "prefetch"))
+
+
+@contextlib.contextmanager
+def _reading_helpers_cache(directory: str):
+    """While the block runs, the HELPED kernels look for what they miss in the helper's
+    scratch cache ``directory`` instead of ours, and save nothing (two processes adding
+    entries to one index lose some; they are linked into the kernels that call them, which
+    are saved). Yields the set of those kernels."""
+    from numba.core import config
+    from numba.core.caching import FunctionCache
+
+    kept = {}
+    try:
+        for module, name in HELPED:
+            kernel = getattr(importlib.import_module(module), name)
+            ours, config.CACHE_DIR = config.CACHE_DIR, directory
+            try:
+                theirs = FunctionCache(kernel.py_func)
+            except Exception:  # noqa: BLE001 - (then it compiles here, as without the helper)
+                continue
+            finally:
+                config.CACHE_DIR = ours
+            theirs.save_overload = lambda *args, **kwargs: None
+            kept[kernel], kernel._cache = kernel._cache, theirs
+        yield set(kept)
+    finally:
+        for kernel, cache in kept.items():
+            kernel._cache = cache
+
+
 def _compiling_shared(params, grads, lay, hyper, *buffers_and_more):
     """Stands in for backward in the warm-up's half of a split compile: compiles the SHARED
     kernels for the argument types backward calls them with, for the helper to load
     (typed from backward's own arguments; nothing runs)."""
     from numba import typeof, types
 
-    from tui_grad.engine import backprop
+    from tui_grad.engine import backprop, gemm
 
     out, update = buffers_and_more[9], buffers_and_more[11]
     index = types.int64  # (a layer's index, its gradients' offset and exponent)
     arguments = (typeof(grads), typeof(update[9]), typeof(update), index)
     backprop.layer_grads.compile(arguments)
     layer, base = backprop.layer_grads.overloads[arguments].signature.return_type
+    dtype = typeof(params).dtype  # the products: a[:, :] (any layout) @ b + bias into out
+    matrix, vector = types.Array(dtype, 2, "C"), types.Array(dtype, 1, "C")
+    gemm._tiled.compile((types.Array(dtype, 2, "A"), matrix, vector, matrix, index))
     backprop.fused_update.compile((typeof(params), layer, base, typeof(update), index, index,
                                    typeof(out)))
 
@@ -903,8 +944,9 @@ def _compile(configs: list[Config]) -> tuple[list, int, bool, list]:
             count += 1
             _say(k=count, name=name)
 
-    def cache_hits() -> int:
-        return sum(sum(kernel.stats.cache_hits.values()) for _, _, kernel in _engine_dispatchers())
+    def cache_hits(besides=()) -> int:
+        return sum(sum(kernel.stats.cache_hits.values()) for _, _, kernel in _engine_dispatchers()
+                   if kernel not in besides)
 
     helper = None
     if _split(configs):  # (before listening to compile events: a fork would inherit that)
@@ -925,10 +967,12 @@ def _compile(configs: list[Config]) -> tuple[list, int, bool, list]:
                     for config in configs:
                         if config.network.model == "mlp":
                             Simulator(config).step()
-            with _skipping("tui_grad.engine.backprop", "backward"):
+            with (_skipping("tui_grad.engine.backprop", "backward"),
+                  _reading_helpers_cache(helper.scratch) as helped_kernels):
                 for config in configs:
                     Simulator(config).step()
-            hits = cache_hits()  # (the steps below load what the helper compiled)
+                # (the steps below load what the helper compiled)
+                hits = cache_hits(besides=helped_kernels)
             helper.finish()  # (if it failed, they compile backward here)
         first = [Simulator(config).step() for config in configs]
     if helper is None:

@@ -157,9 +157,9 @@ def _tiled(a, b, bias, out, start):
     width = 2 * lanes
     m8, n_pairs = m - m % 8, n - n % width
     k_dim = a.shape[1]
-    block = max(k_dim if k_dim <= K_BLOCK * 3 // 2 else K_BLOCK, 1)
-    for k0 in range(0, max(k_dim, 1), block):  # (K = 0: one pass writes the start values)
-        k1 = min(k0 + block, k_dim)
+    k_step = max(k_dim if k_dim <= K_BLOCK * 3 // 2 else K_BLOCK, 1)
+    for k0 in range(0, max(k_dim, 1), k_step):  # (K = 0: one pass writes the start values)
+        k1 = min(k0 + k_step, k_dim)
         begin = start if k0 == 0 else FROM_OUT
         for j in range(0, n_pairs, width):
             for i in range(0, m8, 8):
