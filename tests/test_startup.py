@@ -329,6 +329,38 @@ def test_a_forked_helper_caches_its_kernels_in_its_own_directory(tmp_path):
     assert not list(ours.rglob("*.nbi"))
 
 
+HELPED_KERNEL = """
+import sys
+from numba import types
+from tui_grad import warmup
+from tui_grad.engine import kernels
+signature = (types.float32[::1],)
+if sys.argv[1] == "helper":  # compile and cache it, as the helper does in its scratch cache
+    kernels.max_abs.compile(signature)
+else:
+    with warmup._reading_helpers_cache(sys.argv[2]) as helped:
+        kernels.max_abs.compile(signature)  # (a kernel the warm-up compiles reaches it)
+    print(kernels.max_abs in helped, sum(kernels.max_abs.stats.cache_hits.values()),
+          kernels.max_abs._cache._cache_path)
+"""
+
+
+def test_the_warm_up_loads_what_the_helper_compiled_of_its_half_and_writes_nothing_there(
+        tmp_path):
+    """warmup.HELPED: a kernel the helper has compiled (into its scratch cache) by the time the
+    warm-up reaches it is loaded from there, not compiled again; nothing is written to the
+    helper's cache, nor to ours; afterwards the kernel uses our cache again."""
+    ours, scratch = tmp_path / "ours", tmp_path / "scratch"
+    for argv, cache in ((["helper"], scratch), (["warm-up", str(scratch)], ours)):
+        answer = subprocess.run([sys.executable, "-c", HELPED_KERNEL, *argv], capture_output=True,
+                                text=True, timeout=120, env={**os.environ, "NUMBA_CACHE_DIR": str(cache)})
+        assert answer.returncode == 0, answer.stderr[-2000:]
+    helped, hits, path = answer.stdout.split()
+    assert helped == "True" and hits == "1" and Path(path).is_relative_to(ours)
+    assert len(list(scratch.rglob("kernels.max_abs-*.nbc"))) == 1
+    assert not list(ours.rglob("*.nb[ci]"))
+
+
 def test_after_a_warmup_a_new_process_needs_none():
     """The warm-up child records what it loaded beside numba's cache; the next start finds
     every kernel there and loads it without compiling (uses the suite's warm cache)."""
