@@ -258,13 +258,17 @@ def _statistics_pass(h, deriv, a_bits, seen, magnitude_mask):
     batch, width = h.shape
     total = 0.0
     total_sq = 0.0
-    saturated = 0
+    # The sums in a loop of their own that only reads: a loop that also stores is vectorised
+    # behind a run-time check that the arrays do not overlap, and falls back to the scalar
+    # loop (another order of the sum: other bits) where the heap placed them close; seeded
+    # runs then differed in the last bits between processes.
+    for value in h.ravel():
+        total = reduce_add(total, np.float64(value))
+        total_sq = reduce_add(total_sq, np.float64(value) * np.float64(value))
+    saturated = 0  # (integers: any order gives the same)
     threshold = deriv.dtype.type(SATURATED_DERIVATIVE)  # same verdicts: no float32 lies between
     for r in range(batch):
         for c in range(width):
-            value = np.float64(h[r, c])
-            total = reduce_add(total, value)
-            total_sq = reduce_add(total_sq, value * value)
             saturated += np.int32(abs(deriv[r, c]) < threshold)
             seen[c] |= a_bits[r * width + c]
     dead = 0

@@ -113,10 +113,11 @@ def lstm_forward(x, w_ih, w_hh, bias, h, c, gates, tanh_c, stats):
                 c_new[k] = cell
                 tc[k] = tanh_cell
                 h_new[k] = o[k] * tanh_cell
+                saturated += np.int32(one - tanh_cell * tanh_cell < limit)
+            for k in range(hidden):  # (sums only read: see kernels._statistics_pass)
                 forget_total = reduce_add(forget_total, np.float64(f[k]))
                 input_total = reduce_add(input_total, np.float64(i[k]))
                 output_total = reduce_add(output_total, np.float64(o[k]))
-                saturated += np.int32(one - tanh_cell * tanh_cell < limit)
         _moments(h[t + 1], stats, t)
         stats[2, t] = saturated / (batch * hidden)
         stats[3, t] = forget_total / (batch * hidden)
