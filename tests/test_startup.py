@@ -338,27 +338,31 @@ signature = (types.float32[::1],)
 if sys.argv[1] == "helper":  # compile and cache it, as the helper does in its scratch cache
     kernels.max_abs.compile(signature)
 else:
+    from numba.core import config
     with warmup._reading_helpers_cache(sys.argv[2]) as helped:
         kernels.max_abs.compile(signature)  # (a kernel the warm-up compiles reaches it)
+        kernels.max_abs.compile((types.float64[::1],))  # one the helper has not: compiled
     print(kernels.max_abs in helped, sum(kernels.max_abs.stats.cache_hits.values()),
-          kernels.max_abs._cache._cache_path)
+          kernels.max_abs._cache._cache_path, config.CACHE_DIR)
 """
 
 
 def test_the_warm_up_loads_what_the_helper_compiled_of_its_half_and_writes_nothing_there(
         tmp_path):
     """warmup.HELPED: a kernel the helper has compiled (into its scratch cache) by the time the
-    warm-up reaches it is loaded from there, not compiled again; nothing is written to the
-    helper's cache, nor to ours; afterwards the kernel uses our cache again."""
+    warm-up reaches it is loaded from there, not compiled again; one it has not is compiled;
+    it writes nothing to the helper's cache, nor to ours; afterwards it uses our cache again
+    (finish() copies the helper's files)."""
     ours, scratch = tmp_path / "ours", tmp_path / "scratch"
     for argv, cache in ((["helper"], scratch), (["warm-up", str(scratch)], ours)):
         answer = subprocess.run([sys.executable, "-c", HELPED_KERNEL, *argv], capture_output=True,
                                 text=True, timeout=120, env={**os.environ, "NUMBA_CACHE_DIR": str(cache)})
         assert answer.returncode == 0, answer.stderr[-2000:]
-    helped, hits, path = answer.stdout.split()
+    helped, hits, path, directory = answer.stdout.split()
     assert helped == "True" and hits == "1" and Path(path).is_relative_to(ours)
+    assert directory == str(ours)
     assert len(list(scratch.rglob("kernels.max_abs-*.nbc"))) == 1
-    assert not list(ours.rglob("*.nb[ci]"))
+    assert not list(ours.rglob("kernels.max_abs-*"))  # (kernels it calls save as usual)
 
 
 def test_after_a_warmup_a_new_process_needs_none():
@@ -873,13 +877,17 @@ def test_a_cold_warmup_splits_only_where_it_helps(scratch_cache, monkeypatch):
 def test_the_helpers_backward_files_are_copied_index_last(scratch_cache, monkeypatch):
     """finish() copies the helper's cache files of backward (data first, then the index, so
     a reader never finds an index naming a missing file) and removes its scratch cache;
-    an answer about another function copies nothing."""
-    from tui_grad.engine import backprop
+    an answer about another function copies nothing. The HELPED kernels' files are copied
+    where ours has none, never over ours."""
+    from tui_grad.engine import backprop, gemm, kernels
 
     cache = backprop.backward._cache
     index = cache._cache_file._index_name
+    helped = kernels.max_abs._cache._cache_file._index_name  # none in ours: copied
+    kept = gemm.block._cache._cache_file._index_name  # ours has one: left alone
     ours = scratch_cache / "ours"
     ours.mkdir()
+    (ours / kept).write_bytes(b"ours")
     monkeypatch.setattr(cache, "_cache_path", str(ours))
     copied = []
     original = os.replace
@@ -893,6 +901,9 @@ def test_the_helpers_backward_files_are_copied_index_last(scratch_cache, monkeyp
         (theirs / index).write_bytes(b"index")
         (theirs / index.replace(".nbi", ".1.nbc")).write_bytes(b"data")
         (theirs / "kernels.forward-1.py311.nbi").write_bytes(b"not backward's")
+        for other in (helped, kept):
+            (theirs / other).write_bytes(b"helper's index")
+            (theirs / other.replace(".nbi", ".1.nbc")).write_bytes(b"helper's data")
         made.process = subprocess.Popen([sys.executable, "-c", "pass"], stdin=subprocess.PIPE)
         made.reader = threading.Thread(target=lambda: None)
         made.reader.start()
@@ -902,8 +913,10 @@ def test_the_helpers_backward_files_are_copied_index_last(scratch_cache, monkeyp
     assert not helper("kernels.forward-1.py311.nbi").finish() and copied == []
     assert not (scratch_cache / warmup.HELPER_CACHE_NAME).exists()
     assert helper(index).finish()
-    assert copied == [index.replace(".nbi", ".1.nbc"), index]  # the index last
+    assert copied[-2:] == [index.replace(".nbi", ".1.nbc"), index]  # the index last
     assert (ours / index).read_bytes() == b"index"
+    assert copied[:-2] == [helped.replace(".nbi", ".1.nbc"), helped]
+    assert (ours / kept).read_bytes() == b"ours" and (ours / helped).read_bytes() == b"helper's index"
     assert not (scratch_cache / warmup.HELPER_CACHE_NAME).exists()
 
 

@@ -11,7 +11,7 @@ and is now loaded. True means ``Warmup(configs)``: ``start()``, ``poll()`` until
 starts. ``python -m tui_grad.warmup`` is the child: a JSON request on stdin, JSON lines on
 stdout. Knows nothing of Textual. On a cold cache it starts a second child (``_Helper``) that
 compiles the MLP's backward pass while it compiles the forward pass: each is about half of
-the compile, so both cores work (a cold start takes 0.63-0.75x the time of one process
+the compile, so both cores work (a cold start takes 0.60-0.69x the time of one process
 compiling alone, on 2 cores).
 
 ``FirstStep(configs)`` runs the same child at launch, beside the UI's own start: it loads the
@@ -782,8 +782,10 @@ class _Helper:
                     self.answer.update(message)
 
     def finish(self) -> bool:
-        """Wait for the helper; copy backward's cache files into this process's cache.
-        Whether they are there now."""
+        """Wait for the helper; copy backward's cache files into this process's cache, and
+        those of the HELPED kernels where ours has none (this process loaded them from the
+        helper's cache and saved nothing: later compiles that call them load them). Whether
+        backward's are there now."""
         import shutil
 
         from tui_grad.engine import backprop
@@ -800,13 +802,11 @@ class _Helper:
             theirs = Path(self.answer["cache"])
             if not self.answer.get("done") or self.answer.get("index") != name:
                 return False
-            files = sorted(theirs.glob(name.removesuffix(".nbi") + ".*"),
-                           key=lambda path: path.suffix == ".nbi")  # the index last
-            for path in files:
-                temporary = ours / f"{path.name}.{os.getpid()}.tmp"
-                shutil.copyfile(path, temporary)
-                os.replace(temporary, ours / path.name)
-            return any(path.suffix == ".nbi" for path in files)
+            for module, kernel in HELPED:  # (the engine's modules share one directory)
+                index = getattr(importlib.import_module(module), kernel)._cache._cache_file._index_name
+                if not (ours / index).exists():
+                    _copy_cache_files(theirs, ours, index)
+            return _copy_cache_files(theirs, ours, name)
         except Exception:  # noqa: BLE001 - this process compiles backward instead
             return False
         finally:
@@ -815,12 +815,39 @@ class _Helper:
             shutil.rmtree(self.scratch, ignore_errors=True)
 
 
+def _copy_cache_files(theirs: Path, ours: Path, index: str) -> bool:
+    """Copy one kernel's numba cache files (``index`` and its data files) from the directory
+    ``theirs`` to ``ours``, each by an atomic rename, the index last. Whether it had one."""
+    import shutil
+
+    files = sorted(theirs.glob(index.removesuffix(".nbi") + ".*"),
+                   key=lambda path: path.suffix == ".nbi")
+    for path in files:
+        temporary = ours / f"{path.name}.{os.getpid()}.tmp"
+        shutil.copyfile(path, temporary)
+        os.replace(temporary, ours / path.name)
+    return any(path.suffix == ".nbi" for path in files)
+
+
 # Kernels of backward's that the warm-up compiles first, in the order the helper meets them,
 # while the helper compiles the rest of backward and loads these (a stand-in for backward,
 # _compiling_shared, compiles them for backward's own argument types). _tiled is forward's
 # too: compiled once, not in both processes.
 SHARED = (("tui_grad.engine.backprop", "layer_grads"), ("tui_grad.engine.gemm", "_tiled"),
           ("tui_grad.engine.backprop", "fused_update"))
+
+
+def _forget_cached(kernels) -> None:
+    """Remove the numba cache files of ``kernels`` ((module, name) pairs) from our cache,
+    before compiling them for the helper to load: numba writes an entry's index before its
+    data file, so a helper reading the new index at that moment would load an older data
+    file of the same number (an earlier version's). Without one, it compiles its own copy."""
+    for module, name in kernels:
+        cache = getattr(importlib.import_module(module), name)._cache
+        prefix = cache._cache_file._index_name.removesuffix(".nbi")
+        for path in Path(cache._cache_path).glob(prefix + ".*"):
+            with contextlib.suppress(OSError):
+                path.unlink()
 
 
 def _cache_into(directory: str) -> None:
@@ -953,13 +980,15 @@ def _compile(configs: list[Config]) -> tuple[list, int, bool, list]:
         with contextlib.suppress(OSError):  # (no second process: compile it all here)
             helper = _Helper([c for c in configs if c.network.model == "mlp"], helped,
                              cache_dir())
-            # the helper's half is the longer one, and the app takes some of a core: this
-            # process yields the CPU to it (its own half ends first either way)
+            # the app takes some of a core meanwhile; with this process yielding the CPU to
+            # the helper, the two halves (SHARED and HELPED balance them) end within about a
+            # second of each other
             with contextlib.suppress(OSError, AttributeError):
                 os.nice(5)
     with _compile_events(started, ended):
         if helper is not None:
             if helper.forked:  # first the SHARED kernels: the helper needs them midway
+                _forget_cached(SHARED)
                 with (contextlib.suppress(Exception),  # (only an optimisation: see SHARED)
                       _skipping("tui_grad.engine.kernels", "forward"),
                       _skipping("tui_grad.engine.kernels", "loss_and_output_grad", _some_loss),
@@ -971,9 +1000,8 @@ def _compile(configs: list[Config]) -> tuple[list, int, bool, list]:
                   _reading_helpers_cache(helper.scratch) as helped_kernels):
                 for config in configs:
                     Simulator(config).step()
-                # (the steps below load what the helper compiled)
                 hits = cache_hits(besides=helped_kernels)
-            helper.finish()  # (if it failed, they compile backward here)
+            helper.finish()  # (the steps below load its backward; if it failed, compile it)
         first = [Simulator(config).step() for config in configs]
     if helper is None:
         hits = cache_hits()
