@@ -243,6 +243,23 @@ def test_numbers_read_as_people_write_them():
     assert "2.5e+17 at step 3, 1.0e+18 at step 4" in text
 
 
+async def test_a_chart_waiting_for_its_first_step_has_no_axis_of_fractions():
+    """Before the first step (a cold start compiles for seconds) a chart shows its message
+    and no ticks: an axis of layers from 0.00 to 1.00 reads as nonsense."""
+    from tui_grad.tui.app import GradApp
+    from tui_grad.tui.charts import GradientChart
+
+    app = GradApp(load_scenario("default"), autostart=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause(0.2)
+        chart = app.query(GradientChart).first()
+        chart._inputs = None  # (as before the first step: nothing to draw yet)
+        rendered = chart.render()
+        text = getattr(rendered, "plain", str(rendered))
+        assert "waiting for the first step" in text
+        assert not any(tick in text for tick in ("0.00", "0.25", "0.50", "1.00"))
+
+
 def test_choice_rows_fit_their_width():
     """A choice row gives way by shortening the name, never by wrapping the value."""
     assert choice_text("init", "xavier_normal", 26) == "init     < xavier_normal >"

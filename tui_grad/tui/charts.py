@@ -96,6 +96,8 @@ class Chart(PlotextPlot):
             plt.text(pad_wide(tr("waiting for the first step...")), 0.5, 0.5, alignment="center")
             plt.xlim(0, 1)
             plt.ylim(0, 1)
+            plt.xticks([])  # (no axis of fractions of a layer before there is a layer)
+            plt.yticks([])
         else:
             self.plot(*self._inputs)
         return unpad_text(super().render())
