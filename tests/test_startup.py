@@ -964,14 +964,13 @@ def test_the_warm_ups_stand_in_compiles_the_shared_kernels_as_backward_links_the
     argument types backward calls them with (else the helper finds no entry and compiles its
     own copy), and runs nothing. Backward's compiled code in the suite's warm cache names each
     kernel it links (the symbol encodes the argument types): the stand-in's must be those."""
-    import importlib
     import re
 
     import numpy as np
 
     from tui_grad.engine import Simulator, backprop
 
-    cache = backprop.backward._cache
+    backward, shared = backprop.backward, warmup._kernels(warmup.SHARED)
     taken: list = []
     monkeypatch.setattr(backprop, "backward", lambda *args: taken.append(args))
     Simulator(Config()).step()
@@ -985,8 +984,7 @@ def test_the_warm_ups_stand_in_compiles_the_shared_kernels_as_backward_links_the
         compiling = kernel.compile
         return compile
 
-    for module, name in warmup.SHARED:
-        kernel = getattr(importlib.import_module(module), name)
+    for kernel in shared:
         monkeypatch.setattr(kernel, "compile", recording(kernel))
     before = [np.copy(value) for value in taken[0] if isinstance(value, np.ndarray)]
     warmup._compiling_shared(*taken[0])
@@ -997,11 +995,10 @@ def test_the_warm_ups_stand_in_compiles_the_shared_kernels_as_backward_links_the
         # as the function or, where it was inlined, its environment)
         return re.sub(rb"B\d+v\d+", b"", name).replace(b"_ZN08NumbaEnv", b"_ZN")
 
-    prefix = cache._cache_file._index_name.removesuffix(".nbi")
-    code = b"".join(path.read_bytes() for path in Path(cache._cache_path).glob(prefix + ".*.nbc"))
-    for module, name in warmup.SHARED:
-        kernel = getattr(importlib.import_module(module), name)
-        compiled = kernel.overloads[asked[kernel]]
+    code = b"".join(path.read_bytes() for path in warmup._cache_files(
+        Path(backward._cache._cache_path), backward) if path.suffix == ".nbc")
+    for kernel in shared:
+        compiled, name = kernel.overloads[asked[kernel]], kernel.py_func.__name__
         linked = {symbol(found) for found in re.findall(rb"_ZN\w*%d%s\w+" % (
             len(name), name.encode()), code)}
         assert symbol(compiled.fndesc.mangled_name.encode()) in linked, name

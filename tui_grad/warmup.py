@@ -798,15 +798,13 @@ class _Helper:
                 time.sleep(0.05)
             self.reader.join()
             cache = backprop.backward._cache
-            ours, name = Path(cache._cache_path), cache._cache_file._index_name
-            theirs = Path(self.answer["cache"])
-            if not self.answer.get("done") or self.answer.get("index") != name:
+            ours, theirs = Path(cache._cache_path), Path(self.answer["cache"])
+            if not self.answer.get("done") or self.answer.get("index") != cache._cache_file._index_name:
                 return False
-            for module, kernel in HELPED:  # (the engine's modules share one directory)
-                index = getattr(importlib.import_module(module), kernel)._cache._cache_file._index_name
-                if not (ours / index).exists():
-                    _copy_cache_files(theirs, ours, index)
-            return _copy_cache_files(theirs, ours, name)
+            for kernel in _kernels(HELPED):  # (the engine's modules share one directory)
+                if not _cache_files(ours, kernel):
+                    _copy_cache_files(theirs, ours, kernel)
+            return _copy_cache_files(theirs, ours, backprop.backward)
         except Exception:  # noqa: BLE001 - this process compiles backward instead
             return False
         finally:
@@ -815,13 +813,28 @@ class _Helper:
             shutil.rmtree(self.scratch, ignore_errors=True)
 
 
-def _copy_cache_files(theirs: Path, ours: Path, index: str) -> bool:
-    """Copy one kernel's numba cache files (``index`` and its data files) from the directory
+def _kernels(names) -> list:
+    """The kernels named by (module, name) pairs (SHARED, HELPED)."""
+    return [getattr(importlib.import_module(module), name) for module, name in names]
+
+
+def _cache_files(directory: Path, kernel) -> list[Path]:
+    """``kernel``'s numba cache files in ``directory``: its index and data files."""
+    return list(directory.glob(kernel._cache._cache_file._index_name.removesuffix(".nbi") + ".*"))
+
+
+def _saving_nothing(cache):
+    """``cache`` (a kernel's numba cache), made to load only."""
+    cache.save_overload = lambda *args, **kwargs: None
+    return cache
+
+
+def _copy_cache_files(theirs: Path, ours: Path, kernel) -> bool:
+    """Copy ``kernel``'s numba cache files (its index and data files) from the directory
     ``theirs`` to ``ours``, each by an atomic rename, the index last. Whether it had one."""
     import shutil
 
-    files = sorted(theirs.glob(index.removesuffix(".nbi") + ".*"),
-                   key=lambda path: path.suffix == ".nbi")
+    files = sorted(_cache_files(theirs, kernel), key=lambda path: path.suffix == ".nbi")
     for path in files:
         temporary = ours / f"{path.name}.{os.getpid()}.tmp"
         shutil.copyfile(path, temporary)
@@ -842,10 +855,8 @@ def _forget_cached(kernels) -> None:
     before compiling them for the helper to load: numba writes an entry's index before its
     data file, so a helper reading the new index at that moment would load an older data
     file of the same number (an earlier version's). Without one, it compiles its own copy."""
-    for module, name in kernels:
-        cache = getattr(importlib.import_module(module), name)._cache
-        prefix = cache._cache_file._index_name.removesuffix(".nbi")
-        for path in Path(cache._cache_path).glob(prefix + ".*"):
+    for kernel in _kernels(kernels):
+        for path in _cache_files(Path(kernel._cache._cache_path), kernel):
             with contextlib.suppress(OSError):
                 path.unlink()
 
@@ -858,10 +869,10 @@ def _cache_into(directory: str) -> None:
     from numba.core import config
 
     os.environ["NUMBA_CACHE_DIR"] = config.CACHE_DIR = directory  # (a config reload keeps it)
-    shared = {getattr(importlib.import_module(module), name) for module, name in SHARED}
+    shared = _kernels(SHARED)
     for _, _, dispatcher in _engine_dispatchers():
         if dispatcher in shared:
-            dispatcher._cache.save_overload = lambda *args, **kwargs: None
+            _saving_nothing(dispatcher._cache)
         else:
             dispatcher.enable_caching()
 
@@ -885,16 +896,14 @@ def _reading_helpers_cache(directory: str):
 
     kept = {}
     try:
-        for module, name in HELPED:
-            kernel = getattr(importlib.import_module(module), name)
+        for kernel in _kernels(HELPED):
             ours, config.CACHE_DIR = config.CACHE_DIR, directory
             try:
-                theirs = FunctionCache(kernel.py_func)
+                theirs = _saving_nothing(FunctionCache(kernel.py_func))
             except Exception:  # noqa: BLE001 - (then it compiles here, as without the helper)
                 continue
             finally:
                 config.CACHE_DIR = ours
-            theirs.save_overload = lambda *args, **kwargs: None
             kept[kernel], kernel._cache = kernel._cache, theirs
         yield set(kept)
     finally:

@@ -235,7 +235,7 @@ def norm_forward(kind, z, xhat, inv_std, gamma, beta, eps):
 @inner
 def layer_statistics(h, a, deriv, stats, i):
     """Fill stats[:, i] = mean, std of h; saturated fraction of phi'; dead-unit fraction of a
-    (units 0 or -0 in every row), in one pass over the block.
+    (units 0 or -0 in every row), in two passes over the block (see _statistics_pass).
 
     Dead units are found by OR-ing the rows' bit patterns, sign cleared, which vectorises.
     """
@@ -337,7 +337,7 @@ def forward(params, lay, hyper, h_buf, u_buf, xh_buf, inv_std, a_buf, d_buf, log
                 spread = reduce_add(spread, (np.float64(value) - mean) ** 2)
             stats[0, i] = mean
             stats[1, i] = math.sqrt(spread / flat.size)
-            stats[4, i] = max_abs(logits.ravel())
+            stats[4, i] = max_abs(flat)
             return
         prefetch(h_buf, h_off[i + 1], h_off[i + 1] + batch * n_out)  # where the output goes
         cell = i * batch * n_out

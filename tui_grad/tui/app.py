@@ -272,6 +272,15 @@ class GradApp(App[None]):
             time.sleep(0.005)
         return bool(first) and self.session.show_first_steps(child.configs, first)
 
+    def _paint_first_steps(self, configs, first) -> None:
+        """From the worker: show ``first`` (a child's step 0 of each config, or None/[]) and
+        wait until it is painted: now, not at the next redraw tick, and before this process
+        loads the kernels."""
+        if first and self.session.show_first_steps(configs, first):
+            with contextlib.suppress(RuntimeError):  # (the app closed meanwhile)
+                self.call_from_thread(self.redraw)
+            self._first_drawn.wait(FIRST_DRAW_WAIT_SECONDS)
+
     async def _mount_first_panels(self) -> None:
         """The panels of the first screen (_eager_panels), after the frame with the first
         step; the worker loads numba once they are painted too (_first_frame_done)."""
@@ -386,12 +395,8 @@ class GradApp(App[None]):
                     warm = warmup.Warmup.taking_over(child, configs)
                 if self._preview_at_mount:  # in the first frame already
                     first_drawn.wait(FIRST_DRAW_WAIT_SECONDS)
-                elif first and session.show_first_steps(child.configs, first):
-                    # the screen paints the child's step now (not at the next redraw tick),
-                    # and before this process loads the kernels
-                    with contextlib.suppress(RuntimeError):  # (the app closed meanwhile)
-                        self.call_from_thread(self.redraw)
-                    first_drawn.wait(FIRST_DRAW_WAIT_SECONDS)
+                else:
+                    self._paint_first_steps(child.configs, first)
             # needed() False: every kernel was cached, and is loaded now
             if warm is None and warmup.needed(configs):
                 warm = warmup.Warmup(configs)
@@ -409,11 +414,8 @@ class GradApp(App[None]):
                 self.startup_text = progress.text
                 # the child's step 0 (it has every kernel in memory) on screen now, while
                 # this process loads the kernels (about half a second)
-                first = warm.first_steps() if progress.error is None else []
-                if first and session.show_first_steps(configs, first):
-                    with contextlib.suppress(RuntimeError):  # (the app closed meanwhile)
-                        self.call_from_thread(self.redraw)
-                    first_drawn.wait(FIRST_DRAW_WAIT_SECONDS)  # (painted before numba)
+                if progress.error is None:
+                    self._paint_first_steps(configs, warm.first_steps())
         finally:
             if warm is not None:
                 warm.cancel()
